@@ -1,0 +1,10 @@
+"""neuroplastic: neural networks that change their own weights and their own architecture."""
+from . import rules
+from .edits import Edits, NeuronRef
+from .errors import (CheckpointError, ConfigError, CycleError, EditError, NeuroplasticError,
+                     TeacherError, UnknownNameError)
+from .graph import GraphNet
+
+__all__ = ["GraphNet", "Edits", "NeuronRef", "rules", "NeuroplasticError", "ConfigError",
+           "EditError", "CycleError", "CheckpointError", "TeacherError", "UnknownNameError"]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Plasticity rules: each reads statistics and returns Edits."""
