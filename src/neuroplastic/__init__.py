@@ -8,3 +8,8 @@ from .graph import GraphNet
 __all__ = ["GraphNet", "Edits", "NeuronRef", "rules", "NeuroplasticError", "ConfigError",
            "EditError", "CycleError", "CheckpointError", "TeacherError", "UnknownNameError"]
 __version__ = "0.1.0"
+
+from .checkpoint import load, restore_optimizer, save  # noqa: E402
+from .distill import distill  # noqa: E402
+
+__all__ += ["save", "load", "restore_optimizer", "distill"]

@@ -1,1 +1,4 @@
-"""Plasticity rules: each reads statistics and returns Edits."""
+"""Plasticity rules: each reads statistics of a network and returns Edits."""
+from .spm import SPM, SPMConfig
+
+__all__ = ["SPM", "SPMConfig"]

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import UnknownNameError
+
 __all__ = [
     "Teacher",
     "cartpole_teacher",
@@ -142,14 +144,14 @@ TEACHERS: dict[str, Teacher] = {
 def get_teacher(env_id: str) -> Teacher:
     """Return the built-in teacher for ``env_id``.
 
-    Raises ``ValueError`` (not ``KeyError``) listing the known ids, so a typo
+    Raises ``UnknownNameError`` (a ``ValueError``, not a ``KeyError``) listing the known ids, so a typo
     in a config produces an actionable message instead of a bare key.
     """
     try:
         return TEACHERS[env_id]
     except KeyError:
         known = ", ".join(sorted(TEACHERS))
-        raise ValueError(f"no built-in teacher for env {env_id!r}; known: {known}") from None
+        raise UnknownNameError(f"no built-in teacher for env {env_id!r}; known: {known}") from None
 
 
 def evaluate_teacher(
@@ -165,24 +167,12 @@ def evaluate_teacher(
     of rewards until termination or truncation (the environment's own time
     limit), matching the numbers usually quoted for these tasks.
     """
-    import gymnasium as gym
+    from .control import ActionSpec, make_env, rollout, teacher_batch
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-
-    env = gym.make(env_id)
-    returns = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total = 0.0
-            done = False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(teacher(obs))
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-    finally:
-        env.close()
-    arr = np.asarray(returns, dtype=np.float64)
-    return float(arr.mean()), float(arr.std())
+    env = make_env(env_id)
+    spec = ActionSpec.of(env.action_space)
+    env.close()
+    returns, _ = rollout(env_id, teacher_batch(teacher, spec), episodes, seed)
+    return float(returns.mean()), float(returns.std())

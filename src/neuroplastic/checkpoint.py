@@ -1,0 +1,144 @@
+"""Checkpoints: atomic, integrity-checked, and loadable without executing pickled code.
+
+File layout: an 8-byte magic, the SHA-256 of the payload, then the payload, which is a
+`torch.save` archive of plain containers, numbers, strings and tensors only. Loading checks
+the magic and the digest first (a truncated or tampered file is refused before any parsing)
+and then reads the payload with `torch.load(weights_only=True)`, which cannot run code.
+Writing goes to a temporary file in the same directory, fsync, then `os.replace`, so a
+crash never leaves a half-written checkpoint under the real name.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError
+
+MAGIC = b"NPLCKPT1"
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict:
+    """The global RNG states (torch, numpy, random) as plain, weights-only-safe values."""
+    return {"torch": torch.get_rng_state(), "numpy": repr(np.random.get_state(legacy=False)),
+            "python": repr(random.getstate())}
+
+
+def set_rng_state(state: dict) -> None:
+    import ast
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(ast.literal_eval(state["numpy"]))
+    random.setstate(ast.literal_eval(state["python"]))
+
+
+def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None = None) -> None:
+    """Write network topology and weights, optimizer and rule state, RNG state and step."""
+    from .graph import GraphNet
+    if not isinstance(net, GraphNet):
+        raise CheckpointError(f"save() expects a GraphNet, got {type(net).__name__}")
+    payload = {
+        "format": 1,
+        "net": {"config": net.config(), "tensors": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "next_uid": net._next_uid},
+        "optimizer": _optimizer_state(net, optimizer),
+        "rule": rule.state_dict() if rule is not None else None,
+        "rng": rng_state(),
+        "step": int(step),
+        "extra": extra or {},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    atomic_write_bytes(path, MAGIC + hashlib.sha256(body).digest() + body)
+
+
+def _optimizer_state(net, optimizer):
+    """Optimizer state keyed by parameter *name*, so it survives the net's reconstruction."""
+    if optimizer is None:
+        return None
+    names = {id(p): n for n, p in net.named_parameters()}
+    groups = []
+    for g in optimizer.param_groups:
+        groups.append({"params": [names[id(p)] for p in g["params"]],
+                       "options": {k: v for k, v in g.items() if k != "params"}})
+    state = {names[id(p)]: dict(s) for p, s in optimizer.state.items() if id(p) in names}
+    return {"class": type(optimizer).__name__, "groups": groups, "state": state}
+
+
+def load(path, map_location="cpu") -> dict:
+    """Read a checkpoint: {"net", "optimizer_state", "rule_state", "rng", "step", "extra"}.
+
+    `net` is a rebuilt GraphNet; restore the optimizer with `restore_optimizer(state, opt)`
+    after creating it on `state["net"].parameters()`.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc.strerror}") from exc
+    header = len(MAGIC) + 32
+    if len(data) < header or data[: len(MAGIC)] != MAGIC:
+        raise CheckpointError(f"{str(path)!r} is not a neuroplastic checkpoint (bad header)")
+    if hashlib.sha256(data[header:]).digest() != data[len(MAGIC):header]:
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupted (checksum mismatch)")
+    try:
+        payload = torch.load(io.BytesIO(data[header:]), map_location=map_location, weights_only=True)
+        net = _rebuild_net(payload["net"])
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
+    return {"net": net, "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
+            "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}
+
+
+def _rebuild_net(saved: dict):
+    from .graph import GraphNet
+    tensors = saved["tensors"]
+    cfg = dict(saved["config"])
+    net = GraphNet(connect="none", neuron_capacity=tensors["bias"].numel(),
+                   edge_capacity=tensors["weight"].numel(), **cfg)
+    if net.capacity != tensors["bias"].numel() or net.edge_capacity != tensors["weight"].numel():
+        raise CheckpointError("checkpoint capacities are not powers of two; the file was not written by save()")
+    net.load_state_dict(tensors)
+    net._next_uid = int(saved["next_uid"])
+    net._plan = None
+    net._topology = None
+    return net
+
+
+def restore_optimizer(state: dict, optimizer) -> None:
+    """Load the optimizer state saved by `save` into `optimizer` (built on state['net'])."""
+    saved = state["optimizer_state"]
+    if saved is None:
+        raise CheckpointError("the checkpoint holds no optimizer state")
+    if saved["class"] != type(optimizer).__name__:
+        raise CheckpointError(f"checkpoint optimizer is {saved['class']}, not {type(optimizer).__name__}")
+    params = dict(state["net"].named_parameters())
+    for group, saved_group in zip(optimizer.param_groups, saved["groups"]):
+        group.update(saved_group["options"])
+    optimizer.state.clear()
+    for name, s in saved["state"].items():
+        optimizer.state[params[name]] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}

@@ -1,0 +1,337 @@
+"""Policy distillation: a student network imitates a teacher on a gymnasium control task.
+
+The protocol (papers/smgrnn.md §1, §4): (state, teacher action) pairs are collected from
+teacher rollouts; the student is trained by Adam on minibatches with cross-entropy
+(discrete actions) or MSE (continuous actions, tanh-squashed and rescaled to the action
+bounds); its return is measured on held-out reset seeds. DAgger-style relabelling of the
+states the student itself visits is an option (`dagger_rounds`).
+
+Students:
+  smgrnn           GraphNet + SPM (grow and prune)
+  growth-only      GraphNet + SPM with pruning off
+  growth-disabled  GraphNet + SPM with both growth mechanisms off (pruning on)
+  static           GraphNet, SPM off
+  mlp              a plain torch.nn.Sequential MLP (`hidden=[...]`)
+All share data, loss, optimizer and step budget, so differences come from the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .errors import CheckpointError, ConfigError, UnknownNameError
+from .graph import GraphNet
+from .rules.spm import SPM, SPMConfig
+from .tasks.control import DATA_SEED_BASE, EVAL_SEED_BASE, ActionSpec, make_env, rollout, teacher_batch
+
+MODELS = ("smgrnn", "growth-only", "growth-disabled", "static", "mlp")
+# What each GraphNet variant changes in the SPM; everything else is shared.
+_SPM_OVERRIDES = {
+    "smgrnn": {},
+    "growth-only": {"prune": False},
+    "growth-disabled": {"edge_growth": False, "random_growth": False},
+}
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 20_000            # optimizer steps (paper proposal: 50k)
+    batch_size: int = 64
+    lr: float = 1e-3
+    n_data: int = 20_000           # teacher transitions collected before training
+    data_episodes: int = 0         # 0: as many episodes as needed for n_data (batched 8 at a time)
+    dagger_rounds: int = 0         # extra rounds of relabelling student-visited states
+    dagger_episodes: int = 8
+    eval_every: int = 2_000        # steps between learning-curve evaluations
+    eval_episodes: int = 20        # held-out episodes for the final return
+    curve_episodes: int = 5        # held-out episodes per learning-curve point
+    hidden: list = field(default_factory=lambda: [64, 64])  # MLP widths
+    init_hidden: int = 4           # GraphNet start: dense in->out plus this many in->h->out
+    activation: str = "tanh"
+    checkpoint_every: int = 0      # steps between checkpoints when a checkpoint path is given
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "n_data", "eval_every", "eval_episodes", "curve_episodes",
+                     "dagger_episodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be an integer >= 1")
+        for name in ("dagger_rounds", "init_hidden", "checkpoint_every", "data_episodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name}={value!r} must be an integer >= 0")
+        if not isinstance(self.lr, int | float) or not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr={self.lr!r} must be a positive number")
+        if not isinstance(self.hidden, list | tuple) or not all(isinstance(h, int) and h > 0 for h in self.hidden):
+            raise ConfigError(f"hidden={self.hidden!r} must be a list of positive integers")
+        self.hidden = list(self.hidden)
+
+
+def split_options(options: dict) -> tuple[DistillConfig, dict]:
+    """Split flat keyword options into the DistillConfig and the SPM options."""
+    ours = {f.name for f in dataclasses.fields(DistillConfig)}
+    spm_fields = {f.name for f in dataclasses.fields(SPMConfig)}
+    unknown = sorted(set(options) - ours - spm_fields)
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; distillation options: {', '.join(sorted(ours))}; "
+                          f"SPM options: {', '.join(sorted(spm_fields))}")
+    return (DistillConfig(**{k: v for k, v in options.items() if k in ours}),
+            {k: v for k, v in options.items() if k in spm_fields})
+
+
+class Student(nn.Module):
+    """Input normalisation (fixed, from the teacher data) + core network + action head."""
+
+    def __init__(self, core: nn.Module, spec: ActionSpec, obs_mean: np.ndarray, obs_std: np.ndarray):
+        super().__init__()
+        self.core, self.discrete = core, spec.discrete
+        self.register_buffer("obs_mean", torch.as_tensor(obs_mean, dtype=torch.float32))
+        self.register_buffer("obs_std", torch.as_tensor(obs_std, dtype=torch.float32))
+        if not spec.discrete:
+            self.register_buffer("act_mid", torch.as_tensor((spec.high + spec.low) / 2))
+            self.register_buffer("act_half", torch.as_tensor((spec.high - spec.low) / 2))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (discrete) or actions within the bounds (continuous)."""
+        out = self.core((obs - self.obs_mean) / self.obs_std)
+        return out if self.discrete else self.act_mid + self.act_half * torch.tanh(out)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        out = self(torch.as_tensor(obs, dtype=torch.float32))
+        return out.argmax(1).numpy() if self.discrete else out.numpy()
+
+
+def initial_graph(n_in: int, n_out: int, n_hidden: int, activation: str, seed: int) -> GraphNet:
+    """Dense input->output edges plus n_hidden neurons wired input->hidden->output."""
+    first = n_in + n_out
+    src, dst = [], []
+    for o in range(n_in, first):
+        src += list(range(n_in))
+        dst += [o] * n_in
+    for h in range(first, first + n_hidden):
+        src += list(range(n_in)) + [h] * n_out
+        dst += [h] * n_in + list(range(n_in, first))
+    return GraphNet.from_edges(n_in, n_out, n_hidden, src, dst, seed=seed, activation=activation)
+
+
+def build_core(model: str, n_in: int, n_out: int, cfg: DistillConfig, seed: int) -> nn.Module:
+    if model == "mlp":
+        torch.manual_seed(seed)
+        layers, width = [], n_in
+        for h in cfg.hidden:
+            layers += [nn.Linear(width, h), nn.Tanh() if cfg.activation == "tanh" else nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        return nn.Sequential(*layers)
+    return initial_graph(n_in, n_out, cfg.init_hidden, cfg.activation, seed)
+
+
+def count_params(core: nn.Module) -> int:
+    return core.n_params if isinstance(core, GraphNet) else sum(p.numel() for p in core.parameters())
+
+
+def size_of(core: nn.Module) -> dict:
+    if isinstance(core, GraphNet):
+        return {"n_params": core.n_params, "n_hidden": core.n_hidden, "n_edges": core.n_edges}
+    linears = [m for m in core.modules() if isinstance(m, nn.Linear)]
+    return {"n_params": count_params(core), "n_hidden": sum(m.out_features for m in linears[:-1]),
+            "n_edges": sum(m.weight.numel() for m in linears)}
+
+
+def _collect(env_id, teacher, spec, cfg: DistillConfig, seed: int):
+    """Teacher demonstrations: at least n_data (state, action) pairs from whole episodes."""
+    act = teacher_batch(teacher, spec)
+    obs_parts, n, batch = [], 0, 0
+    while n < cfg.n_data:
+        k = cfg.data_episodes or 8
+        _, obs = rollout(env_id, act, k, DATA_SEED_BASE + seed * 100_000 + batch * k, record=True)
+        obs_parts.append(obs)
+        n += len(obs)
+        batch += 1
+        if cfg.data_episodes:
+            break
+    obs = np.concatenate(obs_parts)
+    return obs, np.asarray(act(obs))
+
+
+def _targets(actions: np.ndarray, spec: ActionSpec) -> torch.Tensor:
+    if spec.discrete:
+        return torch.as_tensor(actions, dtype=torch.long)
+    return torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(len(actions), spec.n_out))
+
+
+def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
+            checkpoint=None, progress: bool = False, **options) -> dict:
+    """Train a student to imitate `teacher` on `env_id`; returns metrics and history.
+
+    `teacher` is any callable obs -> action (None: the built-in teacher for env_id).
+    Options are DistillConfig fields and SPM options (see `neuroplastic.rules.SPMConfig`).
+    With `checkpoint=PATH` the run saves every `checkpoint_every` steps and resumes from
+    PATH if it exists, ending with the same numbers as an uninterrupted run.
+    """
+    if model not in MODELS:
+        raise UnknownNameError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    cfg, spm_options = split_options(options)
+    if teacher is None:
+        from .tasks.teachers import get_teacher
+        teacher = get_teacher(env_id)
+    if not callable(teacher):
+        raise ConfigError(f"teacher must be a callable obs -> action, got {type(teacher).__name__}")
+    env = make_env(env_id)
+    spec = ActionSpec.of(env.action_space)
+    n_in = int(np.prod(env.observation_space.shape))
+    env.close()
+    spm_config = None
+    if model in _SPM_OVERRIDES:
+        spm_config = SPMConfig.from_dict({"seed": seed, "lambda_edge": cfg.lr, **spm_options,
+                                          **_SPM_OVERRIDES[model]})
+    elif spm_options:
+        raise ConfigError(f"SPM option {sorted(spm_options)[0]!r} given for model {model!r}, which has no SPM")
+
+    started = time.perf_counter()
+    state = _load_or_start(checkpoint, env_id, model, seed, cfg, spm_config)
+    if state is None:
+        obs, actions = _collect(env_id, teacher, spec, cfg, seed)
+        torch.manual_seed(seed)
+        core = build_core(model, n_in, spec.n_out, cfg, seed)
+        mean, std = obs.mean(0), obs.std(0) + 1e-6
+        student = Student(core, spec, mean, std)
+        optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+        spm = SPM(spm_config) if spm_config else None
+        gen = torch.Generator().manual_seed(seed)
+        history: list[dict] = []
+        start_step, dagger_done = 0, 0
+        teacher_ret = None
+    else:
+        student, optimizer, spm, gen, history, obs, actions, start_step, dagger_done, teacher_ret = \
+            _restore(state, spec, cfg, model)
+        core = student.core
+    if teacher_ret is None:
+        returns, _ = rollout(env_id, teacher_batch(teacher, spec), cfg.eval_episodes, EVAL_SEED_BASE)
+        teacher_ret = (float(returns.mean()), float(returns.std()))
+
+    inputs, targets = torch.as_tensor(obs, dtype=torch.float32), _targets(actions, spec)
+    loss_fn = nn.CrossEntropyLoss() if spec.discrete else nn.MSELoss()
+    if isinstance(core, GraphNet):
+        core.track_activity = bool(spm and spm.config.prune_inactive)
+    round_len = cfg.steps // (cfg.dagger_rounds + 1)
+    bar = _progress(progress, cfg.steps, start_step, f"{env_id} {model} seed={seed}")
+    loss = torch.tensor(float("nan"))
+    for step in range(start_step + 1, cfg.steps + 1):
+        idx = torch.randint(len(inputs), (cfg.batch_size,), generator=gen)
+        loss = loss_fn(student(inputs[idx]), targets[idx])
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        optimizer.step()
+        if spm is not None:
+            spm.observe(core)
+            spm.step(core, optimizer)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            returns, _ = rollout(env_id, student.act, cfg.curve_episodes, EVAL_SEED_BASE)
+            history.append({"step": step, "return": float(returns.mean()), "loss": float(loss.detach()),
+                            **size_of(core)})
+            if bar:
+                bar.set_postfix(ret=f"{returns.mean():.1f}", params=size_of(core)["n_params"])
+        if cfg.dagger_rounds and dagger_done < cfg.dagger_rounds and step == round_len * (dagger_done + 1):
+            # DAgger: label the states the student reaches with the teacher's actions.
+            _, visited = rollout(env_id, student.act, cfg.dagger_episodes,
+                                 DATA_SEED_BASE + 50_000 + seed * 100_000 + dagger_done * 1000, record=True)
+            obs = np.concatenate([obs, visited])
+            actions = np.concatenate([actions, np.asarray(teacher_batch(teacher, spec)(visited))])
+            inputs, targets = torch.as_tensor(obs, dtype=torch.float32), _targets(actions, spec)
+            dagger_done += 1
+        if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            _save(checkpoint, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions,
+                  step, dagger_done, teacher_ret, student)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+
+    returns, _ = rollout(env_id, student.act, cfg.eval_episodes, EVAL_SEED_BASE)
+    result = {
+        "env_id": env_id, "model": model, "seed": seed,
+        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+        "teacher_return_mean": teacher_ret[0], "teacher_return_std": teacher_ret[1],
+        **size_of(core),
+        "final_loss": float(loss.detach()), "n_data": len(obs),
+        "wall_s": time.perf_counter() - started,
+        "history": history,
+        "events": list(spm.events) if spm else [],
+        "config": dataclasses.asdict(cfg),
+        "spm": dataclasses.asdict(spm.config) if spm else None,
+    }
+    result["student"] = student
+    return result
+
+
+def _progress(enabled: bool, total: int, initial: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, mininterval=1.0)
+
+
+# ----------------------------------------------------------------------- checkpoints
+def _identity(env_id, model, seed, cfg, spm_config) -> dict:
+    """What must match for a checkpoint to continue this run (the step budget may grow)."""
+    c = dataclasses.asdict(cfg)
+    c.pop("steps")
+    return {"env_id": env_id, "model": model, "seed": seed, "config": c,
+            "spm": dataclasses.asdict(spm_config) if spm_config else None}
+
+
+def _save(path, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions, step,
+          dagger_done, teacher_ret, student):
+    extra = {"identity": _identity(env_id, model, seed, cfg, spm.config if spm else None),
+             "gen": gen.get_state(), "history": history, "obs": torch.as_tensor(obs),
+             "actions": torch.as_tensor(np.asarray(actions)), "dagger_done": dagger_done,
+             "teacher_return": list(teacher_ret), "obs_norm": {"obs_mean": student.obs_mean, "obs_std": student.obs_std},
+             "optimizer": optimizer.state_dict()}
+    if isinstance(core, GraphNet):
+        ckpt.save(path, core, rule=spm, step=step, extra=extra)
+    else:  # an MLP student: store it through the same atomic, checksummed container
+        extra["mlp_state"] = {k: v.detach().clone() for k, v in core.state_dict().items()}
+        ckpt.save(path, GraphNet(1, 1), step=step, extra=extra)
+
+
+def _load_or_start(path, env_id, model, seed, cfg, spm_config):
+    if not path or not Path(path).exists():
+        return None
+    state = ckpt.load(path)
+    if state["extra"].get("identity") != _identity(env_id, model, seed, cfg, spm_config):
+        raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run "
+                              f"(env, model, seed or options differ); use another path")
+    return state
+
+
+def _restore(state, spec, cfg, model):
+    extra = state["extra"]
+    buffers = extra["obs_norm"]
+    obs, actions = extra["obs"].numpy(), extra["actions"].numpy()
+    if model == "mlp":
+        core = build_core("mlp", obs.shape[1], spec.n_out, cfg, 0)
+        core.load_state_dict(extra["mlp_state"])
+    else:
+        core = state["net"]
+    student = Student(core, spec, buffers["obs_mean"].numpy(), buffers["obs_std"].numpy())
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    optimizer.load_state_dict(extra["optimizer"])
+    spm = None
+    if state["rule_state"] is not None:
+        spm = SPM()
+        spm.load_state_dict(state["rule_state"])
+    gen = torch.Generator()
+    gen.set_state(extra["gen"])
+    ckpt.set_rng_state(state["rng"])
+    return (student, optimizer, spm, gen, list(extra["history"]), obs, actions, int(state["step"]),
+            int(extra["dagger_done"]), tuple(extra["teacher_return"]))
