@@ -87,6 +87,7 @@ class _Plan:
     r_src: torch.Tensor        # recurrent: compact source position of each edge
     r_dst: torch.Tensor        # recurrent: compact target position of each edge
     r_sparse: bool
+    compact_flat: torch.Tensor | None = None  # small nets: flat (row, col) position of every edge
 
 
 class GraphNet(nn.Module):
@@ -101,6 +102,9 @@ class GraphNet(nn.Module):
     # gather/index_add kernel touches only live edges. Measured crossover on CPU.
     SPARSE_MIN_ENTRIES = 1 << 15
     SPARSE_MAX_DENSITY = 0.05
+    # Small irregular nets (grown ones) build one dense position-ordered matrix per forward
+    # and slice every level's block out of it: one scatter instead of one per level.
+    COMPACT_MAX_ENTRIES = 1 << 16
 
     def __init__(self, n_in: int, n_out: int, activation: str = "tanh",
                  output_activation: str = "identity", *, mode: str = "dag", steps: int = 1,
@@ -450,7 +454,12 @@ class GraphNet(nn.Module):
             levels.append(_Level(row_ids, bias_slice, part, lo - starts[part], width, le,
                                  weight_slice, flat, ps - lo, pd - a,
                                  self._use_sparse(k, rows * width), lv == top))
-        return _Plan(levels, level, starts, order, eids, e_src_pos, e_dst_pos, False)
+        compact = None
+        m = len(order)
+        if m * m <= self.COMPACT_MAX_ENTRIES and self.kernel == "auto" \
+                and not all(lv.weight_slice for lv in levels):
+            compact = e_dst_pos * m + e_src_pos
+        return _Plan(levels, level, starts, order, eids, e_src_pos, e_dst_pos, False, compact)
 
     # ----------------------------------------------------------------- execution
     def forward(self, x: torch.Tensor, return_states: bool = False):
@@ -491,9 +500,17 @@ class GraphNet(nn.Module):
         if self.track_activity:
             activity = torch.zeros(self.capacity, device=x.device)
             activity[: self.n_in] = x.detach().abs().mean(0)
-        for lv in plan.levels:
-            w, b = self._level_block(lv)
+        if plan.compact_flat is not None:
+            m = len(plan.ids)
+            w_all = self.weight.new_zeros(m * m).index_put((plan.compact_flat,), self.weight[plan.r_eids])
+            w_all, b_all = w_all.view(m, m), self.bias[plan.ids]
+        for i, lv in enumerate(plan.levels):
             rows = len(lv.row_ids)
+            if plan.compact_flat is not None:
+                a = plan.starts[i + 1]
+                w, b = w_all[a:a + rows, a - lv.width:a], b_all[a:a + rows]
+            else:
+                w, b = self._level_block(lv)
             if lv.width == 0:
                 z = b.expand(x.shape[0], rows)
             else:
