@@ -171,7 +171,8 @@ class GraphNet(nn.Module):
         dst.append(out.repeat_interleave(len(prev)))
         n_edges = sum(len(s) for s in src)
         net = cls(n_in, n_out, activation, output_activation, connect="none", seed=seed,
-                  neuron_capacity=first, edge_capacity=n_edges, **kwargs)
+                  neuron_capacity=max(first, kwargs.pop("neuron_capacity", None) or 0),
+                  edge_capacity=max(n_edges, kwargs.pop("edge_capacity", None) or 0), **kwargs)
         if ids:
             net._write_structure(new_neurons=torch.cat(ids), new_bias=torch.zeros(first - n_in - n_out))
         net._add_initial_edges(torch.cat(src), torch.cat(dst))

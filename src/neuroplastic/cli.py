@@ -1,0 +1,132 @@
+"""`neuroplastic list | run NAME | report DIR | bench NAME`.
+
+Every problem with the user's input ends as one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from pathlib import Path
+
+from .errors import ConfigError, NeuroplasticError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse would print the usage block too)
+        print(f"neuroplastic: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse_value(text: str):
+    """A --set value as TOML would read it (numbers, booleans, lists), else a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(config_file: str | None, sets: list[str]) -> dict:
+    overrides: dict = {}
+    if config_file:
+        path = Path(config_file)
+        try:
+            overrides.update(tomllib.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_file!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file!r} is not valid TOML: {exc}") from None
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} must look like key=value")
+        overrides[key.strip()] = parse_value(value.strip())
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neuroplastic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list the registered experiments and benchmarks")
+    run = sub.add_parser("run", help="run an experiment and write results.json, report.md and plots")
+    run.add_argument("name")
+    run.add_argument("--config", help="TOML file of option = value lines")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
+    run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    run.add_argument("--envs", help="comma-separated environment ids")
+    run.add_argument("--quick", action="store_true", help="reduced budget (under a minute), used by tests")
+    run.add_argument("--full", action="store_true", help="the full run: all tasks, 5 seeds, full budget")
+    run.add_argument("--out", help="output directory (default runs/NAME)")
+    run.add_argument("--workers", type=int, default=1, help="run jobs in parallel on Ray with N workers")
+    run.add_argument("--address", help="address of a running Ray cluster")
+    run.add_argument("--no-progress", action="store_true")
+    report = sub.add_parser("report", help="rewrite report.md and plots from DIR/results.json")
+    report.add_argument("dir")
+    bench = sub.add_parser("bench", help="benchmark ours against a reference in the same run")
+    bench.add_argument("name")
+    bench.add_argument("--quick", action="store_true", help="small sizes and few repeats")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench.add_argument("--out", default="docs/results/bench", help="directory for NAME.json")
+    return parser
+
+
+def _run(args) -> None:
+    from .experiments.runner import run_experiment
+    overrides = parse_overrides(args.config, args.set)
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    if args.envs:
+        overrides["envs"] = args.envs
+    out = Path(args.out or f"runs/{args.name}")
+    results = run_experiment(args.name, out, quick=args.quick, full=args.full, overrides=overrides,
+                             workers=args.workers, address=args.address, progress=not args.no_progress)
+    print(f"{len(results['rows'])} runs; report: {out / 'report.md'}")
+
+
+def _report(args) -> None:
+    from .experiments import get_experiment
+    from .report import load_results
+    results = load_results(args.dir)
+    get_experiment(results["experiment"]).report(results, Path(args.dir))
+    print(f"report: {Path(args.dir) / 'report.md'}")
+
+
+def _list() -> None:
+    from .bench import BENCHMARKS
+    from .experiments import all_experiments
+    print("experiments:")
+    for name, exp in all_experiments().items():
+        print(f"  {name:<12} {exp.description}")
+    print("benchmarks:")
+    for name, bench in BENCHMARKS.items():
+        print(f"  {name:<12} {bench.__doc__.splitlines()[0]}")
+
+
+def _bench(args) -> None:
+    from .bench import run_benchmark
+    run_benchmark(args.name, quick=args.quick, device=args.device, out_dir=Path(args.out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+        elif args.command == "run":
+            _run(args)
+        elif args.command == "report":
+            _report(args)
+        elif args.command == "bench":
+            _bench(args)
+    except NeuroplasticError as exc:
+        print(f"neuroplastic: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neuroplastic: interrupted; finished jobs are kept, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Reproducible experiments, registered by name (`neuroplastic list`, `neuroplastic run NAME`).
+
+An experiment is a small object with one job each:
+  * `config(quick, full, overrides)` -> the validated config dict (defaults visible at the top
+    of its module, like a paper's method section);
+  * `jobs(config)` -> the list of independent runs (task x variant x seed);
+  * `run_job(job, config, out_dir)` -> that run's metrics (a plain dict);
+  * `report(results, out_dir)` -> writes report.md and plots from results.json's content.
+The runner (`runner.py`) does the rest: resume, Ray fan-out, results.json.
+"""
+from __future__ import annotations
+
+from ..errors import UnknownNameError
+
+EXPERIMENTS: dict = {}
+
+
+def register(experiment):
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def get_experiment(name: str):
+    _load_all()
+    if name not in EXPERIMENTS:
+        raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}")
+    return EXPERIMENTS[name]
+
+
+def _load_all() -> None:
+    from . import smgrnn  # noqa: F401  (registers itself)
+
+
+def all_experiments() -> dict:
+    _load_all()
+    return dict(sorted(EXPERIMENTS.items()))

@@ -1,0 +1,93 @@
+"""Run an experiment's jobs in-process or on Ray, resumably, and write results.json.
+
+Each finished job is written at once to DIR/rows/<job>.json (atomically), so an interrupted
+run loses at most the jobs in flight: running the same command again skips finished jobs.
+Jobs are independent and seeded, and every job runs with one torch thread, so the numbers
+are the same in-process and on any number of Ray workers.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import atomic_write_bytes
+from ..errors import ConfigError
+from . import get_experiment
+
+
+def job_name(job: dict) -> str:
+    return f"{job['task']}__{job['variant']}__seed{job['seed']}".replace("/", "_")
+
+
+def _execute(name: str, job: dict, config: dict, out_dir: str) -> dict:
+    """Run one job (also the body of the Ray task)."""
+    torch.set_num_threads(1)
+    experiment = get_experiment(name)
+    started = time.perf_counter()
+    metrics = experiment.run_job(job, config, Path(out_dir))
+    metrics.setdefault("wall_s", time.perf_counter() - started)
+    return {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": f"{platform.system()} {platform.machine()}", "cpus": torch.get_num_threads()}
+
+
+def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = False,
+                   overrides: dict | None = None, workers: int = 1, address: str | None = None,
+                   progress: bool = True) -> dict:
+    experiment = get_experiment(name)
+    if quick and full:
+        raise ConfigError("--quick and --full exclude each other")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} must be an integer >= 1")
+    config = experiment.config(quick=quick, full=full, overrides=overrides or {})
+    out = Path(out_dir)
+    rows_dir = out / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    jobs = experiment.jobs(config)
+    pending = [j for j in jobs if not (rows_dir / f"{job_name(j)}.json").exists()]
+    if progress and len(pending) < len(jobs):
+        print(f"resuming: {len(jobs) - len(pending)} of {len(jobs)} jobs already done in {out}")
+
+    def save_row(row: dict) -> None:
+        atomic_write_bytes(rows_dir / f"{job_name(row)}.json", json.dumps(row).encode())
+
+    if workers > 1 or address:
+        _run_on_ray(name, pending, config, out, workers, address, progress, save_row)
+    else:
+        from tqdm.auto import tqdm
+        for job in tqdm(pending, desc=name, disable=not progress or not pending):
+            save_row(_execute(name, job, config, str(out)))
+
+    rows = [json.loads((rows_dir / f"{job_name(j)}.json").read_text()) for j in jobs]
+    results = {"experiment": name, "config": config, "environment": environment(), "rows": rows}
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+    experiment.report(results, out)
+    return results
+
+
+def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--workers > 1 needs Ray: pip install 'neuroplastic[ray]'") from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(_execute)
+    futures = [remote.remote(name, job, config, str(out)) for job in jobs]
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(futures), desc=f"{name} (ray)", disable=not progress or not futures)
+    while futures:
+        done, futures = ray.wait(futures, num_returns=1)
+        save_row(ray.get(done[0]))
+        bar.update(1)
+    bar.close()
