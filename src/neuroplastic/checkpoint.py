@@ -42,14 +42,17 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def rng_state() -> dict:
     """The global RNG states (torch, numpy, random) as plain, weights-only-safe values."""
-    return {"torch": torch.get_rng_state(), "numpy": repr(np.random.get_state(legacy=False)),
-            "python": repr(random.getstate())}
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {"torch": torch.get_rng_state(), "python": repr(random.getstate()),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)}}
 
 
 def set_rng_state(state: dict) -> None:
     import ast
     torch.set_rng_state(state["torch"])
-    np.random.set_state(ast.literal_eval(state["numpy"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate(ast.literal_eval(state["python"]))
 
 

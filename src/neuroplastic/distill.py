@@ -249,7 +249,7 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
             actions = np.concatenate([actions, np.asarray(teacher_batch(teacher, spec)(visited))])
             inputs, targets = torch.as_tensor(obs, dtype=torch.float32), _targets(actions, spec)
             dagger_done += 1
-        if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save(checkpoint, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions,
                   step, dagger_done, teacher_ret, student)
         if bar:

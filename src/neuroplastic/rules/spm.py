@@ -174,7 +174,7 @@ class SPM:
         self.delta.push(self.t, step_delta, uid)
         if self.age.numel() != w.numel():
             self.age = torch.cat([self.age, torch.zeros(w.numel() - self.age.numel(), dtype=torch.long)])
-        self.age = torch.where(newborn | (uid < 0), 0, self.age + 1)
+        self.age = torch.where(uid < 0, 0, torch.where(newborn, 1, self.age + 1))
         self._prev = w.clone()
         if net.last_activity is not None:
             nid = torch.where(net.neuron_alive, net.neuron_uid, -1).cpu()

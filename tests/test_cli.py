@@ -1,0 +1,97 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from neuroplastic.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    assert main(["run", "smgrnn", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_quick_run_writes_results_report_and_plots(quick_run):
+    results = json.loads((quick_run / "results.json").read_text())
+    assert set(results) >= {"experiment", "config", "environment", "rows"}
+    assert results["experiment"] == "smgrnn"
+    variants = {r["variant"] for r in results["rows"]}
+    assert variants == {"smgrnn", "static", "mlp-16"}
+    for row in results["rows"]:
+        assert {"task", "variant", "seed", "metrics"} <= set(row)
+        m = row["metrics"]
+        assert {"return_mean", "return_std", "n_params", "n_hidden", "n_edges", "wall_s"} <= set(m)
+    report = (quick_run / "report.md").read_text()
+    assert "| CartPole-v1 | smgrnn |" in report and "(a) SMGrNN return" in report
+    for png in ("return_vs_step.png", "params_vs_step.png", "network_CartPole-v1.png"):
+        assert (quick_run / png).stat().st_size > 1000
+    assert not list((quick_run / "checkpoints").iterdir())  # finished runs leave no checkpoint
+
+
+def test_rerun_resumes_instead_of_recomputing(quick_run, capsys):
+    before = (quick_run / "results.json").read_text()
+    assert main(["run", "smgrnn", "--quick", "--out", str(quick_run), "--no-progress"]) == 0
+    assert json.loads((quick_run / "results.json").read_text())["rows"] == json.loads(before)["rows"]
+
+
+def test_report_command_rewrites_report(quick_run):
+    (quick_run / "report.md").unlink()
+    assert main(["report", str(quick_run)]) == 0
+    assert (quick_run / "report.md").exists()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "nosuch"], "unknown experiment 'nosuch'"),
+    (["run", "smgrnn", "--envs", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["run", "smgrnn", "--set", "window=-1"], "window=-1"),
+    (["run", "smgrnn", "--set", "tau_w=-0.5"], "tau_w=-0.5"),
+    (["run", "smgrnn", "--set", "steps"], "key=value"),
+    (["run", "smgrnn", "--set", "colour=blue"], "unknown smgrnn option 'colour'"),
+    (["run", "smgrnn", "--set", "variants=['mlp-big']"], "unknown variant 'mlp-big'"),
+    (["run", "smgrnn", "--seeds", "0"], "seeds=0"),
+    (["run", "smgrnn", "--config", "missing.toml"], "missing.toml"),
+    (["run", "smgrnn", "--workers", "0"], "workers=0"),
+    (["report", "/nonexistent/dir"], "no results"),
+    (["bench", "nosuch"], "unknown benchmark 'nosuch'"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
+    out = tmp_path / "out"
+    if argv[0] == "run":
+        argv = argv + ["--out", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing half-written
+
+
+def test_console_script_exit_status():
+    done = subprocess.run([sys.executable, "-m", "neuroplastic.cli", "run", "nosuch"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_list_names_experiments_and_benchmarks(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "smgrnn" in out and "graphnet" in out
+
+
+def test_ray_workers_give_the_same_numbers(tmp_path):
+    pytest.importorskip("ray")
+    sets = ["--set", "variants=['smgrnn']", "--set", "steps=300", "--seeds", "2"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main(["run", "smgrnn", "--quick", "--no-progress", "--out", str(local), *sets]) == 0
+    assert main(["run", "smgrnn", "--quick", "--no-progress", "--out", str(remote), "--workers", "2", *sets]) == 0
+
+    def numbers(path):
+        rows = json.loads((path / "results.json").read_text())["rows"]
+        return [(r["seed"], r["metrics"]["return_mean"], r["metrics"]["n_params"], r["metrics"]["final_loss"])
+                for r in rows]
+
+    assert numbers(local) == numbers(remote)

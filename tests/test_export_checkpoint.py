@@ -1,0 +1,115 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import neuroplastic as npl
+from conftest import trained
+
+
+def grown_net():
+    net = npl.GraphNet.mlp(3, [4], 2, seed=0)
+    e = npl.Edits()
+    h = e.add_neuron(between=(0, 3), weight_out=0.4)
+    e.add_edge(h, 4, weight=-0.3)
+    e.add_edge(1, 4, weight=0.2)
+    net.apply_edits(e)
+    return net
+
+
+@pytest.mark.parametrize("mode", ["dag", "recurrent"])
+def test_to_module_equals_graphnet(mode):
+    net = grown_net()
+    if mode == "recurrent":
+        src, dst, w = net.edges()
+        net = npl.GraphNet.from_edges(3, 2, net.n_hidden + 2, src, dst, weight=w, mode="recurrent", steps=3)
+    module = net.to_module()
+    x = torch.randn(6, 3)
+    assert torch.allclose(module(x), net(x), atol=1e-6)
+    assert "neuroplastic" not in type(module).__module__
+
+
+def test_exported_module_loads_without_the_library(tmp_path):
+    net = grown_net()
+    path = tmp_path / "policy.pt"
+    torch.save(net.to_module(), path)
+    x = torch.randn(4, 3)
+    expected = net(x).detach()
+    torch.save(x, tmp_path / "x.pt")
+    code = ("import sys, torch; sys.modules['neuroplastic'] = None\n"  # importing it would fail
+            f"m = torch.load({str(path)!r}, weights_only=False)\n"
+            f"print(repr(m(torch.load({str(tmp_path / 'x.pt')!r})).tolist()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
+    assert torch.allclose(torch.tensor(eval(out.stdout)), expected, atol=1e-6)
+
+
+def test_onnx_export_matches(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = grown_net()
+    net.export_onnx(tmp_path / "net.onnx")
+    x = torch.randn(5, 3)
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"))
+    (y,) = session.run(None, {"x": x.numpy()})
+    assert torch.allclose(torch.from_numpy(y), net(x).detach(), atol=1e-5)
+
+
+def test_save_load_roundtrip_with_optimizer_and_rule(tmp_path):
+    net = grown_net()
+    opt = trained(net)
+    spm = npl.rules.SPM(window=5, interval=5, warmup=5, min_age=5)
+    for _ in range(7):
+        spm.observe(net)
+    npl.save(tmp_path / "c.ckpt", net, optimizer=opt, rule=spm, step=7)
+    state = npl.load(tmp_path / "c.ckpt")
+    loaded = state["net"]
+    x = torch.randn(5, 3)
+    assert torch.equal(loaded(x), net(x))
+    assert (loaded.n_hidden, loaded.n_edges, state["step"]) == (net.n_hidden, net.n_edges, 7)
+    opt2 = torch.optim.Adam(loaded.parameters(), lr=1e-2)
+    npl.restore_optimizer(state, opt2)
+    for name in ("weight", "bias"):
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt2.state[getattr(loaded, name)][key], opt.state[getattr(net, name)][key])
+    spm2 = npl.rules.SPM()
+    spm2.load_state_dict(state["rule_state"])
+    assert spm2.t == 7 and spm2.config.window == 5
+    # editing continues to work on the loaded net (the topology index is rebuilt)
+    loaded.apply_edits(npl.Edits().add_edge(2, 3, weight=0.0), optimizer=opt2)
+    assert loaded.n_edges == net.n_edges + 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_truncated_tampered_and_foreign_checkpoints_are_refused(tmp_path):
+    path = tmp_path / "c.ckpt"
+    npl.save(path, grown_net())
+    data = path.read_bytes()
+    (tmp_path / "short.ckpt").write_bytes(data[: len(data) // 2])
+    tampered = bytearray(data)
+    tampered[-100] ^= 0xFF
+    (tmp_path / "tampered.ckpt").write_bytes(bytes(tampered))
+    torch.save({"x": 1}, tmp_path / "foreign.ckpt")
+    for name, message in (("short", "truncated or corrupted"), ("tampered", "truncated or corrupted"),
+                          ("foreign", "not a neuroplastic checkpoint"), ("missing", "cannot read")):
+        with pytest.raises(npl.CheckpointError, match=message):
+            npl.load(tmp_path / f"{name}.ckpt")
+
+
+def test_checkpoint_with_pickled_code_is_refused_even_with_valid_checksum(tmp_path):
+    import hashlib
+    import io
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    buffer = io.BytesIO()
+    torch.save({"net": Evil()}, buffer)
+    body = buffer.getvalue()
+    from neuroplastic.checkpoint import MAGIC
+    (tmp_path / "evil.ckpt").write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
+    with pytest.raises(npl.CheckpointError):
+        npl.load(tmp_path / "evil.ckpt")
+    assert not (tmp_path / "pwned").exists()
