@@ -124,7 +124,7 @@ def _rebuild_net(saved: dict):
     net = GraphNet(connect="none", neuron_capacity=tensors["bias"].numel(),
                    edge_capacity=tensors["weight"].numel(), **cfg)
     if net.capacity != tensors["bias"].numel() or net.edge_capacity != tensors["weight"].numel():
-        raise CheckpointError("checkpoint capacities are not powers of two; the file was not written by save()")
+        raise CheckpointError("checkpoint capacities are inconsistent; the file was not written by save()")
     net.load_state_dict(tensors)
     net._next_uid = int(saved["next_uid"])
     net._plan = None

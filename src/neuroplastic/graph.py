@@ -23,7 +23,6 @@ Topology changes only through `apply_edits` (see `edits.py`).
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass
 
 import torch
@@ -55,8 +54,10 @@ def _check_count(value, what: str, minimum: int) -> int:
     return value
 
 
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(4, math.ceil(math.log2(max(n, 1))))
+def _capacity_for(n: int) -> int:
+    """Initial capacity: exactly what is asked (a padded Parameter costs optimizer time on
+    every step), never below a small floor so the first few edits need no reallocation."""
+    return max(16, n)
 
 
 @dataclass
@@ -104,7 +105,7 @@ class GraphNet(nn.Module):
     SPARSE_MAX_DENSITY = 0.05
     # Small irregular nets (grown ones) build one dense position-ordered matrix per forward
     # and slice every level's block out of it: one scatter instead of one per level.
-    COMPACT_MAX_ENTRIES = 1 << 16
+    COMPACT_MAX_ENTRIES = 1 << 18
 
     def __init__(self, n_in: int, n_out: int, activation: str = "tanh",
                  output_activation: str = "identity", *, mode: str = "dag", steps: int = 1,
@@ -128,9 +129,9 @@ class GraphNet(nn.Module):
         self.clamp_inputs = bool(clamp_inputs)
         self.seed = seed
         n_fixed = n_in + n_out
-        cap_n = _pow2_at_least(max(neuron_capacity or 0, n_fixed + 1))
+        cap_n = _capacity_for(max(neuron_capacity or 0, n_fixed + 1))
         n_dense = n_in * n_out if connect == "dense" else 0
-        cap_e = _pow2_at_least(max(edge_capacity or 0, n_dense))
+        cap_e = _capacity_for(max(edge_capacity or 0, n_dense))
         self.weight = nn.Parameter(torch.zeros(cap_e, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.zeros(cap_n, dtype=dtype, device=device))
         self.register_buffer("neuron_alive", torch.zeros(cap_n, dtype=torch.bool, device=device))
@@ -350,14 +351,14 @@ class GraphNet(nn.Module):
             return out
 
         if need_neurons > self.capacity:
-            size = max(2 * self.capacity, _pow2_at_least(need_neurons))
+            size = max(2 * self.capacity, need_neurons)
             new = nn.Parameter(grown(self.bias.detach(), size, 0))
             replace_parameter(optimizer, self.bias, new)
             self.bias = new
             self.neuron_alive = grown(self.neuron_alive, size, False)
             self.neuron_uid = grown(self.neuron_uid, size, -1)
         if need_edges > self.edge_capacity:
-            size = max(2 * self.edge_capacity, _pow2_at_least(need_edges))
+            size = max(2 * self.edge_capacity, need_edges)
             new = nn.Parameter(grown(self.weight.detach(), size, 0))
             replace_parameter(optimizer, self.weight, new)
             self.weight = new

@@ -37,7 +37,7 @@ DEFAULT = {  # the README's main job: a reduced but real run (CartPole, every va
     "eval_episodes": 20,
     "curve_episodes": 5,
 }
-FULL = {"envs": ENVS, "seeds": 5, "steps": 30_000, "eval_every": 2_500}
+FULL = {"envs": ENVS, "seeds": 5, "steps": 30_000, "eval_every": 3_000}
 QUICK = {"envs": ["CartPole-v1"], "variants": ["smgrnn", "static", "mlp-16"], "seeds": 1,
          "steps": 2_000, "n_data": 4_000, "eval_every": 500, "eval_episodes": 5, "curve_episodes": 2}
 
