@@ -23,6 +23,7 @@ Topology changes only through `apply_edits` (see `edits.py`).
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -88,6 +89,7 @@ class _Plan:
     r_src: torch.Tensor        # recurrent: compact source position of each edge
     r_dst: torch.Tensor        # recurrent: compact target position of each edge
     r_sparse: bool
+    r_view: bool = False       # recurrent: every pair live in slot dst*m + src -> weight[:m*m].view
     compact_flat: torch.Tensor | None = None  # small nets: flat (row, col) position of every edge
 
 
@@ -209,6 +211,34 @@ class GraphNet(nn.Module):
             if bias is not None:
                 net.bias[n_in:n_total] = torch.as_tensor(bias, dtype=net.bias.dtype)
         return net
+
+    @classmethod
+    def dense_recurrent(cls, n_in: int, n_out: int, n_hidden: int, steps: int, activation: str = "relu",
+                        output_activation: str = "identity", clamp_inputs: bool = False, seed: int = 0,
+                        init_std: float | None = None, **kwargs) -> "GraphNet":
+        """Recurrent mode with every ordered pair of neurons connected (self loops included).
+
+        Edge slot dst*m + src holds W[dst, src], so the executor runs `weight` as an m x m
+        view with no scatter. Weights ~ N(0, init_std^2), He init sqrt(2/m) by default.
+        """
+        _check_count(n_hidden, "n_hidden", 0)
+        m = n_in + n_out + n_hidden
+        net = cls(n_in, n_out, activation, output_activation, mode="recurrent", steps=steps,
+                  clamp_inputs=clamp_inputs, connect="none", seed=seed, neuron_capacity=m,
+                  edge_capacity=m * m, **kwargs)
+        net._connect_all_pairs(n_hidden, init_std)
+        return net
+
+    def _connect_all_pairs(self, n_hidden: int, init_std: float | None = None) -> None:
+        """Constructor-only: add n_hidden neurons and every ordered pair as an edge, N(0, std^2)."""
+        first = self.n_in + self.n_out
+        m = first + n_hidden
+        self._write_structure(new_neurons=torch.arange(first, m), new_bias=torch.zeros(n_hidden))
+        self._add_initial_edges(torch.arange(m).repeat(m), torch.arange(m).repeat_interleave(m))
+        gen = torch.Generator().manual_seed(int(self.seed))
+        std = init_std if init_std is not None else math.sqrt(2.0 / m)
+        with torch.no_grad():
+            self.weight[: m * m] = (torch.randn(m * m, generator=gen) * std).to(self.weight)
 
     def _add_initial_edges(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         """Constructor-only: append edges in consecutive slots, so blocks are weight views."""
@@ -410,8 +440,10 @@ class GraphNet(nn.Module):
         pos[ids] = torch.arange(len(ids), device=dev)
         eids = self.edge_alive.nonzero().squeeze(1)
         m = len(ids)
-        return _Plan([], pos, [], ids, eids, pos[self.edge_src[eids]], pos[self.edge_dst[eids]],
-                     self._use_sparse(len(eids), m * m))
+        r_src, r_dst = pos[self.edge_src[eids]], pos[self.edge_dst[eids]]
+        view = (len(eids) == m * m and m and int(ids[-1]) == m - 1
+                and torch.equal(r_dst * m + r_src, eids))
+        return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m), bool(view))
 
     def _build_dag_plan(self) -> _Plan:
         dev = self.weight.device
@@ -535,9 +567,13 @@ class GraphNet(nn.Module):
     def _forward_recurrent(self, x: torch.Tensor, plan: _Plan):
         m = len(plan.ids)
         n_in, n_fixed = self.n_in, self.n_in + self.n_out
-        w = self.weight[plan.r_eids]
-        b = self.bias[plan.ids]
-        if not plan.r_sparse:
+        b = self.bias[:m] if plan.r_view else self.bias[plan.ids]
+        if plan.r_view:
+            w_dense = self.weight[: m * m].view(m, m)
+        elif plan.r_sparse:
+            w = self.weight[plan.r_eids]
+        else:
+            w = self.weight[plan.r_eids]
             w_dense = w.new_zeros(m * m).index_put((plan.r_dst * m + plan.r_src,), w).view(m, m)
         act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
         h = torch.cat([x, x.new_zeros(x.shape[0], m - n_in)], 1)

@@ -28,7 +28,7 @@ def get_experiment(name: str):
 
 
 def _load_all() -> None:
-    from . import smgrnn  # noqa: F401  (registers itself)
+    from . import smgrnn, urn  # noqa: F401  (each registers itself)
 
 
 def all_experiments() -> dict:

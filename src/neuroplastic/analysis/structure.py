@@ -1,0 +1,136 @@
+"""Objective detectors of emergent structure in any GraphNet (DAG or recurrent).
+
+Definitions (papers/urn.md §5, made concrete):
+  * live edge: |w| > threshold * max|w|.
+  * layer of a neuron: the sweep at which it first carries signal from the inputs, i.e. the
+    shortest live path from any input (inputs are layer 0). In a DAG this is the BFS depth;
+    for an MLP it equals the level.
+  * active neuron: a hidden neuron on a live input -> output path.
+  * mlp_score: share of live |W| mass (among active neurons) on edges from layer k to k+1,
+    counting every edge into an output as one step from its source when the output is read
+    after the source's layer (the read-out step).
+  * skip_share: share of that mass on edges that skip one layer or more, plus self loops
+    (identity-like paths that carry a value across a sweep).
+  * depth / widths: the number of hidden layers holding active neurons, and their sizes.
+  * locality_radius: for first-layer neurons, the |w|-weighted RMS distance of their input
+    weights from their centroid (median over neurons), next to the same with input positions
+    randomly permuted (the control); locality_index = 1 - radius / control.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _bfs_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Shortest-path distance from `start` neurons along edges (vectorised frontier BFS)."""
+    inf = n + 1
+    dist = torch.full((n,), inf, dtype=torch.long)
+    dist[start] = 0
+    frontier = torch.zeros(n, dtype=torch.bool)
+    frontier[start] = True
+    k = 0
+    while bool(frontier.any()):
+        k += 1
+        hit = torch.zeros(n, dtype=torch.bool)
+        hit[dst[frontier[src]]] = True
+        frontier = hit & (dist == inf)
+        dist[frontier] = k
+    return dist
+
+
+def activity_layers(net, x: torch.Tensor, min_activity: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recurrent nets: (layer, carries) per neuron slot, layer = the sweep (1..I) of peak mean
+    |activity| on data x; carries = that peak exceeds min_activity."""
+    with torch.no_grad():
+        _, states = net(x, return_states=True)
+    plan = net._get_plan()
+    act = torch.stack([s.abs().mean(0) for s in states]).cpu()  # (I, m)
+    layer = torch.full((net.capacity,), net.capacity + 1, dtype=torch.long)
+    carries = torch.zeros(net.capacity, dtype=torch.bool)
+    ids = plan.ids.cpu()
+    layer[ids] = act.argmax(0) + 1
+    carries[ids] = act.max(0).values > min_activity
+    layer[: net.n_in] = 0
+    return layer, carries
+
+
+def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, positions=None,
+              control_seed: int = 0) -> dict:
+    """Structure metrics of `net` (keys: active_neurons, active_edges, depth, widths, mlp_score,
+    skip_share, locality_radius, locality_radius_control, locality_index, is_mlp, layer_of).
+
+    Layers come from the shortest live path from the inputs; for a recurrent net with data `x`
+    they come from the sweep at which each neuron's activity peaks (papers/urn.md D1), which
+    ignores weak early leaks of signal."""
+    src, dst, w = (t.detach().cpu() for t in net.edges())
+    n = net.capacity
+    n_in, n_fixed = net.n_in, net.n_in + net.n_out
+    empty = {"active_neurons": 0, "active_edges": 0, "depth": 0, "widths": [], "mlp_score": None,
+             "skip_share": None, "self_loop_share": None, "lateral_share": None, "locality_radius": None, "locality_radius_control": None,
+             "locality_index": None, "is_mlp": False, "layer_of": {}}
+    if len(w) == 0 or float(w.abs().max()) == 0:
+        return empty
+    live = w.abs() > threshold * w.abs().max()
+    src, dst, w = src[live], dst[live], w[live]
+    forward = _bfs_layers(n, src, dst, torch.arange(n_in))
+    backward = _bfs_layers(n, dst, src, torch.arange(n_in, n_fixed))
+    on_path = (forward <= n) & (backward <= n)
+    hidden = torch.zeros(n, dtype=torch.bool)
+    hidden[n_fixed:] = True
+    active = on_path & hidden
+    if x is not None and net.mode == "recurrent":
+        forward, carries = activity_layers(net, x)
+        active &= carries & (forward < net.steps)  # a neuron peaking at the read-out sweep feeds nothing
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[:n_fixed] = True
+    keep |= active
+    e = keep[src] & keep[dst]
+    src, dst, w = src[e], dst[e], w[e]
+    layer = forward.clone()
+    hidden_layers = sorted(set(layer[active].tolist()))
+    read_out = (max(hidden_layers) + 1) if hidden_layers else 1
+    layer[n_in:n_fixed] = read_out  # outputs are read after the deepest hidden layer
+    mass = w.abs()
+    total = float(mass.sum())
+    gap = layer[dst] - layer[src]
+    self_loop = src == dst
+    mlp_mass = float(mass[(gap == 1) & ~self_loop].sum())
+    skip_mass = float(mass[((gap > 1) | self_loop)].sum())
+    loop_mass = float(mass[self_loop].sum())
+    widths = [int((layer[active] == k).sum()) for k in hidden_layers]
+    out = {"active_neurons": int(active.sum()), "active_edges": int(len(w)), "depth": len(hidden_layers),
+           "widths": widths, "mlp_score": mlp_mass / total if total else None,
+           "skip_share": skip_mass / total if total else None,
+           "self_loop_share": loop_mass / total if total else None,
+           "lateral_share": (total - mlp_mass - skip_mass) / total if total else None}
+    out.update(_locality(src, dst, w, layer, n_in, positions, control_seed))
+    recurrent_steps = getattr(net, "steps", None) if net.mode == "recurrent" else None
+    out["is_mlp"] = bool(out["mlp_score"] is not None and out["mlp_score"] >= 0.95
+                         and hidden_layers == list(range(1, len(hidden_layers) + 1))
+                         and (recurrent_steps is None or len(hidden_layers) == recurrent_steps - 1))
+    out["layer_of"] = {int(i): int(layer[i]) for i in torch.nonzero(active).squeeze(1).tolist()}
+    return out
+
+
+def _locality(src, dst, w, layer, n_in, positions, seed) -> dict:
+    none = {"locality_radius": None, "locality_radius_control": None, "locality_index": None}
+    if positions is None:
+        return none
+    pos = torch.as_tensor(np.asarray(positions, dtype=np.float32)[:n_in])
+    first = (src < n_in) & (layer[dst] == 1)
+    if not bool(first.any()):
+        return none
+
+    def median_radius(p):
+        s, d, a = src[first], dst[first], w[first].abs()
+        targets, inverse = torch.unique(d, return_inverse=True)
+        total = torch.zeros(len(targets)).index_add(0, inverse, a)
+        centroid = torch.zeros(len(targets), 2).index_add(0, inverse, a[:, None] * p[s]) / total[:, None]
+        spread = torch.zeros(len(targets)).index_add(0, inverse, a * ((p[s] - centroid[inverse]) ** 2).sum(1))
+        return float((spread / total).sqrt().median())
+
+    radius = median_radius(pos)
+    control = median_radius(pos[torch.randperm(n_in, generator=torch.Generator().manual_seed(seed))])
+    return {"locality_radius": radius, "locality_radius_control": control,
+            "locality_index": 1 - radius / control if control > 0 else None}

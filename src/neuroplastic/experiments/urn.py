@@ -1,0 +1,183 @@
+"""URN experiments (Golkar 2019): structure that emerges from one matrix and one loss.
+
+  urn-shells   10-d concentric shells, S neurons, I sweeps: accuracy, active neurons, detected
+               structure; the emergent MLP is exported as nn.Sequential and compared.
+  urn-digits   8x8 digits with input neurons at their pixel positions: first-layer receptive
+               fields with the locality term on vs off, measured against a shuffled control.
+  urn-sweep    a grid over the weight regulator and the number of sweeps I: emergent depth,
+               width and skip share (the phase diagram; residual paths appear as skip share).
+Every run also compacts the trained network through apply_edits (dead edges and neurons
+removed) and times an epoch before and after. `--data FILE.npz` replaces the dataset.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..urn import URN, accuracy, to_sequential, train_urn
+from . import register
+
+COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "batch_size": 128,
+          "ramp_epochs": 20, "c_weight": 1e-3, "c_activity": 1e-4, "c_local": 0.0, "seeds": 2,
+          "threshold": 1e-3, "device": "cpu"}
+QUICK = {"size": 120, "epochs": 15, "ramp_epochs": 5, "seeds": 1}
+
+
+def _parse_variant(name: str) -> dict:
+    """'c_weight=1e-3,steps=3' -> {'c_weight': 0.001, 'steps': 3}."""
+    out = {}
+    for part in filter(None, name.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep:  # a plain name such as "urn": no overrides
+            continue
+        out[key] = int(value) if key in ("steps", "size") else float(value)
+    return out
+
+
+class URNExperiment:
+    def __init__(self, name: str, description: str, defaults: dict, variants: list[str], full: dict):
+        self.name, self.description = name, description
+        self.defaults, self.variants, self.full = {**COMMON, **defaults}, variants, full
+
+    def config(self, quick: bool, full: bool, overrides: dict) -> dict:
+        config = {**self.defaults, "variants": self.variants, **(QUICK if quick else self.full if full else {})}
+        for key, value in overrides.items():
+            if key not in config:
+                raise ConfigError(f"unknown {self.name} option {key!r}; known: {', '.join(sorted(config))}")
+            config[key] = value
+        for key in ("size", "steps", "epochs", "batch_size", "seeds"):
+            v = config[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{key}={v!r} must be an integer >= 1")
+        for key in ("lr", "c_weight", "c_activity", "c_local", "threshold"):
+            v = config[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                raise ConfigError(f"{key}={v!r} must be a number >= 0")
+        if isinstance(config["variants"], str):
+            config["variants"] = [config["variants"]]
+        for variant in config["variants"]:
+            for key in _parse_variant(variant):
+                if key not in ("c_weight", "c_activity", "c_local", "steps", "size"):
+                    raise ConfigError(f"variant {variant!r} sets {key!r}; a variant may set c_weight, "
+                                      "c_activity, c_local, steps or size")
+        from ..tasks.datasets import load_data
+        data = load_data(config["data"])  # fails early on a bad --data
+        size_min = data.n_in + data.n_classes + 1
+        for variant in config["variants"]:
+            size = _parse_variant(variant).get("size", config["size"])
+            if size < size_min:
+                raise ConfigError(f"size={size} cannot hold {data.n_in} inputs and {data.n_classes} outputs "
+                                  f"(needs >= {size_min})")
+        return config
+
+    def jobs(self, config: dict) -> list[dict]:
+        return [{"task": str(config["data"]), "variant": v, "seed": s}
+                for v in config["variants"] for s in range(config["seeds"])]
+
+    def run_job(self, job: dict, config: dict, out_dir: Path) -> dict:
+        from ..analysis import structure
+        from ..tasks.datasets import load_data
+        settings = {**config, **_parse_variant(job["variant"])}
+        data = load_data(config["data"], seed=job["seed"])
+        torch.manual_seed(job["seed"])
+        net = URN(data.n_in, data.n_classes, size=settings["size"], steps=settings["steps"],
+                  positions=data.positions, seed=job["seed"], c_weight=settings["c_weight"],
+                  c_activity=settings["c_activity"], c_local=settings["c_local"])
+        started = time.perf_counter()
+        history = train_urn(net, data.x_train, data.y_train, epochs=settings["epochs"], lr=settings["lr"],
+                            batch_size=settings["batch_size"], seed=job["seed"], device=settings["device"],
+                            ramp_epochs=settings["ramp_epochs"])
+        train_s = time.perf_counter() - started
+        x_test = torch.as_tensor(data.x_test, dtype=torch.float32, device=settings["device"])
+        y_test = torch.as_tensor(data.y_test, dtype=torch.long, device=settings["device"])
+        acc = accuracy(net, x_test, y_test)
+        probe = x_test[:1000]
+        found = structure(net, probe, threshold=settings["threshold"], positions=data.positions,
+                          control_seed=job["seed"])
+        layer_of = found.pop("layer_of")
+        timing = compaction_timing(net, data, settings)
+        acc_compact = accuracy(net, x_test, y_test)
+        metrics = {"test_accuracy": acc, "test_accuracy_compacted": acc_compact, "structure": found,
+                   "n_params": net.n_params, "n_hidden": net.n_hidden, "n_edges": net.n_edges,
+                   "train_s": train_s, **timing,
+                   "history": [{"step": h["epoch"], "loss": h["loss"], "task": h["task"]} for h in history]}
+        if found["is_mlp"]:
+            seq = to_sequential(net, layer_of)
+            with torch.no_grad():
+                metrics["sequential_max_abs_diff"] = float((seq.to(probe.device)(probe) - net(probe)).abs().max())
+            metrics["sequential_widths"] = [m.out_features for m in seq if isinstance(m, torch.nn.Linear)][:-1]
+        if job["seed"] == 0:
+            save_weight_plot(net, layer_of, out_dir / f"W_{job['variant'].replace('=', '').replace(',', '_')}.png",
+                             title=f"{job['task']} {job['variant']}: |W| of active neurons, ordered by layer")
+        return metrics
+
+    def report(self, results: dict, out_dir) -> None:
+        from .urn_report import write_report
+        write_report(results, Path(out_dir))
+
+
+def compaction_timing(net: URN, data, settings: dict) -> dict:
+    """Seconds per training epoch before and after compacting the trained net in place."""
+    x = torch.as_tensor(data.x_train, dtype=torch.float32, device=settings["device"])
+    y = torch.as_tensor(data.y_train, dtype=torch.long, device=settings["device"])
+
+    def epoch_seconds(model):
+        opt = torch.optim.Adam(model.parameters(), lr=0.0)  # timing only: weights stay as they are
+        started = time.perf_counter()
+        for i in range(0, len(x), settings["batch_size"]):
+            loss, _ = model.loss(x[i:i + settings["batch_size"]], y[i:i + settings["batch_size"]])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - started
+
+    before = epoch_seconds(copy.deepcopy(net))
+    dense_edges = net.n_edges
+    removed = net.compact(threshold=settings["threshold"])
+    after = epoch_seconds(copy.deepcopy(net))
+    return {"epoch_s_dense": before, "epoch_s_compacted": after, "compaction_speedup": before / after,
+            "edges_before_compaction": dense_edges, "sparse_kernel": bool(net._get_plan().r_sparse), **removed}
+
+
+def save_weight_plot(net, layer_of: dict, path: Path, title: str) -> None:
+    """|W| restricted to inputs, active neurons and outputs, ordered by layer (the paper's figure)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    order = list(range(net.n_in)) + sorted(layer_of, key=lambda i: (layer_of[i], i)) + \
+        list(range(net.n_in, net.n_in + net.n_out))
+    index = {n: k for k, n in enumerate(order)}
+    w = np.zeros((len(order), len(order)))
+    src, dst, val = (t.detach().cpu().numpy() for t in net.edges())
+    for s, d, v in zip(src, dst, val):
+        if s in index and d in index:
+            w[index[d], index[s]] = abs(v)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(w, cmap="Greys", interpolation="nearest", vmax=np.percentile(w[w > 0], 99) if (w > 0).any() else 1)
+    bounds = np.cumsum([net.n_in] + [sum(1 for k in layer_of.values() if k == d)
+                                      for d in range(1, max(layer_of.values(), default=0) + 1)])
+    for b in bounds:
+        ax.axhline(b - 0.5, color="tab:red", lw=0.5)
+        ax.axvline(b - 0.5, color="tab:red", lw=0.5)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("source (inputs | layer 1 | ... | outputs)")
+    ax.set_ylabel("target")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+register(URNExperiment("urn-shells", "URN on 10-d concentric shells: emergent MLP structure",
+                       {"data": "shells"}, ["urn"], {"size": 5000, "seeds": 3, "device": "cuda"}))
+register(URNExperiment("urn-digits", "URN on 8x8 digits: local receptive fields with the locality term on vs off",
+                       {"data": "digits", "steps": 3, "size": 250},
+                       ["c_local=0", "c_local=0.001"], {"size": 1000, "seeds": 3}))
+register(URNExperiment("urn-sweep", "URN phase diagram: depth, width and skip share vs regulator and sweeps",
+                       {"data": "shells", "size": 200, "epochs": 40, "seeds": 1},
+                       [f"c_weight={c},steps={i}" for c in ("1e-4", "1e-3", "1e-2") for i in (2, 3, 4, 6)],
+                       {"size": 500, "seeds": 2}))

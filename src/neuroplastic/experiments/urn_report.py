@@ -1,0 +1,128 @@
+"""report.md and plots for the URN experiments."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..report import markdown_table, mean_std, pm, write_text
+
+
+def _by_variant(rows):
+    out = {}
+    for row in rows:
+        out.setdefault((row["task"], row["variant"]), []).append(row["metrics"])
+    return out
+
+
+def _fmt(values, digits=2):
+    values = [v for v in values if v is not None]
+    return pm(values, digits) if values else "–"
+
+
+def structure_table(rows) -> str:
+    table = []
+    for (task, variant), ms in sorted(_by_variant(rows).items()):
+        s = [m["structure"] for m in ms]
+        table.append([task, variant, len(ms), _fmt([m["test_accuracy"] for m in ms], 3),
+                      _fmt([x["active_neurons"] for x in s], 0), _fmt([x["depth"] for x in s], 1),
+                      " / ".join(str(x["widths"]) for x in s), _fmt([x["mlp_score"] for x in s]),
+                      _fmt([x["skip_share"] for x in s]), _fmt([x["self_loop_share"] for x in s]),
+                      _fmt([x["lateral_share"] for x in s]), sum(x["is_mlp"] for x in s)])
+    return markdown_table(["data", "variant", "seeds", "test accuracy", "active neurons", "depth", "widths",
+                           "MLP score", "skip share", "self-loop share", "lateral share", "detected MLP"], table)
+
+
+def locality_table(rows) -> str:
+    table = []
+    for (task, variant), ms in sorted(_by_variant(rows).items()):
+        s = [m["structure"] for m in ms]
+        if s[0]["locality_radius"] is None:
+            continue
+        table.append([task, variant, _fmt([x["locality_radius"] for x in s]),
+                      _fmt([x["locality_radius_control"] for x in s]), _fmt([x["locality_index"] for x in s])])
+    return markdown_table(["data", "variant", "receptive-field radius (px)", "shuffled control (px)",
+                           "locality index"], table) if table else ""
+
+
+def compaction_table(rows) -> str:
+    table = []
+    for (task, variant), ms in sorted(_by_variant(rows).items()):
+        table.append([task, variant, _fmt([m["edges_before_compaction"] for m in ms], 0),
+                      _fmt([m["n_edges"] for m in ms], 0), _fmt([m["epoch_s_dense"] for m in ms], 3),
+                      _fmt([m["epoch_s_compacted"] for m in ms], 3), _fmt([m["compaction_speedup"] for m in ms], 1),
+                      _fmt([m["test_accuracy"] - m["test_accuracy_compacted"] for m in ms], 3)])
+    return markdown_table(["data", "variant", "edges before", "edges after", "s/epoch dense",
+                           "s/epoch compacted", "speed-up", "accuracy lost"], table)
+
+
+def export_table(rows) -> str:
+    table = [[r["task"], r["variant"], r["seed"], r["metrics"]["sequential_widths"],
+              f"{r['metrics']['sequential_max_abs_diff']:.2e}"] for r in rows if "sequential_widths" in r["metrics"]]
+    return markdown_table(["data", "variant", "seed", "exported widths", "max |Sequential - URN|"], table) \
+        if table else "No run was detected as a pure MLP, so none was exported."
+
+
+def phase_plot(rows, path: Path) -> bool:
+    """Depth and skip share over the (c_weight, steps) grid of urn-sweep."""
+    from .urn import _parse_variant
+    cells = {}
+    for (task, variant), ms in _by_variant(rows).items():
+        v = _parse_variant(variant)
+        if "c_weight" in v and "steps" in v:
+            cells[(v["c_weight"], v["steps"])] = ms
+    if len(cells) < 2:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cws, steps = sorted({c for c, _ in cells}), sorted({s for _, s in cells})
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, label in zip(axes, ("depth", "active_neurons", "skip_share"),
+                              ("emergent depth", "active neurons", "skip share")):
+        grid = np.full((len(cws), len(steps)), np.nan)
+        for (c, s), ms in cells.items():
+            vals = [m["structure"][key] for m in ms if m["structure"][key] is not None]
+            if vals:
+                grid[cws.index(c), steps.index(s)] = mean_std(vals)[0]
+        im = ax.imshow(grid, cmap="viridis", aspect="auto")
+        for i in range(len(cws)):
+            for j in range(len(steps)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(steps)), [str(s) for s in steps])
+        ax.set_yticks(range(len(cws)), [f"{c:g}" for c in cws])
+        ax.set_xlabel("sweeps I")
+        ax.set_ylabel("c_weight")
+        ax.set_title(label)
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(results: dict, out_dir: Path) -> None:
+    rows, cfg = results["rows"], results["config"]
+    text = [f"# {results['experiment']}", "",
+            f"Data: {cfg['data']}. S = {cfg['size']} neurons, I = {cfg['steps']} sweeps (unless a variant "
+            f"sets them), {cfg['epochs']} epochs of Adam (lr {cfg['lr']}, batch {cfg['batch_size']}), "
+            f"regulators ramped in over {cfg['ramp_epochs']} epochs: c_weight {cfg['c_weight']}, "
+            f"c_activity {cfg['c_activity']}, c_local {cfg['c_local']}. Seeds: {cfg['seeds']}.", "",
+            "## Emergent structure", "",
+            "Detectors (`npl.analysis.structure`): layer = sweep of peak activity on test data; MLP score =",
+            "share of live |W| on layer k -> k+1 edges; skip share = edges skipping layers plus self loops;",
+            "lateral share = the rest (edges within or back to earlier layers).", "",
+            structure_table(rows), ""]
+    loc = locality_table(rows)
+    if loc:
+        text += ["## Locality of first-layer receptive fields", "",
+                 "Radius: median over first-layer neurons of the |w|-weighted RMS distance of their input",
+                 "weights from their centroid; control: the same with pixel positions shuffled;",
+                 "index = 1 - radius / control (0: no locality).", "", loc, ""]
+    text += ["## Export of emergent MLPs", "", export_table(rows), "",
+             "## Compaction (dead edges and neurons removed through apply_edits)", "", compaction_table(rows), ""]
+    if phase_plot(rows, out_dir / "phase_diagram.png"):
+        text += ["## Phase diagram", "", "![phase](phase_diagram.png)", ""]
+    text += [f"![W]({p.name})\n" for p in sorted(out_dir.glob("W_*.png"))]
+    write_text(out_dir / "report.md", "\n".join(text))

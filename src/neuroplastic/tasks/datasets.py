@@ -1,0 +1,153 @@
+"""Classification datasets: generated shells, sklearn digits, the user's .npz, MNIST IDX files.
+
+Every loader returns a `Dataset`: float32 features, int64 labels, a train/test split and,
+where the inputs have a geometry (pixels), the 2-D position of every input feature.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    positions: np.ndarray | None = None   # (n_features, 2) input coordinates, or None
+
+    @property
+    def n_in(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def _split(name, x, y, positions, test_fraction: float, seed: int) -> Dataset:
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ConfigError(f"{name}: X has {len(x)} rows but y has {len(y)}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ConfigError(f"{name}: labels y must be integers (class ids)")
+    y = y.astype(np.int64).reshape(-1)
+    if y.min() < 0:
+        raise ConfigError(f"{name}: labels must be >= 0, found {int(y.min())}")
+    if positions is not None:
+        positions = np.asarray(positions, dtype=np.float32)
+        if positions.shape != (x.shape[1], 2):
+            raise ConfigError(f"{name}: positions has shape {positions.shape}, expected ({x.shape[1]}, 2) "
+                              "(one 2-D coordinate per input feature)")
+    if len(x) < 4:
+        raise ConfigError(f"{name}: needs at least 4 samples, got {len(x)}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(name, x[train], y[train], x[test], y[test], positions)
+
+
+def shells(n_train: int = 10_000, n_test: int = 2_000, dim: int = 10, n_shells: int = 3,
+           width: float = 0.05, seed: int = 0) -> Dataset:
+    """Points uniform on concentric spheres of radius 1..n_shells (+-U(width)); label = shell."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    labels = rng.integers(0, n_shells, n)
+    direction = rng.normal(size=(n, dim))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    radius = labels + 1 + rng.uniform(-width, width, n)
+    x = (direction * radius[:, None]).astype(np.float32)
+    return Dataset("shells", x[:n_train], labels[:n_train], x[n_train:], labels[n_train:], None)
+
+
+def grid_positions(height: int, width: int) -> np.ndarray:
+    """(row, column) of each pixel of a row-major height x width image."""
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    return np.stack([rows.reshape(-1), cols.reshape(-1)], 1).astype(np.float32)
+
+
+def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """sklearn's 8x8 handwritten digits (1797 images), pixels scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+    data = load_digits()
+    return _split("digits", data.data / 16.0, data.target, grid_positions(8, 8), test_fraction, seed)
+
+
+def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise ConfigError(f"--data {str(path)!r} does not exist") from None
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file: {exc}") from None
+    missing = {"X", "y"} - set(arrays)
+    if missing:
+        raise ConfigError(f"--data {str(path)!r} lacks array(s) {sorted(missing)}; expected X, y "
+                          "and optionally positions")
+    return _split(path.stem, arrays["X"], arrays["y"], arrays.get("positions"), test_fraction, seed)
+
+
+def read_idx(path) -> np.ndarray:
+    """An IDX file (MNIST format), optionally gzipped."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"IDX file {str(path)!r} does not exist") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ConfigError(f"{str(path)!r} is truncated: header says {shape}, found {body.size} bytes")
+    return body.reshape(shape)
+
+
+def mnist_idx(directory, limit: int | None = None) -> Dataset:
+    """MNIST from the four standard IDX files in `directory` (gzipped or not)."""
+    directory = Path(directory)
+
+    def find(stem):
+        for name in (stem, stem + ".gz"):
+            if (directory / name).exists():
+                return directory / name
+        raise ConfigError(f"{str(directory)!r} lacks {stem}[.gz]")
+
+    xs = [read_idx(find(f"{p}-images-idx3-ubyte")) for p in ("train", "t10k")]
+    ys = [read_idx(find(f"{p}-labels-idx1-ubyte")) for p in ("train", "t10k")]
+    if limit:
+        xs, ys = [x[:limit] for x in xs], [y[:limit] for y in ys]
+    h, w = xs[0].shape[1:]
+    return Dataset("mnist", xs[0].reshape(len(xs[0]), -1).astype(np.float32) / 255, ys[0].astype(np.int64),
+                   xs[1].reshape(len(xs[1]), -1).astype(np.float32) / 255, ys[1].astype(np.int64),
+                   grid_positions(h, w))
+
+
+def load_data(spec: str, seed: int = 0) -> Dataset:
+    """'shells', 'digits', a .npz path, or a directory of MNIST IDX files."""
+    if spec == "shells":
+        return shells(seed=seed)
+    if spec == "digits":
+        return digits(seed=seed)
+    path = Path(spec)
+    if path.is_dir():
+        return mnist_idx(path)
+    if path.suffix == ".npz" or path.exists():
+        return from_npz(path, seed=seed)
+    raise ConfigError(f"data {spec!r} is neither 'shells', 'digits', an .npz file nor an IDX directory")

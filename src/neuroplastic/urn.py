@@ -1,0 +1,216 @@
+"""URN: the Unstructured Recursive Network (Golkar 2019, arXiv 1911.11691).
+
+One S x S matrix W and one bias b applied `steps` (I) times to a state of S neurons:
+N(l+1) = relu(W N(l) + b). The input is written into the input neurons once (unclamped,
+papers/urn.md §2: the depth then equals I because the input travels as a wave), logits are
+read from the output neurons after the last sweep. Nothing is layered a priori; structure
+emerges from one loss:
+
+    loss = CE + c_weight * sum|W| + c_activity * sum_l mean_batch ||N(l)||_1
+              + c_local * sum |W_ij| * dist(p_i, p_j)
+
+The two W terms are applied as a proximal step after each Adam step (soft-thresholding by
+lr times the per-edge coefficient), which produces exact zeros instead of weights that
+hover around zero; `proximal=False` puts them in the loss as subgradients instead.
+The locality distance uses 2-D positions: inputs at their data coordinates (pixels), hidden
+neurons tiled over the same extent; edges touching an output neuron carry no distance.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .graph import GraphNet
+
+
+@dataclass
+class URNRegulators:
+    c_weight: float = 1e-4     # L1 on W
+    c_activity: float = 1e-4   # L1 on activity, summed over the sweeps
+    c_local: float = 0.0       # |W_ij| weighted by the distance of the two neurons
+    proximal: bool = True
+    scale: float = 1.0         # multiplies all three coefficients (train_urn ramps it up)
+
+    def __post_init__(self):
+        for f in ("c_weight", "c_activity", "c_local"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"URN {f}={v!r} must be a number >= 0")
+
+
+def hidden_positions(n_hidden: int, input_positions: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Hidden neurons tiled as sheets shaped like the input; leftovers at random spots."""
+    n_in = len(input_positions)
+    sheets = n_hidden // n_in
+    tiled = np.tile(input_positions, (sheets, 1))
+    rest = n_hidden - len(tiled)
+    lo, hi = input_positions.min(0), input_positions.max(0)
+    extra = np.random.default_rng(seed).uniform(lo, hi, size=(rest, 2))
+    return np.concatenate([tiled, extra]).astype(np.float32)
+
+
+class URN(GraphNet):
+    """A GraphNet in recurrent mode with all S x S connections, plus the URN loss."""
+
+    def __init__(self, n_in: int, n_out: int, size: int = 5000, steps: int = 4, *, positions=None,
+                 activation: str = "relu", clamp_inputs: bool = False, seed: int = 0, **regulators):
+        if isinstance(size, bool) or not isinstance(size, int) or size < n_in + n_out + 1:
+            raise ConfigError(f"size={size!r} must be an integer > n_in + n_out = {n_in + n_out} "
+                              "(the inputs and outputs are neurons of the network)")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"steps={steps!r} must be an integer >= 1")
+        self.regulators = URNRegulators(**regulators)
+        super().__init__(n_in, n_out, activation, mode="recurrent", steps=steps, clamp_inputs=clamp_inputs,
+                         connect="none", seed=seed, neuron_capacity=size, edge_capacity=size * size)
+        self._connect_all_pairs(size - n_in - n_out)
+        self.size = size
+        self.positions = None
+        if positions is not None:
+            positions = np.asarray(positions, dtype=np.float32)
+            if positions.shape != (n_in, 2):
+                raise ConfigError(f"positions has shape {positions.shape}, expected ({n_in}, 2): "
+                                  "one 2-D coordinate per input")
+            self.positions = np.concatenate([positions, np.full((n_out, 2), np.nan, np.float32),
+                                             hidden_positions(size - n_in - n_out, positions, seed)])
+        self.register_buffer("edge_distance", self._edge_distance())
+
+    def _edge_distance(self) -> torch.Tensor:
+        if self.positions is None:
+            return torch.zeros(self.edge_capacity)
+        pos = torch.as_tensor(self.positions)
+        d = (pos[self.edge_src] - pos[self.edge_dst]).norm(dim=1)
+        return torch.nan_to_num(d, nan=0.0) * self.edge_alive
+
+    def _write_structure(self, **kwargs) -> None:
+        super()._write_structure(**kwargs)
+        if "edge_distance" in self._buffers and self.edge_distance.numel() != self.edge_capacity:
+            self.edge_distance = self._edge_distance().to(self.weight.device)
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        logits, states = self(x, return_states=True)
+        task = nn.functional.cross_entropy(logits, y)
+        activity = sum(s.abs().sum(1).mean() for s in states)
+        r = self.regulators
+        total = task + r.scale * r.c_activity * activity
+        if not r.proximal:
+            total = total + r.scale * self.weight.abs().mul(r.c_weight + r.c_local * self.edge_distance).sum()
+        return total, {"task": float(task.detach()), "activity": float(activity.detach())}
+
+    @torch.no_grad()
+    def proximal_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The prox of the L1 terms in Adam's own metric: soft-threshold w_i by
+        lr * c_i / (sqrt(v_i_hat) + eps), the step Adam would take for a gradient of c_i.
+        A weight that gets no task gradient is thus zeroed at once, and the coefficients keep
+        their loss units (comparable with the subgradient form, proximal=False)."""
+        r = self.regulators
+        if not r.proximal or (r.c_weight == 0 and r.c_local == 0):
+            return
+        group = optimizer.param_groups[0]
+        state = optimizer.state.get(self.weight)
+        if not state or "exp_avg_sq" not in state:
+            return
+        beta2, eps, lr = group["betas"][1], group["eps"], group["lr"]
+        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
+        threshold = lr * r.scale * (r.c_weight + r.c_local * self.edge_distance) / (v_hat.sqrt() + eps)
+        self.weight.copy_(torch.sign(self.weight) * (self.weight.abs() - threshold).clamp(min=0))
+
+    def compact(self, optimizer=None, threshold: float = 1e-3) -> dict:
+        """Remove edges below threshold * max|W| and neurons left without a path (apply_edits)."""
+        from .edits import Edits
+        src, dst, w = self.edges()
+        cut = w.abs() <= threshold * w.abs().max()
+        e = Edits()
+        for s, d in zip(src[cut].tolist(), dst[cut].tolist()):
+            e.remove_edge(s, d)
+        e.remove_dead()
+        before = (self.n_neurons, self.n_edges)
+        self.apply_edits(e, optimizer=optimizer)
+        with torch.no_grad():
+            self.edge_distance = self._edge_distance().to(self.weight.device)
+        return {"neurons_removed": before[0] - self.n_neurons, "edges_removed": before[1] - self.n_edges}
+
+    def config(self) -> dict:
+        return {**super().config(), "size": self.size, **dataclasses.asdict(self.regulators)}
+
+
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> float:
+    with torch.no_grad():
+        correct = sum(int((net(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    return correct / len(x)
+
+
+def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 1e-3, batch_size: int = 128,
+              seed: int = 0, device: str = "cpu", progress: bool = False, ramp_epochs: int = 0,
+              on_epoch=None) -> list[dict]:
+    """Adam + proximal L1 steps over minibatches; returns one row per epoch.
+
+    The regulators ramp linearly from 0 to full strength over `ramp_epochs`: the task is
+    learned first and then sparsified. Switched on at full strength from the start, a strong
+    L1 can silence the whole network before any path to the outputs forms, after which no
+    gradient revives it."""
+    net.to(device)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y, dtype=torch.long, device=device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    from tqdm.auto import trange
+    for epoch in trange(epochs, disable=not progress, desc="URN", leave=False):
+        net.regulators.scale = min(1.0, (epoch + 1) / ramp_epochs) if ramp_epochs else 1.0
+        order = torch.randperm(len(xt), generator=gen).to(device)
+        total, parts = 0.0, {}
+        for i in range(0, len(xt), batch_size):
+            idx = order[i:i + batch_size]
+            loss, parts = net.loss(xt[idx], yt[idx])
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            opt.step()
+            net.proximal_step(opt)
+            total += float(loss.detach()) * len(idx)
+        row = {"epoch": epoch + 1, "loss": total / len(xt), **parts}
+        if on_epoch is not None:
+            row.update(on_epoch(net, opt, epoch + 1) or {})
+        history.append(row)
+    return history
+
+
+def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
+    """The emergent MLP as plain torch layers: inputs -> layer 1 -> ... -> layer D -> outputs.
+
+    Only edges from layer k to k+1 (inputs are layer 0, outputs follow layer D) are carried
+    over; `structure(...)["is_mlp"]` says when that is the whole network.
+    """
+    depth = max(layer_of.values(), default=0)
+    groups = [list(range(net.n_in))] + [sorted(i for i, k in layer_of.items() if k == d)
+                                         for d in range(1, depth + 1)]
+    groups.append(list(range(net.n_in, net.n_in + net.n_out)))
+    src, dst, w = (t.detach().cpu() for t in net.edges())
+    bias = net.bias.detach().cpu()
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}[net.activation]
+    layers: list[nn.Module] = []
+    for k, (prev, cur) in enumerate(zip(groups, groups[1:])):
+        lin = nn.Linear(len(prev), len(cur))
+        col = {n: c for c, n in enumerate(prev)}
+        row = {n: r for r, n in enumerate(cur)}
+        with torch.no_grad():
+            lin.weight.zero_()
+            keep = [(row[d], col[s], x) for s, d, x in zip(src.tolist(), dst.tolist(), w.tolist())
+                    if d in row and s in col]
+            if keep:
+                r, c, x = zip(*keep)
+                lin.weight[list(r), list(c)] = torch.tensor(x)
+            lin.bias.copy_(bias[cur])
+        layers.append(lin)
+        last = k == len(groups) - 2
+        if not last:
+            layers.append(act())
+        elif net.output_activation != "identity":
+            layers.append({"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[net.output_activation]())
+    return nn.Sequential(*layers)
