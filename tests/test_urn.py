@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import torch
+
+import neuroplastic as npl
+from neuroplastic.analysis import structure
+from neuroplastic.cli import main
+from neuroplastic.tasks.datasets import grid_positions, read_idx
+from neuroplastic.urn import URN, to_sequential
+
+
+def recurrent_from(n_in, n_out, n_hidden, edges, steps, bias=None):
+    src, dst, w = zip(*edges)
+    return npl.GraphNet.from_edges(n_in, n_out, n_hidden, list(src), list(dst), weight=list(w),
+                                   bias=bias, mode="recurrent", steps=steps, activation="relu")
+
+
+def planted_mlp(extra=()):
+    """inputs 0,1 -> hidden 4,5,6 -> hidden 7,8 -> outputs 2,3, planted in a recurrent W."""
+    g = torch.Generator().manual_seed(0)
+    edges = [(i, h, 0.5 + float(torch.rand(1, generator=g))) for i in (0, 1) for h in (4, 5, 6)]
+    edges += [(h, k, 0.5 + float(torch.rand(1, generator=g))) for h in (4, 5, 6) for k in (7, 8)]
+    edges += [(k, o, 0.5 + float(torch.rand(1, generator=g))) for k in (7, 8) for o in (2, 3)]
+    return recurrent_from(2, 2, 5, edges + list(extra), steps=3, bias=[0.0] * 7)
+
+
+def test_planted_mlp_is_detected_and_exports_exactly():
+    net = planted_mlp()
+    x = torch.rand(32, 2)
+    for probe in (None, x):
+        s = structure(net, probe)
+        assert s["is_mlp"] and s["depth"] == 2 and s["widths"] == [3, 2]
+        assert s["mlp_score"] == pytest.approx(1.0) and s["skip_share"] == 0
+    seq = to_sequential(net, s["layer_of"])
+    assert isinstance(seq, torch.nn.Sequential)
+    assert torch.allclose(seq(x), net(x), atol=1e-6)
+
+
+def test_residual_block_is_detected_as_skip_not_mlp():
+    net = planted_mlp(extra=[(4, 4, 1.0), (5, 5, 1.0), (4, 2, 0.8), (6, 3, 0.8)])
+    s = structure(net)
+    assert not s["is_mlp"]
+    assert s["skip_share"] > 0.15 and s["self_loop_share"] > 0.05
+
+
+def test_locally_connected_layer_vs_dense_layer():
+    side = 10
+    pos = grid_positions(side, side)
+    n_in, n_out = side * side, 1
+    hidden = list(range(n_in + n_out, n_in + n_out + 16))
+    centres = [(r, c) for r in (1, 3, 6, 8) for c in (1, 3, 6, 8)]
+    local, dense = [], []
+    g = np.random.default_rng(0)
+    for h, (r, c) in zip(hidden, centres):
+        for i in range(n_in):
+            w = 0.5 + g.random()
+            if abs(pos[i][0] - r) <= 1 and abs(pos[i][1] - c) <= 1:
+                local.append((i, h, w))
+            dense.append((i, h, w))
+        local.append((h, n_in, 1.0))
+        dense.append((h, n_in, 1.0))
+    s_local = structure(recurrent_from(n_in, n_out, 16, local, 2), positions=pos)
+    s_dense = structure(recurrent_from(n_in, n_out, 16, dense, 2), positions=pos)
+    assert s_local["locality_index"] > 0.5
+    assert abs(s_dense["locality_index"]) < 0.2
+
+
+def test_random_dense_matrix_is_not_structured():
+    net = npl.GraphNet.dense_recurrent(4, 2, 20, steps=3, seed=0)
+    s = structure(net)
+    assert not s["is_mlp"] and s["mlp_score"] < 0.5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_in=10, n_out=3, size=12), "size=12"),
+    (dict(n_in=10, n_out=3, size=50, steps=0), "steps=0"),
+    (dict(n_in=10, n_out=3, size=50, c_weight=-1.0), "c_weight=-1.0"),
+    (dict(n_in=4, n_out=2, size=50, positions=np.zeros((3, 2))), r"expected \(4, 2\)"),
+])
+def test_bad_urn_configuration(kwargs, message):
+    with pytest.raises(npl.ConfigError, match=message):
+        URN(**kwargs)
+
+
+def test_compaction_preserves_outputs_and_optimizer_state():
+    torch.manual_seed(0)
+    net = URN(5, 2, size=40, steps=3, c_weight=1e-3)
+    with torch.no_grad():  # what the proximal step leaves behind: most weights exactly zero
+        net.weight[torch.rand(net.edge_capacity) < 0.9] = 0
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = torch.randn(16, 5), torch.randint(0, 2, (16,))
+    loss, _ = net.loss(x, y)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        net.weight[net.weight.abs() < 1e-3] = 0
+    before = net(x).detach()
+    uid_state = {int(u): float(m) for u, m, a in zip(net.edge_uid, opt.state[net.weight]["exp_avg"], net.edge_alive)
+                 if a}
+    removed = net.compact(optimizer=opt, threshold=0.0)
+    assert removed["edges_removed"] > 0
+    assert torch.allclose(net(x), before, atol=1e-6)
+    for u, m, a in zip(net.edge_uid, opt.state[net.weight]["exp_avg"], net.edge_alive):
+        if a:
+            assert float(m) == uid_state[int(u)]
+
+
+def test_quick_shells_run_is_accurate_and_layered(tmp_path):
+    assert main(["run", "urn-shells", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    import json
+    row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
+    m = row["metrics"]
+    assert m["test_accuracy"] >= 0.95
+    s = m["structure"]
+    assert s["depth"] == 4 - 1  # depth is set by the number of sweeps
+    assert s["mlp_score"] > max(s["skip_share"], s["lateral_share"])
+    assert s["active_neurons"] < 120 / 2  # the regulators silenced most of the network
+    assert (tmp_path / "report.md").exists() and list(tmp_path.glob("W_*.png"))
+
+
+def test_locality_term_makes_digit_receptive_fields_more_local(tmp_path):
+    assert main(["run", "urn-digits", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    import json
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    index = {r["variant"]: r["metrics"]["structure"]["locality_index"] for r in rows}
+    assert index["c_local=0.001"] > index["c_local=0"] + 0.05
+
+
+def test_users_own_npz_data_and_bad_data(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 9)).astype(np.float32)
+    y = (x[:, 0] + x[:, 4] > 0).astype(np.int64)
+    np.savez(tmp_path / "mine.npz", X=x, y=y, positions=grid_positions(3, 3))
+    out = tmp_path / "out"
+    assert main(["run", "urn-digits", "--quick", "--no-progress", "--out", str(out),
+                 "--set", f"data='{tmp_path / 'mine.npz'}'"]) == 0
+    assert (out / "results.json").exists()
+    np.savez(tmp_path / "bad.npz", X=x, y=y, positions=np.zeros((4, 2)))
+    code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / "o2"), "--set", f"data='{tmp_path / 'bad.npz'}'"])
+    assert code == 2 and "positions has shape (4, 2)" in capsys.readouterr().err
+
+
+def test_idx_files_are_read(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
+    (tmp_path / "x-idx3-ubyte").write_bytes(header + images.tobytes())
+    assert np.array_equal(read_idx(tmp_path / "x-idx3-ubyte"), images)
+    (tmp_path / "short").write_bytes(header + images.tobytes()[:5])
+    with pytest.raises(npl.ConfigError, match="truncated"):
+        read_idx(tmp_path / "short")
