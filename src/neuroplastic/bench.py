@@ -152,7 +152,97 @@ def bench_graphnet(quick: bool = False, device: str = "cpu") -> list[dict]:
     return throughput_rows(device, quick) + edit_rows(device, quick)
 
 
-BENCHMARKS = {"graphnet": bench_graphnet}
+class _DenseRecurrentReference(nn.Module):
+    """The same product written directly in torch: one S x S matrix applied I times."""
+
+    def __init__(self, n_in: int, n_out: int, size: int, steps: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(size, size) * (2 / size) ** 0.5)
+        self.b = nn.Parameter(torch.zeros(size))
+        self.n_in, self.n_out, self.steps = n_in, n_out, steps
+
+    def forward(self, x):
+        h = torch.cat([x, x.new_zeros(x.shape[0], self.w.shape[0] - self.n_in)], 1)
+        for _ in range(self.steps):
+            h = torch.relu(torch.addmm(self.b, h, self.w.t()))
+        return h[:, self.n_in:self.n_in + self.n_out]
+
+
+def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """URN train step vs a dense torch reference, and the per-epoch speed-up of compaction."""
+    from .tasks.datasets import shells
+    from .urn import URN, train_urn
+    rows = []
+    batch, steps = 256, 4
+    for size in ((300, 1000) if quick else (1000, 5000)):
+        torch.manual_seed(0)
+        x = torch.randn(batch, 10, device=device)
+        y = torch.randint(0, 3, (batch,), device=device)
+        ours = URN(10, 3, size=size, steps=steps, c_weight=1e-3, c_activity=1e-4).to(device)
+        ref = _DenseRecurrentReference(10, 3, size, steps).to(device)
+        opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-3)
+        opt_ref = torch.optim.Adam(ref.parameters(), lr=1e-3)
+
+        def step_ours_executor():
+            loss = nn.functional.cross_entropy(ours(x), y)
+            opt_ours.zero_grad(set_to_none=False)
+            loss.backward()
+            opt_ours.step()
+
+        def step_ours_full():
+            loss, _ = ours.loss(x, y)
+            opt_ours.zero_grad(set_to_none=False)
+            loss.backward()
+            opt_ours.step()
+            ours.proximal_step(opt_ours)
+
+        def step_ref():
+            loss = nn.functional.cross_entropy(ref(x), y)
+            opt_ref.zero_grad(set_to_none=False)
+            loss.backward()
+            opt_ref.step()
+
+        for fn in (step_ours_executor, step_ours_full, step_ref):
+            fn()
+        repeats = 3 if size >= 5000 or quick else 10
+        t_ref = _median_time(step_ref, repeats, device)
+        for label, fn in (("cross-entropy only", step_ours_executor),
+                          ("full URN loss: + activity L1 + proximal L1 on W", step_ours_full)):
+            t_ours = _median_time(fn, repeats, device)
+            rows.append({"case": f"URN train step S={size}, I={steps}, batch {batch} ({device}), {label}; "
+                                 "reference: the same sweeps in plain torch, cross-entropy only",
+                         "ours": round(1 / t_ours, 3), "reference": round(1 / t_ref, 3), "unit": "steps/s",
+                         "ratio": round(t_ref / t_ours, 3)})
+    # compaction: train a regulated URN on shells, then time one epoch before and after compaction
+    # (the urn-shells defaults: 60 epochs with the regulators ramped in over 20)
+    size = 300 if quick else 1000
+    data = shells(n_train=2000 if quick else 10_000, n_test=100)
+    net = URN(10, 3, size=size, steps=steps, c_weight=1e-3, c_activity=1e-4, seed=0).to(device)
+    train_urn(net, data.x_train, data.y_train, epochs=5 if quick else 60, ramp_epochs=3 if quick else 20,
+              device=device)
+    xs = torch.as_tensor(data.x_train, device=device)
+    ys = torch.as_tensor(data.y_train, device=device)
+
+    def epoch():
+        opt = torch.optim.Adam(net.parameters(), lr=0.0)
+        for i in range(0, len(xs), 128):
+            loss, _ = net.loss(xs[i:i + 128], ys[i:i + 128])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    before = _median_time(epoch, 3, device)
+    edges = net.n_edges
+    net.compact()
+    after = _median_time(epoch, 3, device)
+    rows.append({"case": f"compaction: one epoch of S={size} URN after shells training, {edges:,} -> "
+                         f"{net.n_edges:,} edges ({device}); reference = the same net before compaction",
+                 "ours": round(after, 4), "reference": round(before, 4), "unit": "s/epoch",
+                 "ratio": round(before / after, 2)})
+    return rows
+
+
+BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn}
 
 
 def machine(device: str) -> str:

@@ -117,18 +117,29 @@ class URN(GraphNet):
         if not state or "exp_avg_sq" not in state:
             return
         beta2, eps, lr = group["betas"][1], group["eps"], group["lr"]
-        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
-        threshold = lr * r.scale * (r.c_weight + r.c_local * self.edge_distance) / (v_hat.sqrt() + eps)
-        self.weight.copy_(torch.sign(self.weight) * (self.weight.abs() - threshold).clamp(min=0))
+        denom = (state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))).sqrt_().add_(eps)
+        coefficient = r.c_weight + r.c_local * self.edge_distance if r.c_local else r.c_weight
+        threshold = denom.reciprocal_().mul_(coefficient).mul_(lr * r.scale)
+        # soft threshold: w - clamp(w, -t, t) is sign(w) * max(|w| - t, 0)
+        self.weight.sub_(torch.clamp(self.weight, min=-threshold, max=threshold))
 
     def compact(self, optimizer=None, threshold: float = 1e-3) -> dict:
-        """Remove edges below threshold * max|W| and neurons left without a path (apply_edits)."""
+        """Remove edges below threshold * max|W|, then every hidden neuron that no longer has a
+        path to an output (it cannot affect the logits), then dead ends (`remove_dead`); all
+        through apply_edits, so the optimizer keeps the survivors' state."""
+        from .analysis.structure import _bfs_layers
         from .edits import Edits
-        src, dst, w = self.edges()
+        src, dst, w = (t.cpu() for t in self.edges())
         cut = w.abs() <= threshold * w.abs().max()
         e = Edits()
         for s, d in zip(src[cut].tolist(), dst[cut].tolist()):
             e.remove_edge(s, d)
+        n_fixed = self.n_in + self.n_out
+        to_output = _bfs_layers(self.capacity, dst[~cut], src[~cut], torch.arange(self.n_in, n_fixed))
+        unreachable = (to_output > self.capacity) & self.neuron_alive.cpu()
+        unreachable[:n_fixed] = False
+        for i in unreachable.nonzero().squeeze(1).tolist():
+            e.remove_neuron(i)
         e.remove_dead()
         before = (self.n_neurons, self.n_edges)
         self.apply_edits(e, optimizer=optimizer)
