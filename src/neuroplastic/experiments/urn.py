@@ -176,7 +176,7 @@ register(URNExperiment("urn-shells", "URN on 10-d concentric shells: emergent ML
                        {"data": "shells"}, ["urn"], {"size": 5000, "seeds": 3, "device": "cuda"}))
 register(URNExperiment("urn-digits", "URN on 8x8 digits: local receptive fields with the locality term on vs off",
                        {"data": "digits", "steps": 3, "size": 250},
-                       ["c_local=0", "c_local=0.001"], {"size": 1000, "seeds": 3}))
+                       ["c_local=0", "c_local=0.001", "c_local=0.003"], {"size": 1000, "seeds": 3}))
 register(URNExperiment("urn-sweep", "URN phase diagram: depth, width and skip share vs regulator and sweeps",
                        {"data": "shells", "size": 200, "epochs": 40, "seeds": 1},
                        [f"c_weight={c},steps={i}" for c in ("1e-4", "1e-3", "1e-2") for i in (2, 3, 4, 6)],
