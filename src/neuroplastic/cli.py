@@ -79,7 +79,8 @@ def _run(args) -> None:
         overrides["envs"] = args.envs
     out = Path(args.out or f"runs/{args.name}")
     results = run_experiment(args.name, out, quick=args.quick, full=args.full, overrides=overrides,
-                             workers=args.workers, address=args.address, progress=not args.no_progress)
+                             workers=args.workers, address=args.address, progress=not args.no_progress,
+                             command=" ".join(["neuroplastic", *sys.argv[1:]]))
     print(f"{len(results['rows'])} runs; report: {out / 'report.md'}")
 
 

@@ -40,7 +40,7 @@ def environment() -> dict:
 
 def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = False,
                    overrides: dict | None = None, workers: int = 1, address: str | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, command: str | None = None) -> dict:
     experiment = get_experiment(name)
     if quick and full:
         raise ConfigError("--quick and --full exclude each other")
@@ -67,6 +67,8 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
 
     rows = [json.loads((rows_dir / f"{job_name(j)}.json").read_text()) for j in jobs]
     results = {"experiment": name, "config": config, "environment": environment(), "rows": rows}
+    if command:
+        results["command"] = command
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
     experiment.report(results, out)
     return results

@@ -130,7 +130,8 @@ def write_report(results: dict, out_dir: Path) -> None:
         f"Seeds: {cfg['seeds']}. Budget: {cfg['steps']} Adam steps (lr {cfg['lr']}, batch "
         f"{cfg['batch_size']}) on {cfg['n_data']}+ teacher transitions; final return over "
         f"{cfg['eval_episodes']} held-out episodes per seed.",
-        f"Machine: {env.get('machine', '?')}, torch {env.get('torch', '?')}.",
+        f"Machine: {env.get('machine', '?')}, torch {env.get('torch', '?')}."
+        + (f" Command: `{results['command']}`." if results.get("command") else ""),
         "",
         "## Returns and sizes",
         "",

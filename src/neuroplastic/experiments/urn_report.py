@@ -108,7 +108,8 @@ def write_report(results: dict, out_dir: Path) -> None:
             f"Data: {cfg['data']}. S = {cfg['size']} neurons, I = {cfg['steps']} sweeps (unless a variant "
             f"sets them), {cfg['epochs']} epochs of Adam (lr {cfg['lr']}, batch {cfg['batch_size']}), "
             f"regulators ramped in over {cfg['ramp_epochs']} epochs: c_weight {cfg['c_weight']}, "
-            f"c_activity {cfg['c_activity']}, c_local {cfg['c_local']}. Seeds: {cfg['seeds']}.", "",
+            f"c_activity {cfg['c_activity']}, c_local {cfg['c_local']}. Seeds: {cfg['seeds']}."
+            + (f" Command: `{results['command']}`." if results.get("command") else ""), "",
             "## Emergent structure", "",
             "Detectors (`npl.analysis.structure`): layer = sweep of peak activity on test data; MLP score =",
             "share of live |W| on layer k -> k+1 edges; skip share = edges skipping layers plus self loops;",
