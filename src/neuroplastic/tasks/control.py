@@ -25,6 +25,8 @@ def make_env(env_id: str) -> gym.Env:
         raise UnknownNameError(f"env id must be a string, got {env_id!r}")
     try:
         return gym.make(env_id)
+    except gym.error.DependencyNotInstalled as exc:
+        raise UnknownNameError(f"environment {env_id!r} needs a missing package: {exc}") from None
     except gym.error.Error as exc:
         raise UnknownNameError(f"unknown environment id {env_id!r}: {exc}") from None
     except ImportError as exc:
