@@ -229,16 +229,23 @@ class GraphNet(nn.Module):
         net._connect_all_pairs(n_hidden, init_std)
         return net
 
-    def _connect_all_pairs(self, n_hidden: int, init_std: float | None = None) -> None:
-        """Constructor-only: add n_hidden neurons and every ordered pair as an edge, N(0, std^2)."""
+    def _connect_all_pairs(self, n_hidden: int, init_std: float | None = None, io_edges: bool = True) -> None:
+        """Constructor-only: add n_hidden neurons and every ordered pair as an edge, N(0, std^2).
+
+        With io_edges=False, edges into inputs and out of outputs are left out: inputs are
+        only written, outputs only read."""
         first = self.n_in + self.n_out
         m = first + n_hidden
         self._write_structure(new_neurons=torch.arange(first, m), new_bias=torch.zeros(n_hidden))
-        self._add_initial_edges(torch.arange(m).repeat(m), torch.arange(m).repeat_interleave(m))
+        src, dst = torch.arange(m).repeat(m), torch.arange(m).repeat_interleave(m)
+        if not io_edges:
+            keep = (dst >= self.n_in) & ((src < self.n_in) | (src >= first))
+            src, dst = src[keep], dst[keep]
+        self._add_initial_edges(src, dst)
         gen = torch.Generator().manual_seed(int(self.seed))
         std = init_std if init_std is not None else math.sqrt(2.0 / m)
         with torch.no_grad():
-            self.weight[: m * m] = (torch.randn(m * m, generator=gen) * std).to(self.weight)
+            self.weight[: len(src)] = (torch.randn(len(src), generator=gen) * std).to(self.weight)
 
     def _add_initial_edges(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         """Constructor-only: append edges in consecutive slots, so blocks are weight views."""

@@ -59,7 +59,8 @@ class URN(GraphNet):
     """A GraphNet in recurrent mode with all S x S connections, plus the URN loss."""
 
     def __init__(self, n_in: int, n_out: int, size: int = 5000, steps: int = 4, *, positions=None,
-                 activation: str = "relu", clamp_inputs: bool = False, seed: int = 0, **regulators):
+                 activation: str = "relu", clamp_inputs: bool = False, io_edges: bool = False, seed: int = 0,
+                 **regulators):
         if isinstance(size, bool) or not isinstance(size, int) or size < n_in + n_out + 1:
             raise ConfigError(f"size={size!r} must be an integer > n_in + n_out = {n_in + n_out} "
                               "(the inputs and outputs are neurons of the network)")
@@ -68,7 +69,19 @@ class URN(GraphNet):
         self.regulators = URNRegulators(**regulators)
         super().__init__(n_in, n_out, activation, mode="recurrent", steps=steps, clamp_inputs=clamp_inputs,
                          connect="none", seed=seed, neuron_capacity=size, edge_capacity=size * size)
-        self._connect_all_pairs(size - n_in - n_out)
+        # io_edges=False (default): inputs are written once and outputs read once. Nothing
+        # feeds an input and output neurons feed nothing, and the input biases are held at 0,
+        # so after the first sweep the inputs are silent and the signal moves as a wave. With
+        # io_edges=True the input and output neurons are ordinary recurrent units; trained
+        # networks then route computation through the output neurons themselves (seen in
+        # docs/results/urn-shells), which hides any layering from a read-out at step I.
+        self._connect_all_pairs(size - n_in - n_out, io_edges=io_edges)
+        self.io_edges = io_edges
+        if not io_edges and not clamp_inputs:
+            keep = torch.ones(size)
+            keep[:n_in] = 0
+            self.register_buffer("_bias_mask", keep)
+            self.bias.register_hook(lambda grad: grad * self._bias_mask[: grad.numel()])
         self.size = size
         self.positions = None
         if positions is not None:
@@ -148,7 +161,8 @@ class URN(GraphNet):
         return {"neurons_removed": before[0] - self.n_neurons, "edges_removed": before[1] - self.n_edges}
 
     def config(self) -> dict:
-        return {**super().config(), "size": self.size, **dataclasses.asdict(self.regulators)}
+        return {**super().config(), "size": self.size, "io_edges": self.io_edges,
+                **dataclasses.asdict(self.regulators)}
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> float:

@@ -103,6 +103,7 @@ class URNExperiment:
         timing = compaction_timing(net, data, settings)
         acc_compact = accuracy(net, x_test, y_test)
         metrics = {"test_accuracy": acc, "test_accuracy_compacted": acc_compact, "structure": found,
+                   "has_positions": data.positions is not None,
                    "n_params": net.n_params, "n_hidden": net.n_hidden, "n_edges": net.n_edges,
                    "train_s": train_s, **timing,
                    "history": [{"step": h["epoch"], "loss": h["loss"], "task": h["task"]} for h in history]}

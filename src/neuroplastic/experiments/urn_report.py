@@ -37,7 +37,9 @@ def locality_table(rows) -> str:
     table = []
     for (task, variant), ms in sorted(_by_variant(rows).items()):
         s = [m["structure"] for m in ms]
-        if s[0]["locality_radius"] is None:
+        if all(x["locality_radius"] is None for x in s):
+            if any(m.get("has_positions") for m in ms):
+                table.append([task, variant, "– (first layer has no multi-pixel field)", "–", "–"])
             continue
         table.append([task, variant, _fmt([x["locality_radius"] for x in s]),
                       _fmt([x["locality_radius_control"] for x in s]), _fmt([x["locality_index"] for x in s])])
