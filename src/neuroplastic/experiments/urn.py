@@ -58,6 +58,9 @@ class URNExperiment:
             v = config[key]
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                 raise ConfigError(f"{key}={v!r} must be a number >= 0")
+        if str(config["device"]).startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device={config['device']!r} but torch sees no CUDA device; "
+                              "use --set device='cpu' (and a smaller size) on this machine")
         if isinstance(config["variants"], str):
             config["variants"] = [config["variants"]]
         for variant in config["variants"]:
