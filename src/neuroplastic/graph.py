@@ -500,7 +500,7 @@ class GraphNet(nn.Module):
         if m * m <= self.COMPACT_MAX_ENTRIES and self.kernel == "auto" \
                 and not all(lv.weight_slice for lv in levels):
             compact = e_dst_pos * m + e_src_pos
-        return _Plan(levels, level, starts, order, eids, e_src_pos, e_dst_pos, False, compact)
+        return _Plan(levels, level, starts, order, eids, e_src_pos, e_dst_pos, False, compact_flat=compact)
 
     # ----------------------------------------------------------------- execution
     def forward(self, x: torch.Tensor, return_states: bool = False):
