@@ -111,9 +111,13 @@ class URNExperiment:
                    "train_s": train_s, **timing,
                    "history": [{"step": h["epoch"], "loss": h["loss"], "task": h["task"]} for h in history]}
         if found["is_mlp"]:
-            seq = to_sequential(net, layer_of)
+            # The Sequential keeps only layer k -> k+1 edges; the remaining (< 5%) mass is dropped,
+            # so outputs are compared by value and by decision.
+            seq = to_sequential(net, layer_of).to(probe.device)
             with torch.no_grad():
-                metrics["sequential_max_abs_diff"] = float((seq.to(probe.device)(probe) - net(probe)).abs().max())
+                metrics["sequential_max_abs_diff"] = float((seq(x_test) - net(x_test)).abs().max())
+                metrics["sequential_agreement"] = float((seq(x_test).argmax(1) == net(x_test).argmax(1)).float().mean())
+            metrics["sequential_test_accuracy"] = accuracy(seq, x_test, y_test)
             metrics["sequential_widths"] = [m.out_features for m in seq if isinstance(m, torch.nn.Linear)][:-1]
         if job["seed"] == 0:
             save_weight_plot(net, layer_of, out_dir / f"W_{job['variant'].replace('=', '').replace(',', '_')}.png",
