@@ -119,6 +119,10 @@ class URNExperiment:
                 metrics["sequential_agreement"] = float((seq(x_test).argmax(1) == net(x_test).argmax(1)).float().mean())
             metrics["sequential_test_accuracy"] = accuracy(seq, x_test, y_test)
             metrics["sequential_widths"] = [m.out_features for m in seq if isinstance(m, torch.nn.Linear)][:-1]
+        from ..checkpoint import save
+        from .runner import job_name
+        (out_dir / "nets").mkdir(exist_ok=True)
+        save(out_dir / "nets" / f"{job_name(job)}.ckpt", net)  # compacted: small
         if job["seed"] == 0:
             save_weight_plot(net, layer_of, out_dir / f"W_{job['variant'].replace('=', '').replace(',', '_')}.png",
                              title=f"{job['task']} {job['variant']}: |W| of active neurons, ordered by layer")
