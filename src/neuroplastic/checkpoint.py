@@ -22,6 +22,10 @@ import torch
 from .errors import CheckpointError
 
 MAGIC = b"NPLCKPT1"
+# A GraphNet is fully described by these tensors and its constructor arguments; subclasses
+# (URN) are stored as the GraphNet they are, with their extra settings in the config.
+_GRAPH_TENSORS = ("weight", "bias", "neuron_alive", "neuron_uid", "edge_alive", "edge_src", "edge_dst", "edge_uid")
+_GRAPH_ARGS = ("n_in", "n_out", "activation", "output_activation", "mode", "steps", "clamp_inputs", "kernel", "seed")
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -57,15 +61,19 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None = None) -> None:
-    """Write network topology and weights, optimizer and rule state, RNG state and step."""
+    """Write network topology and weights, optimizer and rule state, RNG state and step.
+
+    `net=None` stores only the rest (used for students that are not GraphNets)."""
     from .graph import GraphNet
-    if not isinstance(net, GraphNet):
-        raise CheckpointError(f"save() expects a GraphNet, got {type(net).__name__}")
+    if net is not None and not isinstance(net, GraphNet):
+        raise CheckpointError(f"save() expects a GraphNet (or None), got {type(net).__name__}")
     payload = {
         "format": 1,
-        "net": {"config": net.config(), "tensors": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "next_uid": net._next_uid},
-        "optimizer": _optimizer_state(net, optimizer),
+        "net": None if net is None else {
+            "class": type(net).__name__, "config": net.config(),
+            "tensors": {k: v.detach().cpu() for k, v in net.state_dict().items() if k in _GRAPH_TENSORS},
+            "next_uid": net._next_uid},
+        "optimizer": _optimizer_state(net, optimizer) if net is not None else None,
         "rule": rule.state_dict() if rule is not None else None,
         "rng": rng_state(),
         "step": int(step),
@@ -108,7 +116,7 @@ def load(path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupted (checksum mismatch)")
     try:
         payload = torch.load(io.BytesIO(data[header:]), map_location=map_location, weights_only=True)
-        net = _rebuild_net(payload["net"])
+        net = _rebuild_net(payload["net"]) if payload["net"] is not None else None
     except CheckpointError:
         raise
     except Exception as exc:
@@ -120,7 +128,7 @@ def load(path, map_location="cpu") -> dict:
 def _rebuild_net(saved: dict):
     from .graph import GraphNet
     tensors = saved["tensors"]
-    cfg = dict(saved["config"])
+    cfg = {k: v for k, v in saved["config"].items() if k in _GRAPH_ARGS}
     net = GraphNet(connect="none", neuron_capacity=tensors["bias"].numel(),
                    edge_capacity=tensors["weight"].numel(), **cfg)
     if net.capacity != tensors["bias"].numel() or net.edge_capacity != tensors["weight"].numel():

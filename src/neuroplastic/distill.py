@@ -301,7 +301,7 @@ def _save(path, env_id, model, seed, cfg, core, optimizer, spm, gen, history, ob
         ckpt.save(path, core, rule=spm, step=step, extra=extra)
     else:  # an MLP student: store it through the same atomic, checksummed container
         extra["mlp_state"] = {k: v.detach().clone() for k, v in core.state_dict().items()}
-        ckpt.save(path, GraphNet(1, 1), step=step, extra=extra)
+        ckpt.save(path, None, step=step, extra=extra)
 
 
 def _load_or_start(path, env_id, model, seed, cfg, spm_config):
