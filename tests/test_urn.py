@@ -114,8 +114,13 @@ def test_quick_shells_run_is_accurate_and_layered(tmp_path):
     s = m["structure"]
     assert s["depth"] == 4 - 1  # depth is set by the number of sweeps
     assert s["mlp_score"] > max(s["skip_share"], s["lateral_share"])
-    assert s["active_neurons"] < 120 / 2  # the regulators silenced most of the network
     assert (tmp_path / "report.md").exists() and list(tmp_path.glob("W_*.png"))
+    # the regulators are what silences neurons: without them far more stay active
+    free = tmp_path / "free"
+    assert main(["run", "urn-shells", "--quick", "--no-progress", "--out", str(free),
+                 "--set", "c_weight=0", "--set", "c_activity=0"]) == 0
+    unregulated = json.loads((free / "results.json").read_text())["rows"][0]["metrics"]["structure"]
+    assert s["active_neurons"] < 0.8 * unregulated["active_neurons"]
 
 
 def test_locality_term_makes_digit_receptive_fields_more_local(tmp_path):

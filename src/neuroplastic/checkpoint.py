@@ -133,7 +133,7 @@ def _rebuild_net(saved: dict):
                    edge_capacity=tensors["weight"].numel(), **cfg)
     if net.capacity != tensors["bias"].numel() or net.edge_capacity != tensors["weight"].numel():
         raise CheckpointError("checkpoint capacities are inconsistent; the file was not written by save()")
-    net.load_state_dict(tensors)
+    net.load_state_dict({k: v for k, v in tensors.items() if k in _GRAPH_TENSORS})
     net._next_uid = int(saved["next_uid"])
     net._plan = None
     net._topology = None

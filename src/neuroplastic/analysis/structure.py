@@ -40,12 +40,14 @@ def _bfs_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tenso
 
 
 def activity_layers(net, x: torch.Tensor, min_activity: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recurrent nets: (layer, carries) per neuron slot, layer = the sweep (1..I) of peak mean
-    |activity| on data x; carries = that peak exceeds min_activity."""
+    """Recurrent nets: (layer, carries) per neuron slot, layer = the sweep (1..I-1) of peak mean
+    |activity| on data x; carries = that peak exceeds min_activity. The read-out sweep I is
+    left out: a hidden value computed there reaches nothing."""
     with torch.no_grad():
         _, states = net(x, return_states=True)
     plan = net._get_plan()
-    act = torch.stack([s.abs().mean(0) for s in states]).cpu()  # (I, m)
+    states = states[:-1] if len(states) > 1 else states
+    act = torch.stack([s.abs().mean(0) for s in states]).cpu()  # (I-1, m)
     layer = torch.full((net.capacity,), net.capacity + 1, dtype=torch.long)
     carries = torch.zeros(net.capacity, dtype=torch.bool)
     ids = plan.ids.cpu()
@@ -81,7 +83,7 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     active = on_path & hidden
     if x is not None and net.mode == "recurrent":
         forward, carries = activity_layers(net, x)
-        active &= carries & (forward < net.steps)  # a neuron peaking at the read-out sweep feeds nothing
+        active &= carries
     keep = torch.zeros(n, dtype=torch.bool)
     keep[:n_fixed] = True
     keep |= active
