@@ -62,7 +62,7 @@ THROUGHPUT_SHAPES = [("1k", 32, [24], 8), ("100k", 128, [256, 256], 10), ("1M", 
 def throughput_rows(device: str, quick: bool) -> list[dict]:
     rows = []
     batch = 256
-    for label, n_in, hidden, n_out in THROUGHPUT_SHAPES[:2] if quick else THROUGHPUT_SHAPES:
+    for _label, n_in, hidden, n_out in THROUGHPUT_SHAPES[:2] if quick else THROUGHPUT_SHAPES:
         torch.manual_seed(0)
         x = torch.randn(batch, n_in, device=device)
         y = torch.randn(batch, n_out, device=device)
@@ -116,7 +116,7 @@ def _rebuild_reference(model: nn.Module):
 
 def edit_rows(device: str, quick: bool) -> list[dict]:
     rows = []
-    for label, n_in, hidden, n_out in EDIT_SHAPES[:3] if quick else EDIT_SHAPES:
+    for _label, n_in, hidden, n_out in EDIT_SHAPES[:3] if quick else EDIT_SHAPES:
         net = GraphNet.mlp(n_in, hidden, n_out, seed=0).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         x = torch.randn(8, n_in, device=device)

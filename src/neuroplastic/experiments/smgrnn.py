@@ -81,7 +81,7 @@ class SMGrNNExperiment:
         for env_id in config["envs"]:
             make_env(env_id).close()  # unknown ids fail here, before any work starts
         for variant in config["variants"]:
-            model, extra = variant_model(variant)
+            variant_model(variant)  # unknown variants fail here
         self._options(config, "smgrnn")  # validates every distillation / SPM value up front
         return config
 

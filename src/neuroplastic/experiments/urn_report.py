@@ -72,7 +72,7 @@ def phase_plot(rows, path: Path) -> bool:
     """Depth and skip share over the (c_weight, steps) grid of urn-sweep."""
     from .urn import _parse_variant
     cells = {}
-    for (task, variant), ms in _by_variant(rows).items():
+    for (_task, variant), ms in _by_variant(rows).items():
         v = _parse_variant(variant)
         if "c_weight" in v and "steps" in v:
             cells[(v["c_weight"], v["steps"])] = ms
