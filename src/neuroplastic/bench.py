@@ -214,11 +214,11 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
                          "ours": round(1 / t_ours, 3), "reference": round(1 / t_ref, 3), "unit": "steps/s",
                          "ratio": round(t_ref / t_ours, 3)})
     # compaction: train a regulated URN on shells, then time one epoch before and after compaction
-    # (the urn-shells defaults: 60 epochs with the regulators ramped in over 20)
+    # (the urn-shells regulators, trained until the network is sparse)
     size = 300 if quick else 1000
-    data = shells(n_train=2000 if quick else 10_000, n_test=100)
+    data = shells(n_train=2000 if quick else 5_000, n_test=100)
     net = URN(10, 3, size=size, steps=steps, c_weight=1e-3, c_activity=1e-4, seed=0).to(device)
-    train_urn(net, data.x_train, data.y_train, epochs=5 if quick else 60, ramp_epochs=3 if quick else 20,
+    train_urn(net, data.x_train, data.y_train, epochs=5 if quick else 30, ramp_epochs=3 if quick else 10,
               device=device)
     xs = torch.as_tensor(data.x_train, device=device)
     ys = torch.as_tensor(data.y_train, device=device)
