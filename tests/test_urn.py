@@ -153,3 +153,15 @@ def test_idx_files_are_read(tmp_path):
     (tmp_path / "short").write_bytes(header + images.tobytes()[:5])
     with pytest.raises(npl.ConfigError, match="truncated"):
         read_idx(tmp_path / "short")
+
+
+def test_lifetime_compaction_during_training_keeps_learning():
+    from neuroplastic.tasks.datasets import shells
+    from neuroplastic.urn import accuracy, train_urn
+    data = shells(n_train=1500, n_test=300)
+    net = URN(10, 3, size=80, steps=3, c_weight=1e-3, c_activity=1e-4, seed=0)
+    history = train_urn(net, data.x_train, data.y_train, epochs=20, ramp_epochs=5, compact_every=4)
+    assert history[0]["n_edges"] == 80 * 80 - 10 * 80 - 3 * 70  # none into inputs or out of outputs
+    assert history[-1]["n_edges"] < 0.6 * history[0]["n_edges"]  # compacted during training
+    assert any("compaction_edges_removed" in h for h in history)
+    assert accuracy(net, torch.tensor(data.x_test), torch.tensor(data.y_test)) > 0.85

@@ -173,13 +173,17 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048
 
 def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 1e-3, batch_size: int = 128,
               seed: int = 0, device: str = "cpu", progress: bool = False, ramp_epochs: int = 0,
-              on_epoch=None) -> list[dict]:
+              compact_every: int = 0, on_epoch=None) -> list[dict]:
     """Adam + proximal L1 steps over minibatches; returns one row per epoch.
 
     The regulators ramp linearly from 0 to full strength over `ramp_epochs`: the task is
     learned first and then sparsified. Switched on at full strength from the start, a strong
     L1 can silence the whole network before any path to the outputs forms, after which no
-    gradient revives it."""
+    gradient revives it.
+
+    `compact_every=k` (lifetime structure evolution): once the ramp is over, every k epochs
+    the dead edges and neurons are removed through apply_edits with the optimizer, so the
+    survivors keep their Adam state and later epochs run on the smaller network."""
     net.to(device)
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
@@ -187,7 +191,9 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     gen = torch.Generator().manual_seed(seed)
     history = []
     from tqdm.auto import trange
+    import time
     for epoch in trange(epochs, disable=not progress, desc="URN", leave=False):
+        started = time.perf_counter()
         net.regulators.scale = min(1.0, (epoch + 1) / ramp_epochs) if ramp_epochs else 1.0
         order = torch.randperm(len(xt), generator=gen).to(device)
         total, parts = 0.0, {}
@@ -199,7 +205,10 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
             opt.step()
             net.proximal_step(opt)
             total += float(loss.detach()) * len(idx)
-        row = {"epoch": epoch + 1, "loss": total / len(xt), **parts}
+        row = {"epoch": epoch + 1, "loss": total / len(xt), **parts, "epoch_s": time.perf_counter() - started,
+               "n_edges": net.n_edges, "n_neurons": net.n_neurons}
+        if compact_every and epoch + 1 >= ramp_epochs and (epoch + 1) % compact_every == 0:
+            row.update({f"compaction_{k}": v for k, v in net.compact(optimizer=opt).items()})
         if on_epoch is not None:
             row.update(on_epoch(net, opt, epoch + 1) or {})
         history.append(row)

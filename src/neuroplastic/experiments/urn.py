@@ -24,7 +24,7 @@ from . import register
 
 COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "batch_size": 128,
           "ramp_epochs": 20, "c_weight": 1e-3, "c_activity": 1e-4, "c_local": 0.0, "seeds": 2,
-          "threshold": 1e-3, "device": "cpu"}
+          "threshold": 1e-3, "device": "cpu", "compact_every": 0}
 QUICK = {"size": 120, "epochs": 15, "ramp_epochs": 5, "seeds": 1}
 
 
@@ -50,6 +50,9 @@ class URNExperiment:
             if key not in config:
                 raise ConfigError(f"unknown {self.name} option {key!r}; known: {', '.join(sorted(config))}")
             config[key] = value
+        if isinstance(config["compact_every"], bool) or not isinstance(config["compact_every"], int) \
+                or config["compact_every"] < 0:
+            raise ConfigError(f"compact_every={config['compact_every']!r} must be an integer >= 0")
         for key in ("size", "steps", "epochs", "batch_size", "seeds"):
             v = config[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -94,7 +97,7 @@ class URNExperiment:
         started = time.perf_counter()
         history = train_urn(net, data.x_train, data.y_train, epochs=settings["epochs"], lr=settings["lr"],
                             batch_size=settings["batch_size"], seed=job["seed"], device=settings["device"],
-                            ramp_epochs=settings["ramp_epochs"])
+                            ramp_epochs=settings["ramp_epochs"], compact_every=settings["compact_every"])
         train_s = time.perf_counter() - started
         x_test = torch.as_tensor(data.x_test, dtype=torch.float32, device=settings["device"])
         y_test = torch.as_tensor(data.y_test, dtype=torch.long, device=settings["device"])
@@ -109,7 +112,8 @@ class URNExperiment:
                    "has_positions": data.positions is not None,
                    "n_params": net.n_params, "n_hidden": net.n_hidden, "n_edges": net.n_edges,
                    "train_s": train_s, **timing,
-                   "history": [{"step": h["epoch"], "loss": h["loss"], "task": h["task"]} for h in history]}
+                   "history": [{"step": h["epoch"], "loss": h["loss"], "task": h["task"], "epoch_s": h["epoch_s"],
+                                "n_edges": h["n_edges"]} for h in history]}
         if found["is_mlp"]:
             # The Sequential keeps only layer k -> k+1 edges; the remaining (< 5%) mass is dropped,
             # so outputs are compared by value and by decision.
