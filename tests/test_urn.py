@@ -36,6 +36,18 @@ def test_planted_mlp_is_detected_and_exports_exactly():
     assert torch.allclose(seq(x), net(x), atol=1e-6)
 
 
+def test_export_folds_input_independent_neurons_into_biases():
+    """Hidden neuron 9 sees no input: relu(0.5) feeds layer 2, which must come out as a bias."""
+    edges = [(0, 4, 0.7), (1, 5, -0.4), (4, 6, 0.9), (5, 7, 0.6), (6, 2, 1.1), (7, 3, -0.8), (9, 6, 0.3),
+             (9, 7, -0.2)]
+    net = recurrent_from(2, 2, 6, edges, steps=3, bias=[0.1, 0.2, 0.05, -0.1, 0.0, 0.0, 0.0, 0.5])
+    x = torch.rand(16, 2)
+    s = structure(net, x)
+    assert s["is_mlp"]
+    seq = to_sequential(net, s["layer_of"])
+    assert torch.allclose(seq(x), net(x), atol=1e-6)
+
+
 def test_residual_block_is_detected_as_skip_not_mlp():
     net = planted_mlp(extra=[(4, 4, 1.0), (5, 5, 1.0), (4, 2, 0.8), (6, 3, 0.8)])
     s = structure(net)

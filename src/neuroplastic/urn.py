@@ -218,33 +218,46 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
 def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
     """The emergent MLP as plain torch layers: inputs -> layer 1 -> ... -> layer D -> outputs.
 
-    Only edges from layer k to k+1 (inputs are layer 0, outputs follow layer D) are carried
-    over; `structure(...)["is_mlp"]` says when that is the whole network.
+    Edges from layer k to k+1 become the Linear weights (inputs are layer 0, the outputs
+    follow layer D, read after sweep D+1). Neurons that no input reaches compute the same
+    values for every input; their contribution at each sweep is folded into the next layer's
+    bias. Any other edge is left out: `structure(...)["is_mlp"]` says when that mass is small.
     """
+    from .analysis.structure import _bfs_layers
     depth = max(layer_of.values(), default=0)
     groups = [list(range(net.n_in))] + [sorted(i for i, k in layer_of.items() if k == d)
                                          for d in range(1, depth + 1)]
     groups.append(list(range(net.n_in, net.n_in + net.n_out)))
     src, dst, w = (t.detach().cpu() for t in net.edges())
     bias = net.bias.detach().cpu()
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}[net.activation]
+    reached = _bfs_layers(net.capacity, src, dst, torch.arange(net.n_in)) <= net.capacity
+    constant = net.neuron_alive.cpu() & ~reached
+    with torch.no_grad():  # the input-independent neurons' values, sweep by sweep
+        _, states = net(torch.zeros(1, net.n_in, dtype=net.weight.dtype, device=net.weight.device),
+                        return_states=True)
+    ids = net._get_plan().ids.cpu().tolist()
+    value_at = [dict(zip(ids, st[0].cpu().tolist())) for st in states]
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
     layers: list[nn.Module] = []
     for k, (prev, cur) in enumerate(zip(groups, groups[1:])):
         lin = nn.Linear(len(prev), len(cur))
         col = {n: c for c, n in enumerate(prev)}
         row = {n: r for r, n in enumerate(cur)}
+        folded = bias[cur].clone()
+        weights = torch.zeros(len(cur), len(prev))
+        for s_, d_, x_ in zip(src.tolist(), dst.tolist(), w.tolist()):
+            if d_ not in row:
+                continue
+            if s_ in col:
+                weights[row[d_], col[s_]] = x_
+            elif constant[s_] and k >= 1:  # its value after sweep k feeds sweep k + 1
+                folded[row[d_]] += x_ * value_at[k - 1][s_]
         with torch.no_grad():
-            lin.weight.zero_()
-            keep = [(row[d], col[s], x) for s, d, x in zip(src.tolist(), dst.tolist(), w.tolist())
-                    if d in row and s in col]
-            if keep:
-                r, c, x = zip(*keep)
-                lin.weight[list(r), list(c)] = torch.tensor(x)
-            lin.bias.copy_(bias[cur])
+            lin.weight.copy_(weights)
+            lin.bias.copy_(folded)
         layers.append(lin)
-        last = k == len(groups) - 2
-        if not last:
-            layers.append(act())
+        if k < len(groups) - 2:
+            layers.append(act[net.activation]())
         elif net.output_activation != "identity":
-            layers.append({"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[net.output_activation]())
+            layers.append(act[net.output_activation]())
     return nn.Sequential(*layers)
