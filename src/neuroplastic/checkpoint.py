@@ -71,7 +71,7 @@ def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None
         "format": 1,
         "net": None if net is None else {
             "class": type(net).__name__, "config": net.config(),
-            "tensors": {k: v.detach().cpu() for k, v in net.state_dict().items() if k in _GRAPH_TENSORS},
+            "live": _live_slots(net), "capacity": net.capacity, "edge_capacity": net.edge_capacity,
             "next_uid": net._next_uid},
         "optimizer": _optimizer_state(net, optimizer) if net is not None else None,
         "rule": rule.state_dict() if rule is not None else None,
@@ -125,15 +125,38 @@ def load(path, map_location="cpu") -> dict:
             "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}
 
 
+def _live_slots(net) -> dict:
+    """Only the live slots: a grown or compacted net is mostly spare capacity."""
+    edges = net.edge_alive.nonzero().squeeze(1)
+    neurons = net.neuron_alive.nonzero().squeeze(1)
+    return {"edge_slot": edges.cpu(), "weight": net.weight.detach()[edges].cpu(),
+            "edge_src": net.edge_src[edges].cpu(), "edge_dst": net.edge_dst[edges].cpu(),
+            "edge_uid": net.edge_uid[edges].cpu(), "neuron": neurons.cpu(),
+            "bias": net.bias.detach()[neurons].cpu(), "neuron_uid": net.neuron_uid[neurons].cpu()}
+
+
 def _rebuild_net(saved: dict):
     from .graph import GraphNet
-    tensors = saved["tensors"]
     cfg = {k: v for k, v in saved["config"].items() if k in _GRAPH_ARGS}
-    net = GraphNet(connect="none", neuron_capacity=tensors["bias"].numel(),
-                   edge_capacity=tensors["weight"].numel(), **cfg)
-    if net.capacity != tensors["bias"].numel() or net.edge_capacity != tensors["weight"].numel():
-        raise CheckpointError("checkpoint capacities are inconsistent; the file was not written by save()")
-    net.load_state_dict({k: v for k, v in tensors.items() if k in _GRAPH_TENSORS})
+    if "live" not in saved:  # files written before live-slot storage: full tensors
+        tensors = saved["tensors"]
+        net = GraphNet(connect="none", neuron_capacity=tensors["bias"].numel(),
+                       edge_capacity=tensors["weight"].numel(), **cfg)
+        net.load_state_dict({k: v for k, v in tensors.items() if k in _GRAPH_TENSORS})
+    else:
+        live = saved["live"]
+        net = GraphNet(connect="none", neuron_capacity=int(saved["capacity"]),
+                       edge_capacity=int(saved["edge_capacity"]), **cfg)
+        if net.capacity != int(saved["capacity"]) or net.edge_capacity != int(saved["edge_capacity"]):
+            raise CheckpointError("checkpoint capacities are inconsistent; the file was not written by save()")
+        with torch.no_grad():
+            net.neuron_alive.zero_()
+            net.neuron_uid.fill_(-1)
+            net.bias.zero_()
+            e, n = live["edge_slot"], live["neuron"]
+            net.weight[e], net.edge_src[e], net.edge_dst[e] = live["weight"], live["edge_src"], live["edge_dst"]
+            net.edge_uid[e], net.edge_alive[e] = live["edge_uid"], True
+            net.bias[n], net.neuron_uid[n], net.neuron_alive[n] = live["bias"], live["neuron_uid"], True
     net._next_uid = int(saved["next_uid"])
     net._plan = None
     net._topology = None
