@@ -150,7 +150,7 @@ def test_users_own_npz_data_and_bad_data(tmp_path, capsys):
     np.savez(tmp_path / "mine.npz", X=x, y=y, positions=grid_positions(3, 3))
     out = tmp_path / "out"
     assert main(["run", "urn-digits", "--quick", "--no-progress", "--out", str(out),
-                 "--set", f"data='{tmp_path / 'mine.npz'}'"]) == 0
+                 "--data", str(tmp_path / "mine.npz")]) == 0
     assert (out / "results.json").exists()
     np.savez(tmp_path / "bad.npz", X=x, y=y, positions=np.zeros((4, 2)))
     code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / "o2"), "--set", f"data='{tmp_path / 'bad.npz'}'"])

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
     run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
     run.add_argument("--envs", help="comma-separated environment ids")
+    run.add_argument("--data", help="dataset experiments: FILE.npz (X, y, optional positions) or an MNIST IDX dir")
     run.add_argument("--quick", action="store_true", help="reduced budget (under a minute), used by tests")
     run.add_argument("--full", action="store_true", help="the full run: all tasks, 5 seeds, full budget")
     run.add_argument("--out", help="output directory (default runs/NAME)")
@@ -77,6 +78,8 @@ def _run(args) -> None:
         overrides["seeds"] = args.seeds
     if args.envs:
         overrides["envs"] = args.envs
+    if args.data:
+        overrides["data"] = args.data
     out = Path(args.out or f"runs/{args.name}")
     results = run_experiment(args.name, out, quick=args.quick, full=args.full, overrides=overrides,
                              workers=args.workers, address=args.address, progress=not args.no_progress,
