@@ -177,3 +177,20 @@ def test_lifetime_compaction_during_training_keeps_learning():
     assert history[-1]["n_edges"] < 0.6 * history[0]["n_edges"]  # compacted during training
     assert any("compaction_edges_removed" in h for h in history)
     assert accuracy(net, torch.tensor(data.x_test), torch.tensor(data.y_test)) > 0.85
+
+
+def test_mnist_style_idx_directory_is_a_dataset(tmp_path):
+    import gzip
+    from neuroplastic.tasks.datasets import load_data
+
+    def idx(data: np.ndarray) -> bytes:
+        return bytes([0, 0, 8, data.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in data.shape) + data.tobytes()
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("t10k", 6)):
+        (tmp_path / f"{split}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(idx(rng.integers(0, 256, (n, 5, 4), dtype=np.uint8))))
+        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx(rng.integers(0, 10, n, dtype=np.uint8)))
+    data = load_data(str(tmp_path))
+    assert data.x_train.shape == (12, 20) and data.x_test.shape == (6, 20)
+    assert data.positions.shape == (20, 2) and float(data.x_train.max()) <= 1.0
