@@ -334,49 +334,55 @@ class GraphNet(nn.Module):
                          dead_edge_slots=None, bias_ids=None, bias_delta=None,
                          optimizer=None) -> None:
         """The one place tensors change shape or liveness. Removals first, then additions."""
-        from .surgery import zero_slots
         dev = self.weight.device
 
         def as_long(x):
             return torch.as_tensor(x, dtype=torch.long).reshape(-1).to(dev)
 
+        def present(x) -> bool:
+            return x is not None and len(x) > 0
+
         def highest(x) -> int:
-            return int(as_long(x).max()) + 1 if x is not None and len(x) else 0
+            return int(as_long(x).max()) + 1 if present(x) else 0
 
         need_n, need_e = highest(new_neurons), highest(new_edge_slots)
         if need_n > self.capacity or need_e > self.edge_capacity:
             self._grow(need_n, need_e, optimizer)
+
         with torch.no_grad():
-            if dead_edge_slots is not None and len(dead_edge_slots):
-                s = as_long(dead_edge_slots)
-                self.weight[s] = 0
-                self.edge_alive[s] = False
-                self.edge_uid[s] = -1
-                zero_slots(optimizer, self.weight, s)
-            if dead_neurons is not None and len(dead_neurons):
-                n = as_long(dead_neurons)
-                self.bias[n] = 0
-                self.neuron_alive[n] = False
-                self.neuron_uid[n] = -1
-                zero_slots(optimizer, self.bias, n)
-            if new_neurons is not None and len(new_neurons):
-                n = as_long(new_neurons)
-                self.bias[n] = torch.as_tensor(new_bias, dtype=self.bias.dtype).to(dev)
-                self.neuron_alive[n] = True
-                self.neuron_uid[n] = self._take_uids(len(n)).to(dev)
-                zero_slots(optimizer, self.bias, n)
-            if new_edge_slots is not None and len(new_edge_slots):
+            if present(dead_edge_slots):
+                self._retire(self.weight, self.edge_alive, self.edge_uid, as_long(dead_edge_slots), optimizer)
+            if present(dead_neurons):
+                self._retire(self.bias, self.neuron_alive, self.neuron_uid, as_long(dead_neurons), optimizer)
+            if present(new_neurons):
+                self._admit(self.bias, self.neuron_alive, self.neuron_uid, as_long(new_neurons), new_bias,
+                            optimizer)
+            if present(new_edge_slots):
                 s = as_long(new_edge_slots)
-                self.weight[s] = torch.as_tensor(new_weight, dtype=self.weight.dtype).to(dev)
                 self.edge_src[s] = as_long(new_src)
                 self.edge_dst[s] = as_long(new_dst)
-                self.edge_alive[s] = True
-                self.edge_uid[s] = self._take_uids(len(s)).to(dev)
-                zero_slots(optimizer, self.weight, s)
-            if bias_ids is not None and len(bias_ids):
+                self._admit(self.weight, self.edge_alive, self.edge_uid, s, new_weight, optimizer)
+            if present(bias_ids):
                 self.bias.index_add_(0, as_long(bias_ids),
                                      torch.as_tensor(bias_delta, dtype=self.bias.dtype).to(dev))
         self._plan = None
+
+    @staticmethod
+    def _retire(param, alive, uid, slots, optimizer) -> None:
+        """Free slots of a Parameter: value 0, dead, no owner, fresh optimizer state."""
+        from .surgery import zero_slots
+        param[slots] = 0
+        alive[slots] = False
+        uid[slots] = -1
+        zero_slots(optimizer, param, slots)
+
+    def _admit(self, param, alive, uid, slots, values, optimizer) -> None:
+        """Occupy slots of a Parameter with `values`, a new owner id each, fresh optimizer state."""
+        from .surgery import zero_slots
+        param[slots] = torch.as_tensor(values, dtype=param.dtype).to(param.device)
+        alive[slots] = True
+        uid[slots] = self._take_uids(len(slots)).to(param.device)
+        zero_slots(optimizer, param, slots)
 
     def _grow(self, need_neurons: int, need_edges: int, optimizer) -> None:
         """Reallocate to at least double capacity; optimizer state follows every slot."""
