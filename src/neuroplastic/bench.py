@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write_bytes
+from .distill import sequential_mlp
 from .edits import Edits
 from .errors import ConfigError, UnknownNameError
 from .graph import GraphNet
@@ -46,15 +47,6 @@ def _train_step(model: nn.Module, opt, x, y):
     return step
 
 
-def _sequential(n_in: int, hidden: list[int], n_out: int) -> nn.Sequential:
-    layers, width = [], n_in
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.Tanh()]
-        width = h
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
-
-
 # (label, n_in, hidden, n_out): about 1k, 100k and 1M parameters.
 THROUGHPUT_SHAPES = [("1k", 32, [24], 8), ("100k", 128, [256, 256], 10), ("1M", 512, [1024, 512], 10)]
 
@@ -66,7 +58,7 @@ def throughput_rows(device: str, quick: bool) -> list[dict]:
         torch.manual_seed(0)
         x = torch.randn(batch, n_in, device=device)
         y = torch.randn(batch, n_out, device=device)
-        ref = _sequential(n_in, hidden, n_out).to(device)
+        ref = sequential_mlp(n_in, hidden, n_out).to(device)
         ours = GraphNet.mlp(n_in, hidden, n_out, seed=0).to(device)
         n_params = sum(p.numel() for p in ref.parameters())
         assert ours.n_params == n_params
@@ -135,7 +127,7 @@ def edit_rows(device: str, quick: bool) -> list[dict]:
             net.apply_edits(e, optimizer=opt)
             net.apply_edits(Edits().remove_neuron(int(h)), optimizer=opt)
 
-        reference = _rebuild_reference(_sequential(n_in, hidden, n_out).to(device))
+        reference = _rebuild_reference(sequential_mlp(n_in, hidden, n_out).to(device))
         repeats = 20 if quick else 100
         for what, fn in (("one edge", add_remove_edge), ("one relay neuron", add_remove_relay)):
             fn()

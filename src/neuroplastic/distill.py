@@ -28,7 +28,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .errors import CheckpointError, ConfigError, UnknownNameError
-from .graph import GraphNet
+from .graph import ACTIVATION_MODULES, GraphNet, _check_activation
 from .rules.spm import SPM, SPMConfig
 from .tasks.control import DATA_SEED_BASE, EVAL_SEED_BASE, ActionSpec, make_env, rollout, teacher_batch
 
@@ -73,6 +73,7 @@ class DistillConfig:
         if not isinstance(self.hidden, list | tuple) or not all(isinstance(h, int) and h > 0 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be a list of positive integers")
         self.hidden = list(self.hidden)
+        self.activation = _check_activation(self.activation, "activation")
 
 
 def split_options(options: dict) -> tuple[DistillConfig, dict]:
@@ -123,15 +124,20 @@ def initial_graph(n_in: int, n_out: int, n_hidden: int, activation: str, seed: i
     return GraphNet.from_edges(n_in, n_out, n_hidden, src, dst, seed=seed, activation=activation)
 
 
+def sequential_mlp(n_in: int, hidden: list[int], n_out: int, activation: str = "tanh") -> nn.Sequential:
+    """A plain torch MLP: the baseline student and the benchmarks' reference."""
+    layers, width = [], n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATION_MODULES[activation]()]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
 def build_core(model: str, n_in: int, n_out: int, cfg: DistillConfig, seed: int) -> nn.Module:
     if model == "mlp":
         torch.manual_seed(seed)
-        layers, width = [], n_in
-        for h in cfg.hidden:
-            layers += [nn.Linear(width, h), nn.Tanh() if cfg.activation == "tanh" else nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, n_out))
-        return nn.Sequential(*layers)
+        return sequential_mlp(n_in, cfg.hidden, n_out, cfg.activation)
     return initial_graph(n_in, n_out, cfg.init_hidden, cfg.activation, seed)
 
 

@@ -37,6 +37,8 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "identity": lambda z: z,
 }
+# The same activations as torch.nn modules, for plain-torch models built from or beside a GraphNet.
+ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
 MODES = ("dag", "recurrent")
 KERNELS = ("auto", "dense", "sparse")
 

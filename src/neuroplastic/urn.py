@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .graph import GraphNet
+from .graph import ACTIVATION_MODULES, GraphNet
 
 
 @dataclass
@@ -237,7 +237,6 @@ def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
                         return_states=True)
     ids = net._get_plan().ids.cpu().tolist()
     value_at = [dict(zip(ids, st[0].cpu().tolist())) for st in states]
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
     layers: list[nn.Module] = []
     for k, (prev, cur) in enumerate(zip(groups, groups[1:])):
         lin = nn.Linear(len(prev), len(cur))
@@ -257,7 +256,7 @@ def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
             lin.bias.copy_(folded)
         layers.append(lin)
         if k < len(groups) - 2:
-            layers.append(act[net.activation]())
+            layers.append(ACTIVATION_MODULES[net.activation]())
         elif net.output_activation != "identity":
-            layers.append(act[net.output_activation]())
+            layers.append(ACTIVATION_MODULES[net.output_activation]())
     return nn.Sequential(*layers)
