@@ -163,7 +163,7 @@ class _DenseRecurrentReference(nn.Module):
 def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
     """URN train step vs a dense torch reference, and the per-epoch speed-up of compaction."""
     from .tasks.datasets import shells
-    from .urn import URN, train_urn
+    from .urn import URN, train_urn, training_epoch
     rows = []
     batch, steps = 256, 4
     for size in ((300, 1000) if quick else (1000, 5000)):
@@ -216,12 +216,7 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
     ys = torch.as_tensor(data.y_train, device=device)
 
     def epoch():
-        opt = torch.optim.Adam(net.parameters(), lr=0.0)
-        for i in range(0, len(xs), 128):
-            loss, _ = net.loss(xs[i:i + 128], ys[i:i + 128])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        training_epoch(net, xs, ys, 128)
 
     before = _median_time(epoch, 3, device)
     edges = net.n_edges

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..urn import URN, accuracy, to_sequential, train_urn
+from ..urn import URN, accuracy, to_sequential, train_urn, training_epoch
 from . import register
 
 COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "batch_size": 128,
@@ -143,13 +143,8 @@ def compaction_timing(net: URN, data, settings: dict) -> dict:
     y = torch.as_tensor(data.y_train, dtype=torch.long, device=settings["device"])
 
     def epoch_seconds(model):
-        opt = torch.optim.Adam(model.parameters(), lr=0.0)  # timing only: weights stay as they are
         started = time.perf_counter()
-        for i in range(0, len(x), settings["batch_size"]):
-            loss, _ = model.loss(x[i:i + settings["batch_size"]], y[i:i + settings["batch_size"]])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        training_epoch(model, x, y, settings["batch_size"])
         return time.perf_counter() - started
 
     before = epoch_seconds(copy.deepcopy(net))
