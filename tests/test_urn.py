@@ -194,3 +194,12 @@ def test_mnist_style_idx_directory_is_a_dataset(tmp_path):
     data = load_data(str(tmp_path))
     assert data.x_train.shape == (12, 20) and data.x_test.shape == (6, 20)
     assert data.positions.shape == (20, 2) and float(data.x_train.max()) <= 1.0
+
+
+def test_parameter_count_leaves_out_input_biases_held_at_zero():
+    net = URN(3, 2, size=10, steps=2)
+    trainable_bias = 10 - 3  # hidden and output biases; the input biases never move
+    assert net.n_params == net.n_edges + trainable_bias
+    x = torch.randn(4, 3)
+    net(x).sum().backward()
+    assert torch.all(net.bias.grad[:3] == 0) and net.bias.grad[3:10].abs().sum() > 0

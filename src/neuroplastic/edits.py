@@ -212,6 +212,8 @@ class _Batch:
                         return idx
                 raise EditError("a neuron reference from Edits that were never applied was used")
             i = x._index
+        elif isinstance(x, bool) or (torch.is_tensor(x) and x.dtype == torch.bool):
+            raise EditError(f"{role}={x!r} is a bool, not a neuron index")
         elif torch.is_tensor(x) and x.numel() == 1 and not x.is_floating_point():
             i = int(x)
         elif isinstance(x, int) or (hasattr(x, "__index__") and not isinstance(x, float | bool)):

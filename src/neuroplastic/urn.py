@@ -77,11 +77,9 @@ class URN(GraphNet):
         # docs/results/urn-shells), which hides any layering from a read-out at step I.
         self._connect_all_pairs(size - n_in - n_out, io_edges=io_edges)
         self.io_edges = io_edges
-        if not io_edges and not clamp_inputs:
-            keep = torch.ones(size)
-            keep[:n_in] = 0
-            self.register_buffer("_bias_mask", keep)
-            self.bias.register_hook(lambda grad: grad * self._bias_mask[: grad.numel()])
+        self.holds_input_biases = not io_edges and not clamp_inputs
+        if self.holds_input_biases:
+            self.bias.register_hook(self._without_input_bias_grad)
         self.size = size
         self.positions = None
         if positions is not None:
@@ -92,6 +90,16 @@ class URN(GraphNet):
             self.positions = np.concatenate([positions, np.full((n_out, 2), np.nan, np.float32),
                                              hidden_positions(size - n_in - n_out, positions, seed)])
         self.register_buffer("edge_distance", self._edge_distance())
+
+    @property
+    def n_params(self) -> int:
+        """Live edges plus trainable biases (input biases held at 0 are not counted)."""
+        return super().n_params - (self.n_in if self.holds_input_biases else 0)
+
+    def _without_input_bias_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[: self.n_in] = 0
+        return grad
 
     def _edge_distance(self) -> torch.Tensor:
         if self.positions is None:
