@@ -104,6 +104,31 @@ def test_gradients_agree_between_kernels():
     assert torch.allclose(net.bias.grad, sparse.bias.grad, atol=1e-5)
 
 
+def test_deep_grown_chain_and_activity_agree_between_kernels():
+    """A relay chain many levels deep (what edge-driven growth builds) on the compact kernel."""
+    net = npl.GraphNet(3, 2, activation="tanh", seed=0)
+    for _ in range(20):
+        src, dst, _ = net.edges()
+        edits = npl.Edits()
+        edits.add_neuron(between=(int(src[-1]), int(dst[-1])), weight_in=0.7, weight_out=0.9, bias=0.1)
+        net.apply_edits(edits)
+    sparse = npl.GraphNet.from_edges(3, 2, net.n_hidden, *net.edges()[:2], weight=net.edges()[2],
+                                     activation="tanh", kernel="sparse")
+    n = net.n_neurons
+    with torch.no_grad():
+        sparse.bias[:n] = net.bias[:n]
+    assert int(net.levels().max()) > 15
+    x = torch.randn(5, 3)
+    for model in (net, sparse):
+        model.track_activity = True
+        model(x).sum().backward()
+    assert torch.allclose(net(x), sparse(x), atol=1e-5)
+    assert torch.allclose(net.edges()[2], sparse.edges()[2])
+    live = net.edge_alive.nonzero().squeeze(1)
+    assert torch.allclose(net.weight.grad[live], sparse.weight.grad[sparse.edge_alive], atol=1e-5)
+    assert torch.allclose(net.last_activity[:n], sparse.last_activity[:n], atol=1e-6)
+
+
 def test_dag_equals_recurrent_mode_with_steps_equal_depth():
     """DESIGN: a DAG of depth D is the recurrent mode with I = D sweeps on a nilpotent W."""
     net = npl.GraphNet.mlp(3, [4, 4], 2, activation="tanh", output_activation="tanh", seed=2)

@@ -543,23 +543,17 @@ class GraphNet(nn.Module):
         return w.view(rows, lv.width), bias
 
     def _forward_dag(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        if plan.compact_flat is not None:
+            return self._forward_dag_compact(x, plan)
         outs = [x]
         act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
         activity = None
         if self.track_activity:
             activity = torch.zeros(self.capacity, device=x.device)
             activity[: self.n_in] = x.detach().abs().mean(0)
-        if plan.compact_flat is not None:
-            m = len(plan.ids)
-            w_all = self.weight.new_zeros(m * m).index_put((plan.compact_flat,), self.weight[plan.r_eids])
-            w_all, b_all = w_all.view(m, m), self.bias[plan.ids]
-        for i, lv in enumerate(plan.levels):
+        for lv in plan.levels:
             rows = len(lv.row_ids)
-            if plan.compact_flat is not None:
-                a = plan.starts[i + 1]
-                w, b = w_all[a:a + rows, a - lv.width:a], b_all[a:a + rows]
-            else:
-                w, b = self._level_block(lv)
+            w, b = self._level_block(lv)
             if lv.width == 0:
                 z = b.expand(x.shape[0], rows)
             else:
@@ -578,6 +572,28 @@ class GraphNet(nn.Module):
         if activity is not None:
             self.last_activity = activity
         return outs[-1]
+
+    def _forward_dag_compact(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        """Small irregular DAGs (grown nets): one dense (m, m) matrix in level order and one
+        (batch, m) state that each level writes its slice into. Every level reads the whole
+        state (columns not yet computed meet zero weights), so a deep net costs a constant
+        number of autograd nodes per level instead of a concatenation of all earlier levels."""
+        m = len(plan.ids)
+        sizes = [b - a for a, b in zip(plan.starts, plan.starts[1:])]
+        w_all = self.weight.new_zeros(m * m).index_put((plan.compact_flat,), self.weight[plan.r_eids])
+        w_rows, b_rows = w_all.view(m, m).split(sizes), self.bias[plan.ids].split(sizes)
+        act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
+        state = torch.cat([x, x.new_zeros(x.shape[0], m - sizes[0])], 1)
+        top = len(sizes) - 1
+        for i in range(1, top + 1):
+            h = (out_act if i == top else act)(torch.addmm(b_rows[i], state, w_rows[i].t()))
+            if i < top or self.track_activity:
+                state = state.slice_scatter(h, 1, plan.starts[i], plan.starts[i + 1])
+        if self.track_activity:
+            activity = torch.zeros(self.capacity, device=x.device)
+            activity[plan.ids] = state.detach().abs().mean(0)
+            self.last_activity = activity
+        return h
 
     def _forward_recurrent(self, x: torch.Tensor, plan: _Plan):
         m = len(plan.ids)
