@@ -176,3 +176,31 @@ def test_capacity_growth_keeps_function_and_optimizer_state():
         assert torch.equal(opt.state[net.weight][key][: len(old)], old)
     assert all(net.neuron_alive[int(r)] for r in refs)
     trained(net, steps=1)  # still trainable after reallocation
+
+
+def test_packing_edges_keeps_function_optimizer_state_and_later_edits():
+    net = npl.GraphNet.mlp(6, [32, 32], 3, seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = torch.randn(8, 6)
+    net(x).pow(2).sum().backward()
+    opt.step()
+    src, dst, w = net.edges()
+    cut = w.abs() < w.abs().quantile(0.9)  # prune 90% of the edges
+    edits = npl.Edits()
+    for s, d in zip(src[cut].tolist(), dst[cut].tolist()):
+        edits.remove_edge(s, d)
+    net.apply_edits(edits, optimizer=opt)
+    before = net(x).detach()
+    moments = {int(u): (float(m), float(v)) for u, m, v, a in zip(
+        net.edge_uid, opt.state[net.weight]["exp_avg"], opt.state[net.weight]["exp_avg_sq"], net.edge_alive) if a}
+    capacity = net.edge_capacity
+    net.pack_edges(opt)
+    assert net.edge_capacity == net.n_edges < capacity
+    assert torch.allclose(net(x), before, atol=1e-6)
+    state = opt.state[net.weight]
+    assert {int(u): (float(m), float(v)) for u, m, v in zip(net.edge_uid, state["exp_avg"], state["exp_avg_sq"])} \
+        == moments
+    net(x).pow(2).sum().backward()
+    opt.step()  # the optimizer steps the packed Parameter
+    net.apply_edits(npl.Edits().add_edge(0, 6), optimizer=opt)  # storage grows again when needed
+    assert net.n_edges == len(moments) + 1

@@ -8,7 +8,8 @@ changes which *slots* of them are live. Two operations keep an optimizer exact a
   reused slot never inherits the moments of the weight that lived there before.
 * `replace_parameter`: when capacity overflows, the Parameter is reallocated larger; its state
   is copied slot for slot into zero-padded tensors of the new size and the optimizer is
-  pointed at the new Parameter.
+  pointed at the new Parameter. Packing (`GraphNet.pack_edges`) uses the same path with a
+  map from new slots to old ones.
 
 Every per-element state tensor (Adam/AdamW `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`, SGD
 `momentum_buffer`, RMSprop `square_avg`, ...) is recognised by having the parameter's shape;
@@ -48,9 +49,14 @@ def zero_slots(optimizer, param: torch.Tensor, slots: torch.Tensor) -> None:
                 t[slots] = 0
 
 
-def replace_parameter(optimizer, old: torch.nn.Parameter, new: torch.nn.Parameter) -> None:
-    """Point each optimizer at `new` (a larger copy of `old`), carrying state slot for slot."""
-    n = old.numel()
+def replace_parameter(optimizer, old: torch.nn.Parameter, new: torch.nn.Parameter,
+                      old_slots: torch.Tensor | None = None) -> None:
+    """Point each optimizer at `new`, carrying per-element state slot for slot: new slot i
+    takes old slot `old_slots[i]` (default: old slot i, `new` being a larger copy); any
+    further slots of `new` start at zero."""
+    if old_slots is None:
+        old_slots = torch.arange(old.numel(), device=old.device)
+    n = len(old_slots)
     for opt in _optimizers(optimizer):
         for group in opt.param_groups:
             group["params"] = [new if p is old else p for p in group["params"]]
@@ -61,7 +67,7 @@ def replace_parameter(optimizer, old: torch.nn.Parameter, new: torch.nn.Paramete
         for key, value in state.items():
             if torch.is_tensor(value) and value.shape == old.shape:
                 grown = torch.zeros_like(new, memory_format=torch.contiguous_format)
-                grown[:n] = value
+                grown[:n] = value[old_slots]
                 moved[key] = grown
             else:
                 moved[key] = value

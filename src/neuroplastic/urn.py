@@ -147,7 +147,8 @@ class URN(GraphNet):
     def compact(self, optimizer=None, threshold: float = 1e-3) -> dict:
         """Remove edges below threshold * max|W|, then every hidden neuron that no longer has a
         path to an output (it cannot affect the logits), then dead ends (`remove_dead`); all
-        through apply_edits, so the optimizer keeps the survivors' state."""
+        through apply_edits, so the optimizer keeps the survivors' state. Then the edge storage
+        is packed to the survivors (`pack_edges`), so later steps cost what the live net costs."""
         from .analysis.structure import _bfs_layers
         from .edits import Edits
         src, dst, w = (t.cpu() for t in self.edges())
@@ -164,6 +165,7 @@ class URN(GraphNet):
         e.remove_dead()
         before = (self.n_neurons, self.n_edges)
         self.apply_edits(e, optimizer=optimizer)
+        self.pack_edges(optimizer)  # the S*S padded storage would otherwise cost every later step
         with torch.no_grad():
             self.edge_distance = self._edge_distance().to(self.weight.device)
         return {"neurons_removed": before[0] - self.n_neurons, "edges_removed": before[1] - self.n_edges}
