@@ -203,3 +203,24 @@ def test_parameter_count_leaves_out_input_biases_held_at_zero():
     x = torch.randn(4, 3)
     net(x).sum().backward()
     assert torch.all(net.bias.grad[:3] == 0) and net.bias.grad[3:10].abs().sum() > 0
+
+
+def test_urn_reads_w_as_a_masked_view_and_missing_pairs_stay_zero():
+    torch.manual_seed(0)
+    net = URN(3, 2, size=12, steps=3, c_weight=1e-3)
+    assert net._get_plan().r_view  # no gather/scatter of S*S weights per step
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    for _ in range(5):
+        loss, _ = net.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.all(net.weight.detach()[~net.edge_alive] == 0)
+    src, dst, w = net.edges()
+    W = torch.zeros(12, 12).index_put((dst, src), w)
+    h = torch.cat([x, torch.zeros(16, 9)], 1)
+    for _ in range(3):  # the update of the paper written out: relu hidden, linear outputs
+        z = h @ W.t() + net.bias.detach()[:12]
+        h = torch.cat([torch.relu(z[:, :3]), z[:, 3:5], torch.relu(z[:, 5:])], 1)
+    assert torch.allclose(net(x), h[:, 3:5], atol=1e-5)

@@ -91,7 +91,8 @@ class _Plan:
     r_src: torch.Tensor        # recurrent: compact source position of each edge
     r_dst: torch.Tensor        # recurrent: compact target position of each edge
     r_sparse: bool
-    r_view: bool = False       # recurrent: every pair live in slot dst*m + src -> weight[:m*m].view
+    r_view: bool = False       # recurrent: every live edge in slot dst*m + src -> weight[:m*m].view
+    r_dead: torch.Tensor | None = None  # recurrent view: the pairs with no edge (masked to 0)
     compact_flat: torch.Tensor | None = None  # small nets: flat (row, col) position of every edge
 
 
@@ -243,11 +244,15 @@ class GraphNet(nn.Module):
         if not io_edges:
             keep = (dst >= self.n_in) & ((src < self.n_in) | (src >= first))
             src, dst = src[keep], dst[keep]
-        self._add_initial_edges(src, dst)
+        if self.n_edges:
+            raise RuntimeError("_connect_all_pairs runs on a network without edges")
+        slots = dst * m + src  # the recurrent executor then reads W as a view of `weight`
+        self._write_structure(new_edge_slots=slots, new_src=src, new_dst=dst, new_weight=torch.zeros(len(src)))
+        self._topology = None
         gen = torch.Generator().manual_seed(int(self.seed))
         std = init_std if init_std is not None else math.sqrt(2.0 / m)
         with torch.no_grad():
-            self.weight[: len(src)] = (torch.randn(len(src), generator=gen) * std).to(self.weight)
+            self.weight[slots.to(self.weight.device)] = (torch.randn(len(src), generator=gen) * std).to(self.weight)
 
     def _add_initial_edges(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         """Constructor-only: append edges in consecutive slots, so blocks are weight views."""
@@ -464,6 +469,10 @@ class GraphNet(nn.Module):
         level[self.n_in:n_fixed] = top + 1
         return level
 
+    def _apply(self, fn, *args, **kwargs):
+        self._plan = None  # the plan holds index tensors on the old device
+        return super()._apply(fn, *args, **kwargs)
+
     def _get_plan(self) -> _Plan:
         if self._plan is None:
             self._plan = self._build_dag_plan() if self.mode == "dag" else self._build_recurrent_plan()
@@ -482,9 +491,12 @@ class GraphNet(nn.Module):
         eids = self.edge_alive.nonzero().squeeze(1)
         m = len(ids)
         r_src, r_dst = pos[self.edge_src[eids]], pos[self.edge_dst[eids]]
-        view = (len(eids) == m * m and m and int(ids[-1]) == m - 1
-                and torch.equal(r_dst * m + r_src, eids))
-        return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m), bool(view))
+        # Every live edge in slot dst*m + src (how dense_recurrent and URN lay them out): W is a
+        # view of `weight`. Missing pairs are masked, so their gradient is zero and they stay 0.
+        view = bool(m and len(eids) and int(ids[-1]) == m - 1 and torch.equal(r_dst * m + r_src, eids))
+        dead = ~self.edge_alive[: m * m] if view and len(eids) < m * m else None
+        return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m), view,
+                     r_dead=dead)
 
     def _build_dag_plan(self) -> _Plan:
         dev = self.weight.device
@@ -626,20 +638,27 @@ class GraphNet(nn.Module):
         n_in, n_fixed = self.n_in, self.n_in + self.n_out
         b = self.bias[:m] if plan.r_view else self.bias[plan.ids]
         if plan.r_view:
-            w_dense = self.weight[: m * m].view(m, m)
+            w_flat = self.weight[: m * m]
+            if plan.r_dead is not None:
+                w_flat = w_flat.masked_fill(plan.r_dead, 0)
+            w_dense = w_flat.view(m, m)
         elif plan.r_sparse:
             w = self.weight[plan.r_eids]
         else:
             w = self.weight[plan.r_eids]
             w_dense = w.new_zeros(m * m).index_put((plan.r_dst * m + plan.r_src,), w).view(m, m)
         act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
+        if not plan.r_sparse:
+            # Transposed once, outside the sweeps: the I weight gradients then meet and sum in
+            # the layout mm produces them in (summing I strided S x S views was 2x slower).
+            w_t = w_dense.t()
         h = torch.cat([x, x.new_zeros(x.shape[0], m - n_in)], 1)
         states = []
         for _ in range(self.steps):
             if plan.r_sparse:
                 z = b.expand(x.shape[0], m).index_add(1, plan.r_dst, h[:, plan.r_src] * w)
             else:
-                z = torch.addmm(b, h, w_dense.t())
+                z = torch.addmm(b, h, w_t)
             first = x if self.clamp_inputs else act(z[:, :n_in])
             h = torch.cat([first, out_act(z[:, n_in:n_fixed]), act(z[:, n_fixed:])], 1)
             states.append(h)
