@@ -190,5 +190,7 @@ register(URNExperiment("urn-digits", "URN on 8x8 digits: local receptive fields 
                        ["c_local=0", "c_local=0.001", "c_local=0.003"], {"size": 1000, "seeds": 3}))
 register(URNExperiment("urn-sweep", "URN phase diagram: depth, width and skip share vs regulator and sweeps",
                        {"data": "shells", "size": 200, "epochs": 40, "seeds": 1},
-                       [f"c_weight={c},steps={i}" for c in ("1e-4", "1e-3", "1e-2") for i in (2, 3, 4, 6)],
+                       [f"c_weight={c},steps={i}" for c in ("1e-4", "1e-3", "1e-2") for i in (2, 3, 4, 6)]
+                       # does a stronger activity penalty turn the I=4 bridges into plain layers?
+                       + [f"c_weight=1e-3,steps=4,c_activity={a}" for a in ("1e-3", "1e-2")],
                        {"size": 500, "seeds": 2}))

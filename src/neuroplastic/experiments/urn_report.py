@@ -74,7 +74,7 @@ def phase_plot(rows, path: Path) -> bool:
     cells = {}
     for (_task, variant), ms in _by_variant(rows).items():
         v = _parse_variant(variant)
-        if "c_weight" in v and "steps" in v:
+        if set(v) == {"c_weight", "steps"}:  # the grid; variants that also set c_activity are rows only
             cells[(v["c_weight"], v["steps"])] = ms
     if len(cells) < 2:
         return False
