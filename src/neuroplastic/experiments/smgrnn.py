@@ -96,8 +96,9 @@ class SMGrNNExperiment:
         return options
 
     def jobs(self, config: dict) -> list[dict]:
+        # Seed-major, so that a run stopped part-way holds whole seeds (every task and variant).
         return [{"task": env, "variant": variant, "seed": seed}
-                for env in config["envs"] for variant in config["variants"] for seed in range(config["seeds"])]
+                for seed in range(config["seeds"]) for env in config["envs"] for variant in config["variants"]]
 
     def run_job(self, job: dict, config: dict, out_dir: Path) -> dict:
         from ..checkpoint import save
