@@ -204,3 +204,18 @@ def test_packing_edges_keeps_function_optimizer_state_and_later_edits():
     opt.step()  # the optimizer steps the packed Parameter
     net.apply_edits(npl.Edits().add_edge(0, 6), optimizer=opt)  # storage grows again when needed
     assert net.n_edges == len(moments) + 1
+
+
+def test_recurrent_net_with_fewer_edge_slots_than_pairs_runs():
+    net = npl.GraphNet.dense_recurrent(1, 1, 3, steps=2, seed=0)
+    src, dst, _ = net.edges()
+    edits = npl.Edits()
+    for s, d in zip(src.tolist(), dst.tolist()):
+        if d != 0 or s > 2:  # keep 0->0, 1->0, 2->0: still at slot dst*m + src after packing
+            edits.remove_edge(s, d)
+    net.apply_edits(edits)
+    net.pack_edges()
+    x = torch.randn(3, 1)
+    src, dst, w = net.edges()
+    assert net.edge_capacity < 25 and len(w) > 0
+    assert net(x).shape == (3, 1)

@@ -92,3 +92,25 @@ def test_random_growth_keeps_the_graph_acyclic_and_new_edges_start_at_zero():
     level = net.levels()
     src, dst, _ = net.edges()
     assert bool((level[src] < level[dst]).all())
+
+
+def test_spm_restarts_its_windows_when_the_edge_storage_is_packed():
+    net = npl.GraphNet.mlp(4, [16], 2, seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    rule = SPM(window=5, interval=5, warmup=5, min_age=5)
+    rule.observe(net)
+    src, dst, _ = net.edges()
+    edits = npl.Edits()
+    for s, d in list(zip(src.tolist(), dst.tolist()))[:60]:
+        edits.remove_edge(s, d)
+    net.apply_edits(edits, optimizer=opt)
+    net.pack_edges(opt)
+    for _ in range(12):
+        net(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        rule.observe(net)
+        rule.step(net, opt)
+    assert rule.delta.size == net.edge_capacity
+    _, _, mature = rule.edge_statistics()
+    assert mature[: net.n_edges].all()  # full windows again after the restart

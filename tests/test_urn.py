@@ -224,3 +224,25 @@ def test_urn_reads_w_as_a_masked_view_and_missing_pairs_stay_zero():
         z = h @ W.t() + net.bias.detach()[:12]
         h = torch.cat([torch.relu(z[:, :3]), z[:, 3:5], torch.relu(z[:, 5:])], 1)
     assert torch.allclose(net(x), h[:, 3:5], atol=1e-5)
+
+
+def test_input_bias_hold_survives_copies_and_packing_keeps_the_locality_term():
+    import copy
+    import pickle
+    net = URN(3, 2, size=10, steps=3, activation="tanh")
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        clone(torch.randn(4, 3)).sum().backward()
+        assert torch.all(clone.bias.grad[:3] == 0)
+    positions = np.array([[0, 0], [0, 1], [1, 0]], dtype=np.float32)
+    net = URN(3, 2, size=12, steps=3, positions=positions, c_local=1e-3, proximal=False)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    src, dst, _ = net.edges()
+    edits = npl.Edits()
+    for s, d in list(zip(src.tolist(), dst.tolist()))[::2]:
+        edits.remove_edge(s, d)
+    net.apply_edits(edits, optimizer=opt)
+    net.pack_edges(opt)
+    loss, _ = net.loss(torch.randn(4, 3), torch.randint(0, 2, (4,)))  # the distance term fits the storage
+    loss.backward()
+    opt.step()
+    assert net.edge_distance.numel() == net.edge_capacity == net.n_edges

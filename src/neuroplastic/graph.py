@@ -421,7 +421,7 @@ class GraphNet(nn.Module):
         Growth only ever enlarges storage, and the padded `weight` costs optimizer time on
         every step; after heavy pruning (a compacted URN keeps ~0.1% of its S*S edges) packing
         makes each step cost what the live network costs. Edge slots are renumbered (order and
-        uids kept), so per-slot statistics held outside the net (e.g. the SPM's) restart.
+        uids kept); the SPM notices the smaller storage and restarts its per-slot windows.
         """
         from .surgery import replace_parameter
         live = self.edge_alive.nonzero().squeeze(1)
@@ -431,6 +431,9 @@ class GraphNet(nn.Module):
         packed = torch.zeros(size, dtype=self.weight.dtype, device=self.weight.device)
         packed[: len(live)] = self.weight.detach()[live]
         new = nn.Parameter(packed, requires_grad=self.weight.requires_grad)
+        if self.weight.grad is not None:  # packing between backward() and step() loses nothing
+            new.grad = torch.zeros_like(packed)
+            new.grad[: len(live)] = self.weight.grad[live]
         replace_parameter(optimizer, self.weight, new, old_slots=live)
         self.weight = new
         for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
@@ -493,7 +496,8 @@ class GraphNet(nn.Module):
         r_src, r_dst = pos[self.edge_src[eids]], pos[self.edge_dst[eids]]
         # Every live edge in slot dst*m + src (how dense_recurrent and URN lay them out): W is a
         # view of `weight`. Missing pairs are masked, so their gradient is zero and they stay 0.
-        view = bool(m and len(eids) and int(ids[-1]) == m - 1 and torch.equal(r_dst * m + r_src, eids))
+        view = bool(m and len(eids) and m * m <= self.edge_capacity and int(ids[-1]) == m - 1
+                    and torch.equal(r_dst * m + r_src, eids))
         dead = ~self.edge_alive[: m * m] if view and len(eids) < m * m else None
         return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m), view,
                      r_dead=dead)
@@ -587,7 +591,7 @@ class GraphNet(nn.Module):
         act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
         activity = None
         if self.track_activity:
-            activity = torch.zeros(self.capacity, device=x.device)
+            activity = x.new_zeros(self.capacity)
             activity[: self.n_in] = x.detach().abs().mean(0)
         for lv in plan.levels:
             rows = len(lv.row_ids)
@@ -628,7 +632,7 @@ class GraphNet(nn.Module):
             if i < top or self.track_activity:
                 state = state.slice_scatter(h, 1, plan.starts[i], plan.starts[i + 1])
         if self.track_activity:
-            activity = torch.zeros(self.capacity, device=x.device)
+            activity = x.new_zeros(self.capacity)
             activity[plan.ids] = state.detach().abs().mean(0)
             self.last_activity = activity
         return h
@@ -663,7 +667,7 @@ class GraphNet(nn.Module):
             h = torch.cat([first, out_act(z[:, n_in:n_fixed]), act(z[:, n_fixed:])], 1)
             states.append(h)
         if self.track_activity:
-            activity = torch.zeros(self.capacity, device=x.device)
+            activity = x.new_zeros(self.capacity)
             activity[plan.ids] = torch.stack([s.detach().abs().mean(0) for s in states]).mean(0)
             self.last_activity = activity
         return h[:, n_in:n_fixed], states

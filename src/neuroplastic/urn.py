@@ -96,6 +96,17 @@ class URN(GraphNet):
         """Live edges plus trainable biases (input biases held at 0 are not counted)."""
         return super().n_params - (self.n_in if self.holds_input_biases else 0)
 
+    def pack_edges(self, optimizer=None) -> None:
+        super().pack_edges(optimizer)
+        with torch.no_grad():
+            self.edge_distance = self._edge_distance().to(self.weight.device)
+
+    def __setstate__(self, state):
+        # copy.deepcopy and pickling (Ray) rebuild the Parameters without their hooks
+        super().__setstate__(state)
+        if self.holds_input_biases:
+            self.bias.register_hook(self._without_input_bias_grad)
+
     def _without_input_bias_grad(self, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         grad[: self.n_in] = 0
@@ -104,7 +115,7 @@ class URN(GraphNet):
     def _edge_distance(self) -> torch.Tensor:
         if self.positions is None:
             return torch.zeros(self.edge_capacity)
-        pos = torch.as_tensor(self.positions)
+        pos = torch.as_tensor(self.positions, device=self.edge_src.device)
         d = (pos[self.edge_src] - pos[self.edge_dst]).norm(dim=1)
         return torch.nan_to_num(d, nan=0.0) * self.edge_alive
 
@@ -166,8 +177,6 @@ class URN(GraphNet):
         before = (self.n_neurons, self.n_edges)
         self.apply_edits(e, optimizer=optimizer)
         self.pack_edges(optimizer)  # the S*S padded storage would otherwise cost every later step
-        with torch.no_grad():
-            self.edge_distance = self._edge_distance().to(self.weight.device)
         return {"neurons_removed": before[0] - self.n_neurons, "edges_removed": before[1] - self.n_edges}
 
     def config(self) -> dict:

@@ -163,6 +163,9 @@ class SPM:
         """Record this step's Δw per edge slot and activity per neuron (vectorised)."""
         w = net.weight.detach().to("cpu", torch.float32)
         uid = torch.where(net.edge_alive, net.edge_uid, -1).cpu()
+        if w.numel() < self.delta.size:  # the storage was packed (slots renumbered): restart
+            self.delta, self._prev = _Ring(self.config.window, 0), None
+            self.age = torch.zeros(0, dtype=torch.long)
         if self._prev is None or self._prev.numel() != w.numel():
             prev = torch.zeros_like(w)
             if self._prev is not None:
