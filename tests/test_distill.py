@@ -28,7 +28,9 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     full = npl.distill("CartPole-v1", None, model="smgrnn", seed=3, **opts)
     path = tmp_path / "run.ckpt"
     npl.distill("CartPole-v1", None, model="smgrnn", seed=3, checkpoint=path, **{**opts, "steps": 400})
+    wall_before = npl.load(path)["extra"]["wall_s"]
     resumed = npl.distill("CartPole-v1", None, model="smgrnn", seed=3, checkpoint=path, **opts)
+    assert resumed["wall_s"] > wall_before > 0  # time before the interruption is counted
     a, b = full["student"].core, resumed["student"].core
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
     assert torch.equal(a.edge_alive, b.edge_alive) and a.n_hidden == b.n_hidden

@@ -208,6 +208,8 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
 
     started = time.perf_counter()
     state = _load_or_start(checkpoint, env_id, model, seed, cfg, spm_config)
+    if state is not None:  # wall_s counts the time spent before the interruption too
+        started -= float(state["extra"].get("wall_s", 0.0))
     if state is None:
         obs, actions = _collect(env_id, teacher, spec, cfg, seed)
         torch.manual_seed(seed)
@@ -260,7 +262,7 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
             dagger_done += 1
         if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save(checkpoint, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions,
-                  step, dagger_done, teacher_ret, student)
+                  step, dagger_done, teacher_ret, student, wall_s=time.perf_counter() - started)
         if bar:
             bar.update(1)
     if bar:
@@ -300,12 +302,12 @@ def _identity(env_id, model, seed, cfg, spm_config) -> dict:
 
 
 def _save(path, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions, step,
-          dagger_done, teacher_ret, student):
+          dagger_done, teacher_ret, student, wall_s: float):
     extra = {"identity": _identity(env_id, model, seed, cfg, spm.config if spm else None),
              "gen": gen.get_state(), "history": history, "obs": torch.as_tensor(obs),
              "actions": torch.as_tensor(np.asarray(actions)), "dagger_done": dagger_done,
              "teacher_return": list(teacher_ret), "obs_norm": {"obs_mean": student.obs_mean, "obs_std": student.obs_std},
-             "optimizer": optimizer.state_dict()}
+             "optimizer": optimizer.state_dict(), "wall_s": wall_s}
     if isinstance(core, GraphNet):
         ckpt.save(path, core, rule=spm, step=step, extra=extra)
     else:  # an MLP student: store it through the same atomic, checksummed container
