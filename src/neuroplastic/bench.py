@@ -39,10 +39,10 @@ def _median_time(fn, repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def _train_step(model: nn.Module, opt, x, y):
+def _train_step(model: nn.Module, opt, x, y, loss_fn=nn.functional.mse_loss):
     def step():
         opt.zero_grad(set_to_none=False)
-        nn.functional.mse_loss(model(x), y).backward()
+        loss_fn(model(x), y).backward()
         opt.step()
     return step
 
@@ -175,11 +175,8 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
         opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-3)
         opt_ref = torch.optim.Adam(ref.parameters(), lr=1e-3)
 
-        def step_ours_executor():
-            loss = nn.functional.cross_entropy(ours(x), y)
-            opt_ours.zero_grad(set_to_none=False)
-            loss.backward()
-            opt_ours.step()
+        step_ours_executor = _train_step(ours, opt_ours, x, y, nn.functional.cross_entropy)
+        step_ref = _train_step(ref, opt_ref, x, y, nn.functional.cross_entropy)
 
         def step_ours_full():
             loss, _ = ours.loss(x, y)
@@ -187,12 +184,6 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
             loss.backward()
             opt_ours.step()
             ours.proximal_step(opt_ours)
-
-        def step_ref():
-            loss = nn.functional.cross_entropy(ref(x), y)
-            opt_ref.zero_grad(set_to_none=False)
-            loss.backward()
-            opt_ref.step()
 
         for fn in (step_ours_executor, step_ours_full, step_ref):
             fn()

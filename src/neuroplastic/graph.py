@@ -340,7 +340,8 @@ class GraphNet(nn.Module):
                          new_edge_slots=None, new_src=None, new_dst=None, new_weight=None,
                          dead_edge_slots=None, bias_ids=None, bias_delta=None,
                          optimizer=None) -> None:
-        """The one place tensors change shape or liveness. Removals first, then additions."""
+        """The one place tensors change liveness (and, when full, shape; `pack_edges` is the
+        other place shapes change). Removals first, then additions."""
         dev = self.weight.device
 
         def as_long(x):
@@ -408,12 +409,8 @@ class GraphNet(nn.Module):
             self.neuron_alive = grown(self.neuron_alive, size, False)
             self.neuron_uid = grown(self.neuron_uid, size, -1)
         if need_edges > self.edge_capacity:
-            size = max(2 * self.edge_capacity, need_edges)
-            new = nn.Parameter(grown(self.weight.detach(), size, 0))
-            replace_parameter(optimizer, self.weight, new)
-            self.weight = new
-            for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
-                setattr(self, name, grown(getattr(self, name), size, fill))
+            every_slot = torch.arange(self.edge_capacity, device=self.weight.device)
+            self._move_edges(max(2 * self.edge_capacity, need_edges), every_slot, optimizer)
 
     def pack_edges(self, optimizer=None) -> None:
         """Move the live edges to the front slots and shrink the edge storage to fit them.
@@ -423,26 +420,31 @@ class GraphNet(nn.Module):
         makes each step cost what the live network costs. Edge slots are renumbered (order and
         uids kept); the SPM notices the smaller storage and restarts its per-slot windows.
         """
-        from .surgery import replace_parameter
         live = self.edge_alive.nonzero().squeeze(1)
         size = _capacity_for(len(live))
         if size >= self.edge_capacity:
             return
-        packed = torch.zeros(size, dtype=self.weight.dtype, device=self.weight.device)
-        packed[: len(live)] = self.weight.detach()[live]
-        new = nn.Parameter(packed, requires_grad=self.weight.requires_grad)
-        if self.weight.grad is not None:  # packing between backward() and step() loses nothing
-            new.grad = torch.zeros_like(packed)
-            new.grad[: len(live)] = self.weight.grad[live]
-        replace_parameter(optimizer, self.weight, new, old_slots=live)
+        self._move_edges(size, live, optimizer)
+        self._topology = None  # slot numbers changed
+        self._plan = None
+
+    def _move_edges(self, size: int, keep: torch.Tensor, optimizer) -> None:
+        """New edge storage of `size` slots holding old slots `keep` at the front (growth keeps
+        every slot, packing the live ones); values, grads and optimizer state move with them."""
+        from .surgery import replace_parameter
+
+        def moved(t: torch.Tensor, fill) -> torch.Tensor:
+            out = torch.full((size,), fill, dtype=t.dtype, device=t.device)
+            out[: len(keep)] = t[keep]
+            return out
+
+        new = nn.Parameter(moved(self.weight.detach(), 0), requires_grad=self.weight.requires_grad)
+        if self.weight.grad is not None:  # an edit between backward() and step() loses nothing
+            new.grad = moved(self.weight.grad, 0)
+        replace_parameter(optimizer, self.weight, new, old_slots=keep)
         self.weight = new
         for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
-            old = getattr(self, name)
-            out = torch.full((size,), fill, dtype=old.dtype, device=old.device)
-            out[: len(live)] = old[live]
-            setattr(self, name, out)
-        self._topology = None
-        self._plan = None
+            setattr(self, name, moved(getattr(self, name), fill))
 
     # ----------------------------------------------------------------- planning
     def levels(self) -> torch.Tensor:
@@ -646,11 +648,10 @@ class GraphNet(nn.Module):
             if plan.r_dead is not None:
                 w_flat = w_flat.masked_fill(plan.r_dead, 0)
             w_dense = w_flat.view(m, m)
-        elif plan.r_sparse:
-            w = self.weight[plan.r_eids]
         else:
             w = self.weight[plan.r_eids]
-            w_dense = w.new_zeros(m * m).index_put((plan.r_dst * m + plan.r_src,), w).view(m, m)
+            if not plan.r_sparse:
+                w_dense = w.new_zeros(m * m).index_put((plan.r_dst * m + plan.r_src,), w).view(m, m)
         act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
         if not plan.r_sparse:
             # Transposed once, outside the sweeps: the I weight gradients then meet and sum in
