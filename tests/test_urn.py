@@ -246,3 +246,33 @@ def test_input_bias_hold_survives_copies_and_packing_keeps_the_locality_term():
     loss.backward()
     opt.step()
     assert net.edge_distance.numel() == net.edge_capacity == net.n_edges
+
+
+def test_input_bias_hold_survives_neuron_storage_growth():
+    net = URN(3, 2, size=8, steps=2, activation="tanh")  # relu(0) would hide the gradient
+    edits = npl.Edits()
+    for _ in range(net.capacity - net.n_neurons + 1):  # one past the capacity: bias is reallocated
+        edits.add_neuron()
+    net.apply_edits(edits)
+    net(torch.randn(4, 3)).sum().backward()
+    assert torch.all(net.bias.grad[:3] == 0) and net.bias.grad[3:8].abs().sum() > 0
+
+
+def test_checkpoint_restores_a_urn_that_trains_on(tmp_path):
+    positions = np.array([[0, 0], [0, 1], [1, 0]], dtype=np.float32)
+    net = URN(3, 2, size=12, steps=3, positions=positions, c_local=1e-3, c_activity=0.0, seed=1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    loss, _ = net.loss(x, y)
+    loss.backward()
+    opt.step()
+    npl.save(tmp_path / "urn.ckpt", net, optimizer=opt, step=1)
+    state = npl.load(tmp_path / "urn.ckpt")
+    back = state["net"]
+    assert isinstance(back, URN) and back.regulators == net.regulators and back.size == 12
+    assert np.array_equal(back.positions, net.positions, equal_nan=True)
+    assert torch.equal(back.edge_distance, net.edge_distance) and back.n_params == net.n_params
+    assert torch.equal(back(x), net(x))
+    loss, _ = back.loss(x, y)
+    loss.backward()
+    assert torch.all(back.bias.grad[:3] == 0)  # the input biases are held again

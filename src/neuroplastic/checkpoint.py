@@ -22,8 +22,8 @@ import torch
 from .errors import CheckpointError
 
 MAGIC = b"NPLCKPT1"
-# A GraphNet is fully described by these tensors and its constructor arguments; subclasses
-# (URN) are stored as the GraphNet they are, with their extra settings in the config.
+# A GraphNet is fully described by these tensors and its constructor arguments; a URN adds
+# its settings (in the config) and its neuron positions, and is restored with URN.from_graph.
 _GRAPH_TENSORS = ("weight", "bias", "neuron_alive", "neuron_uid", "edge_alive", "edge_src", "edge_dst", "edge_uid")
 _GRAPH_ARGS = ("n_in", "n_out", "activation", "output_activation", "mode", "steps", "clamp_inputs", "kernel", "seed")
 
@@ -72,7 +72,7 @@ def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None
         "net": None if net is None else {
             "class": type(net).__name__, "config": net.config(),
             "live": _live_slots(net), "capacity": net.capacity, "edge_capacity": net.edge_capacity,
-            "next_uid": net._next_uid},
+            "next_uid": net._next_uid, "positions": _positions(net)},
         "optimizer": _optimizer_state(net, optimizer) if net is not None else None,
         "rule": rule.state_dict() if rule is not None else None,
         "rng": rng_state(),
@@ -135,6 +135,11 @@ def _live_slots(net) -> dict:
             "bias": net.bias.detach()[neurons].cpu(), "neuron_uid": net.neuron_uid[neurons].cpu()}
 
 
+def _positions(net):
+    positions = getattr(net, "positions", None)
+    return None if positions is None else torch.from_numpy(np.asarray(positions, dtype=np.float32))
+
+
 def _rebuild_net(saved: dict):
     from .graph import GraphNet
     cfg = {k: v for k, v in saved["config"].items() if k in _GRAPH_ARGS}
@@ -160,6 +165,12 @@ def _rebuild_net(saved: dict):
     net._next_uid = int(saved["next_uid"])
     net._plan = None
     net._topology = None
+    if saved["class"] == "URN":
+        from .urn import URN, URNRegulators
+        urn_keys = {"size", "io_edges", *URNRegulators.__dataclass_fields__}
+        positions = saved.get("positions")
+        net = URN.from_graph(net, positions=None if positions is None else positions.numpy(),
+                             **{k: v for k, v in saved["config"].items() if k in urn_keys})
     return net
 
 

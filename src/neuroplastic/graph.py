@@ -406,11 +406,15 @@ class GraphNet(nn.Module):
             new = nn.Parameter(grown(self.bias.detach(), size, 0))
             replace_parameter(optimizer, self.bias, new)
             self.bias = new
+            self._bias_replaced()
             self.neuron_alive = grown(self.neuron_alive, size, False)
             self.neuron_uid = grown(self.neuron_uid, size, -1)
         if need_edges > self.edge_capacity:
             every_slot = torch.arange(self.edge_capacity, device=self.weight.device)
             self._move_edges(max(2 * self.edge_capacity, need_edges), every_slot, optimizer)
+
+    def _bias_replaced(self) -> None:
+        """Called after `bias` became a new Parameter (subclasses re-attach hooks here)."""
 
     def pack_edges(self, optimizer=None) -> None:
         """Move the live edges to the front slots and shrink the edge storage to fit them.

@@ -66,7 +66,14 @@ class URN(GraphNet):
                               "(the inputs and outputs are neurons of the network)")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps={steps!r} must be an integer >= 1")
-        self.regulators = URNRegulators(**regulators)
+        regulators = URNRegulators(**regulators)
+        if positions is not None:
+            positions = np.asarray(positions, dtype=np.float32)
+            if positions.shape != (n_in, 2):
+                raise ConfigError(f"positions has shape {positions.shape}, expected ({n_in}, 2): "
+                                  "one 2-D coordinate per input")
+            positions = np.concatenate([positions, np.full((n_out, 2), np.nan, np.float32),
+                                        hidden_positions(size - n_in - n_out, positions, seed)])
         super().__init__(n_in, n_out, activation, mode="recurrent", steps=steps, clamp_inputs=clamp_inputs,
                          connect="none", seed=seed, neuron_capacity=size, edge_capacity=size * size)
         # io_edges=False (default): inputs are written once and outputs read once. Nothing
@@ -76,20 +83,27 @@ class URN(GraphNet):
         # networks then route computation through the output neurons themselves (seen in
         # docs/results/urn-shells), which hides any layering from a read-out at step I.
         self._connect_all_pairs(size - n_in - n_out, io_edges=io_edges)
-        self.io_edges = io_edges
-        self.holds_input_biases = not io_edges and not clamp_inputs
-        if self.holds_input_biases:
-            self.bias.register_hook(self._without_input_bias_grad)
-        self.size = size
-        self.positions = None
-        if positions is not None:
-            positions = np.asarray(positions, dtype=np.float32)
-            if positions.shape != (n_in, 2):
-                raise ConfigError(f"positions has shape {positions.shape}, expected ({n_in}, 2): "
-                                  "one 2-D coordinate per input")
-            self.positions = np.concatenate([positions, np.full((n_out, 2), np.nan, np.float32),
-                                             hidden_positions(size - n_in - n_out, positions, seed)])
+        self._set_urn_settings(size, io_edges, regulators, positions)
+
+    def _set_urn_settings(self, size: int, io_edges: bool, regulators: URNRegulators, positions) -> None:
+        """What a URN adds to its GraphNet (`positions`: one 2-D point per neuron, or None)."""
+        self.regulators = regulators
+        self.size, self.io_edges, self.positions = size, io_edges, positions
+        self.holds_input_biases = not io_edges and not self.clamp_inputs
+        self._bias_replaced()
         self.register_buffer("edge_distance", self._edge_distance())
+
+    @classmethod
+    def from_graph(cls, net: GraphNet, *, size: int, io_edges: bool = False, positions=None,
+                   **regulators) -> "URN":
+        """The URN whose topology and weights `net` holds (how `npl.load` restores a URN)."""
+        regulators = URNRegulators(**regulators)
+        if net.mode != "recurrent":
+            raise ConfigError("a URN is a GraphNet in recurrent mode")
+        net.__class__ = cls
+        net._set_urn_settings(size, io_edges, regulators,
+                              None if positions is None else np.asarray(positions, dtype=np.float32))
+        return net
 
     @property
     def n_params(self) -> int:
@@ -104,6 +118,10 @@ class URN(GraphNet):
     def __setstate__(self, state):
         # copy.deepcopy and pickling (Ray) rebuild the Parameters without their hooks
         super().__setstate__(state)
+        self._bias_replaced()
+
+    def _bias_replaced(self) -> None:
+        # the hook belongs to the Parameter: re-register it whenever `bias` is a new one
         if self.holds_input_biases:
             self.bias.register_hook(self._without_input_bias_grad)
 
@@ -265,22 +283,23 @@ def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
     with torch.no_grad():  # the input-independent neurons' values, sweep by sweep
         _, states = net(torch.zeros(1, net.n_in, dtype=net.weight.dtype, device=net.weight.device),
                         return_states=True)
-    ids = net._get_plan().ids.cpu().tolist()
-    value_at = [dict(zip(ids, st[0].cpu().tolist())) for st in states]
+    ids = net._get_plan().ids.cpu()
+    value_at = [torch.zeros(net.capacity).index_put_((ids,), st[0].detach().cpu().float()) for st in states]
+
+    def position_in(group: list[int]) -> torch.Tensor:
+        return torch.full((net.capacity,), -1).index_put_((torch.tensor(group, dtype=torch.long),),
+                                                          torch.arange(len(group)))
+
     layers: list[nn.Module] = []
     for k, (prev, cur) in enumerate(zip(groups, groups[1:])):
         lin = nn.Linear(len(prev), len(cur))
-        col = {n: c for c, n in enumerate(prev)}
-        row = {n: r for r, n in enumerate(cur)}
-        folded = bias[cur].clone()
-        weights = torch.zeros(len(cur), len(prev))
-        for s_, d_, x_ in zip(src.tolist(), dst.tolist(), w.tolist()):
-            if d_ not in row:
-                continue
-            if s_ in col:
-                weights[row[d_], col[s_]] = x_
-            elif constant[s_] and k >= 1:  # its value after sweep k feeds sweep k + 1
-                folded[row[d_]] += x_ * value_at[k - 1][s_]
+        r, c = position_in(cur)[dst], position_in(prev)[src]  # -1: not in that layer
+        direct = (r >= 0) & (c >= 0)
+        weights = torch.zeros(len(cur), len(prev)).index_put_((r[direct], c[direct]), w[direct].float())
+        folded = bias[cur].clone().float()
+        if k >= 1:  # a constant neuron's value after sweep k feeds sweep k + 1
+            fold = (r >= 0) & (c < 0) & constant[src]
+            folded.index_add_(0, r[fold], w[fold].float() * value_at[k - 1][src[fold]])
         with torch.no_grad():
             lin.weight.copy_(weights)
             lin.bias.copy_(folded)
