@@ -57,6 +57,10 @@ def test_report_command_rewrites_report(quick_run):
     (["report", "/nonexistent/dir"], "no results"),
     (["bench", "nosuch"], "unknown benchmark 'nosuch'"),
     (["frobnicate"], "invalid choice"),
+    (["run", "smgrnn", "--envs", "Acrobot-v1"], "no built-in teacher for env 'Acrobot-v1'"),
+    (["run", "urn-shells", "--quick", "--set", "variants=['c_weight=abc']"], "c_weight='abc' must be a number"),
+    (["run", "urn-shells", "--quick", "--set", "device='tpu'"], "device='tpu'"),
+    (["run", "smgrnn", "--config", "."], "cannot be read"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     out = tmp_path / "out"
@@ -68,6 +72,35 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing half-written
+
+
+def test_spm_options_reach_the_spm_variants_and_static_ignores_them(tmp_path):
+    out = tmp_path / "o"
+    argv = ["run", "smgrnn", "--quick", "--no-progress", "--out", str(out), "--set", "steps=300",
+            "--set", "window=50", "--set", "variants=['growth-only', 'static']"]
+    assert main(argv) == 0
+    rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert set(rows) == {"growth-only", "static"}
+
+
+def test_rerun_with_other_settings_is_refused_not_mixed(quick_run, capsys):
+    code = main(["run", "smgrnn", "--quick", "--out", str(quick_run), "--no-progress", "--set", "lr=0.01"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lr: 0.001 -> 0.01" in err and len(err.strip().splitlines()) == 1
+
+
+def test_out_that_is_a_file_and_config_that_is_not_text(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["run", "smgrnn", "--quick", "--out", str(tmp_path / "file")]) == 2
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe lr = 1")
+    assert main(["run", "smgrnn", "--quick", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "is a file" in err[0] and "not UTF-8" in err[1] and not (tmp_path / "o").exists()
+
+
+def test_python_dash_m_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "neuroplastic", "list"], capture_output=True, text=True)
+    assert done.returncode == 0 and "smgrnn" in done.stdout
 
 
 def test_console_script_exit_status():

@@ -113,3 +113,28 @@ def test_checkpoint_with_pickled_code_is_refused_even_with_valid_checksum(tmp_pa
     with pytest.raises(npl.CheckpointError):
         npl.load(tmp_path / "evil.ckpt")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_loaded_optimizer_state_is_a_torch_state_dict(tmp_path):
+    net = grown_net()
+    opt = trained(net)
+    spm = npl.rules.SPM(window=5)
+    npl.save(tmp_path / "c.ckpt", net, optimizer=opt, rule=spm, step=3)
+    state = npl.load(tmp_path / "c.ckpt")
+    opt2 = torch.optim.Adam(state["net"].parameters(), lr=0.5)
+    opt2.load_state_dict(state["optimizer"])  # the names npl.save takes are the names load gives
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    for name in ("weight", "bias"):
+        assert torch.equal(opt2.state[getattr(state["net"], name)]["exp_avg_sq"],
+                           opt.state[getattr(net, name)]["exp_avg_sq"])
+    npl.rules.SPM().load_state_dict(state["rule"])
+
+
+def test_float64_net_round_trips_and_a_directory_is_not_a_checkpoint_path(tmp_path):
+    net = npl.GraphNet(3, 2, dtype=torch.float64, seed=1)
+    npl.save(tmp_path / "d.ckpt", net)
+    loaded = npl.load(tmp_path / "d.ckpt")["net"]
+    x = torch.randn(4, 3, dtype=torch.float64)
+    assert loaded.weight.dtype == torch.float64 and torch.equal(loaded(x), net(x))
+    with pytest.raises(npl.CheckpointError, match="directory"):
+        npl.save(tmp_path, net)

@@ -1,3 +1,4 @@
+import json
 import numpy as np
 import pytest
 import torch
@@ -276,3 +277,45 @@ def test_checkpoint_restores_a_urn_that_trains_on(tmp_path):
     loss, _ = back.loss(x, y)
     loss.backward()
     assert torch.all(back.bias.grad[:3] == 0)  # the input biases are held again
+
+
+def test_user_data_with_class_names_images_and_bad_files(tmp_path, capsys):
+    from neuroplastic.tasks.datasets import from_npz
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 4, 5)).astype(np.float32)
+    np.savez(tmp_path / "named.npz", X=images, y=np.array(["cat", "dog"] * 20))
+    data = from_npz(tmp_path / "named.npz")
+    assert data.n_in == 20 and data.n_classes == 2 and data.positions.shape == (20, 2)  # a pixel grid
+    np.savez(tmp_path / "nan.npz", X=np.full((10, 3), np.nan), y=np.zeros(10, int))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "named.npz").read_bytes()[:500])
+    for bad, fragment in (("nan.npz", "NaN"), ("cut.npz", "not a readable .npz")):
+        code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / bad), "--data", str(tmp_path / bad)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and fragment in err and len(err.splitlines()) == 1
+
+
+def test_quick_run_makes_room_for_wide_user_data(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 130)).astype(np.float32)
+    np.savez(tmp_path / "wide.npz", X=x, y=(x[:, 0] > 0).astype(int))
+    out = tmp_path / "out"
+    assert main(["run", "urn-shells", "--quick", "--no-progress", "--out", str(out), "--set", "epochs=1",
+                 "--data", str(tmp_path / "wide.npz")]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["size"] >= 132
+
+
+def test_misspelled_regulator_and_bad_positions_are_config_errors():
+    with pytest.raises(npl.ConfigError, match="c_wieght"):
+        URN(3, 2, size=10, c_wieght=1e-3)
+    net = planted_mlp()
+    with pytest.raises(npl.ConfigError, match="positions"):
+        structure(net, positions=np.zeros((1, 2)))
+    with pytest.raises(npl.ConfigError, match="GraphNet"):
+        structure(torch.nn.Linear(3, 2))
+
+
+def test_structure_reads_a_urns_own_positions():
+    positions = grid_positions(2, 2)
+    net = URN(4, 2, size=12, steps=2, positions=positions)
+    assert structure(net)["locality_radius"] is not None
+    assert structure(net)["locality_radius"] == structure(net, positions=positions)["locality_radius"]

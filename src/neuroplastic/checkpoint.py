@@ -31,6 +31,8 @@ _GRAPH_ARGS = ("n_in", "n_out", "activation", "output_activation", "mode", "step
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write `data` to `path` so that readers see either the old file or the new one."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {str(path)!r}: it is a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -99,10 +101,12 @@ def _optimizer_state(net, optimizer):
 
 
 def load(path, map_location="cpu") -> dict:
-    """Read a checkpoint: {"net", "optimizer_state", "rule_state", "rng", "step", "extra"}.
+    """Read a checkpoint: {"net", "optimizer", "rule", "rng", "step", "extra"}.
 
-    `net` is a rebuilt GraphNet; restore the optimizer with `restore_optimizer(state, opt)`
-    after creating it on `state["net"].parameters()`.
+    `net` is the rebuilt GraphNet (a URN comes back as a URN). `optimizer` is a torch state
+    dict: `opt = torch.optim.Adam(state["net"].parameters()); opt.load_state_dict(state["optimizer"])`
+    (or `restore_optimizer(state, opt)`, which matches parameters by name). `rule` is the
+    rule's state dict. `optimizer_state` / `rule_state` are the same under their older names.
     """
     path = Path(path)
     try:
@@ -121,8 +125,21 @@ def load(path, map_location="cpu") -> dict:
         raise
     except Exception as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
-    return {"net": net, "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
+    return {"net": net, "optimizer": _torch_optimizer_state(payload["optimizer"]), "rule": payload["rule"],
+            "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
             "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}
+
+
+def _torch_optimizer_state(saved: dict | None) -> dict | None:
+    """The saved optimizer state as `torch.optim.Optimizer.state_dict()` lays it out, for an
+    optimizer built on `state["net"].parameters()` (parameters are numbered in group order)."""
+    if saved is None:
+        return None
+    index: dict[str, int] = {}
+    groups = []
+    for group in saved["groups"]:
+        groups.append({**group["options"], "params": [index.setdefault(n, len(index)) for n in group["params"]]})
+    return {"state": {index[n]: s for n, s in saved["state"].items() if n in index}, "param_groups": groups}
 
 
 def _live_slots(net) -> dict:
@@ -151,7 +168,7 @@ def _rebuild_net(saved: dict):
     else:
         live = saved["live"]
         net = GraphNet(connect="none", neuron_capacity=int(saved["capacity"]),
-                       edge_capacity=int(saved["edge_capacity"]), **cfg)
+                       edge_capacity=int(saved["edge_capacity"]), dtype=live["weight"].dtype, **cfg)
         if net.capacity != int(saved["capacity"]) or net.edge_capacity != int(saved["edge_capacity"]):
             raise CheckpointError("checkpoint capacities are inconsistent; the file was not written by save()")
         with torch.no_grad():

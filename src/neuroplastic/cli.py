@@ -34,6 +34,9 @@ def parse_overrides(config_file: str | None, sets: list[str]) -> dict:
             overrides.update(tomllib.loads(path.read_text()))
         except FileNotFoundError:
             raise ConfigError(f"config file {config_file!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read: {exc.strerror}"
+            raise ConfigError(f"config file {config_file!r} {reason}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file!r} is not valid TOML: {exc}") from None
     for item in sets:

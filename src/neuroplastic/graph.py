@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -52,9 +53,10 @@ def _check_activation(name: str, what: str) -> str:
 
 
 def _check_count(value, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """An int (numpy integers too, bools never) >= minimum, as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{what}={value!r} must be an integer >= {minimum}")
-    return value
+    return int(value)
 
 
 def _capacity_for(n: int) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .graph import ACTIVATION_MODULES, GraphNet
+from .graph import ACTIVATION_MODULES, GraphNet, _check_count
 
 
 @dataclass
@@ -36,6 +37,14 @@ class URNRegulators:
     c_local: float = 0.0       # |W_ij| weighted by the distance of the two neurons
     proximal: bool = True
     scale: float = 1.0         # multiplies all three coefficients (train_urn ramps it up)
+
+    @classmethod
+    def from_options(cls, options: dict) -> "URNRegulators":
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown URN option(s) {unknown}; known: {', '.join(cls.__dataclass_fields__)}, "
+                              "and n_in, n_out, size, steps, positions, activation, clamp_inputs, io_edges, seed")
+        return cls(**options)
 
     def __post_init__(self):
         for f in ("c_weight", "c_activity", "c_local"):
@@ -61,12 +70,13 @@ class URN(GraphNet):
     def __init__(self, n_in: int, n_out: int, size: int = 5000, steps: int = 4, *, positions=None,
                  activation: str = "relu", clamp_inputs: bool = False, io_edges: bool = False, seed: int = 0,
                  **regulators):
-        if isinstance(size, bool) or not isinstance(size, int) or size < n_in + n_out + 1:
+        n_in, n_out = _check_count(n_in, "n_in", 1), _check_count(n_out, "n_out", 1)
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < n_in + n_out + 1:
             raise ConfigError(f"size={size!r} must be an integer > n_in + n_out = {n_in + n_out} "
                               "(the inputs and outputs are neurons of the network)")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"steps={steps!r} must be an integer >= 1")
-        regulators = URNRegulators(**regulators)
+        size = int(size)
+        steps = _check_count(steps, "steps", 1)
+        regulators = URNRegulators.from_options(regulators)
         if positions is not None:
             positions = np.asarray(positions, dtype=np.float32)
             if positions.shape != (n_in, 2):
@@ -97,7 +107,7 @@ class URN(GraphNet):
     def from_graph(cls, net: GraphNet, *, size: int, io_edges: bool = False, positions=None,
                    **regulators) -> "URN":
         """The URN whose topology and weights `net` holds (how `npl.load` restores a URN)."""
-        regulators = URNRegulators(**regulators)
+        regulators = URNRegulators.from_options(regulators)
         if net.mode != "recurrent":
             raise ConfigError("a URN is a GraphNet in recurrent mode")
         net.__class__ = cls

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 
 def _bfs_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """Shortest-path distance from `start` neurons along edges (vectorised frontier BFS)."""
@@ -64,7 +66,19 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
 
     Layers come from the shortest live path from the inputs; for a recurrent net with data `x`
     they come from the sweep at which each neuron's activity peaks (papers/urn.md D1), which
-    ignores weak early leaks of signal."""
+    ignores weak early leaks of signal. `positions` (one point per input, any dimension)
+    defaults to the net's own (a URN built with positions)."""
+    from ..graph import GraphNet
+    if not isinstance(net, GraphNet):
+        raise ConfigError(f"structure() expects a GraphNet, got {type(net).__name__}")
+    if positions is None:
+        positions = getattr(net, "positions", None)
+    if positions is not None:
+        positions = np.asarray(positions, dtype=np.float32)
+        if positions.ndim != 2 or len(positions) < net.n_in or positions.shape[1] < 1:
+            raise ConfigError(f"positions has shape {positions.shape}; expected ({net.n_in}, d): one "
+                              "coordinate row per input")
+        positions = positions[: net.n_in]
     src, dst, w = (t.detach().cpu() for t in net.edges())
     n = net.capacity
     n_in, n_fixed = net.n_in, net.n_in + net.n_out
@@ -119,7 +133,7 @@ def _locality(src, dst, w, layer, n_in, positions, seed) -> dict:
     none = {"locality_radius": None, "locality_radius_control": None, "locality_index": None}
     if positions is None:
         return none
-    pos = torch.as_tensor(np.asarray(positions, dtype=np.float32)[:n_in])
+    pos = torch.as_tensor(positions)
     first = (src < n_in) & (layer[dst] == 1)
     if not bool(first.any()):
         return none
@@ -128,7 +142,7 @@ def _locality(src, dst, w, layer, n_in, positions, seed) -> dict:
         s, d, a = src[first], dst[first], w[first].abs()
         targets, inverse = torch.unique(d, return_inverse=True)
         total = torch.zeros(len(targets)).index_add(0, inverse, a)
-        centroid = torch.zeros(len(targets), 2).index_add(0, inverse, a[:, None] * p[s]) / total[:, None]
+        centroid = torch.zeros(len(targets), p.shape[1]).index_add(0, inverse, a[:, None] * p[s]) / total[:, None]
         spread = torch.zeros(len(targets)).index_add(0, inverse, a * ((p[s] - centroid[inverse]) ** 2).sum(1))
         return float((spread / total).sqrt().median())
 

@@ -48,8 +48,12 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
         raise ConfigError(f"workers={workers!r} must be an integer >= 1")
     config = experiment.config(quick=quick, full=full, overrides=overrides or {})
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a directory")
     rows_dir = out / "rows"
+    _check_same_settings(out, config)
     rows_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.json", json.dumps(config, indent=1).encode())
     jobs = experiment.jobs(config)
     pending = [j for j in jobs if not (rows_dir / f"{job_name(j)}.json").exists()]
     if progress and len(pending) < len(jobs):
@@ -72,6 +76,32 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
     experiment.report(results, out)
     return results
+
+
+# Keys that only choose which jobs run; every other setting changes what a job computes.
+_JOB_KEYS = ("envs", "variants", "seeds")
+
+
+def _check_same_settings(out: Path, config: dict) -> None:
+    """Finished rows are reused on a rerun only if they were computed with the same settings."""
+    for name in ("config.json", "results.json"):  # results.json: runs written before config.json
+        path = out / name
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise ConfigError(f"{path} cannot be read; use another --out or delete it") from None
+            saved = saved.get("config", {}) if name == "results.json" else saved
+            break
+    else:
+        return
+    current = json.loads(json.dumps(config))
+    changed = [k for k in sorted(set(saved) | set(current))
+               if k not in _JOB_KEYS and saved.get(k) != current.get(k)]
+    if changed and any((out / "rows").glob("*.json")):
+        k = changed[0]
+        raise ConfigError(f"{out} holds results computed with other settings ({k}: {saved.get(k)!r} -> "
+                          f"{current.get(k)!r}); use another --out, or delete {out / 'rows'} to recompute")
 
 
 def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -> None:

@@ -78,17 +78,19 @@ class SMGrNNExperiment:
         if not config["envs"] or not config["variants"]:
             raise ConfigError("envs and variants must each name at least one entry")
         from ..tasks.control import make_env
-        for env_id in config["envs"]:
-            make_env(env_id).close()  # unknown ids fail here, before any work starts
+        from ..tasks.teachers import get_teacher
+        for env_id in config["envs"]:  # unknown ids and tasks without a teacher fail here, before any work
+            make_env(env_id).close()
+            get_teacher(env_id)
         for variant in config["variants"]:
-            variant_model(variant)  # unknown variants fail here
-        self._options(config, "smgrnn")  # validates every distillation / SPM value up front
+            self._options(config, variant)  # unknown variants and bad distillation / SPM values fail here
+        self._options(config, "smgrnn")  # SPM values are checked even when no variant has an SPM
         return config
 
     def _options(self, config: dict, variant: str) -> dict:
         model, extra = variant_model(variant)
         options = {k: v for k, v in config.items() if k in _DISTILL_KEYS}
-        if model != "mlp":
+        if model not in ("mlp", "static"):  # the SPM options apply to the variants that have an SPM
             options.update({k: v for k, v in config.items() if k in _SPM_KEYS})
         options.update(extra)
         DistillConfig(**{k: v for k, v in options.items() if k in _DISTILL_KEYS | {"hidden"}})

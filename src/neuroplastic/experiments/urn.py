@@ -35,7 +35,11 @@ def _parse_variant(name: str) -> dict:
         key, sep, value = part.partition("=")
         if not sep:  # a plain name such as "urn": no overrides
             continue
-        out[key] = int(value) if key in ("steps", "size") else float(value)
+        try:
+            out[key] = int(value) if key in ("steps", "size") else float(value)
+        except ValueError:
+            kind = "an integer" if key in ("steps", "size") else "a number"
+            raise ConfigError(f"variant {name!r}: {key}={value!r} must be {kind}") from None
     return out
 
 
@@ -61,7 +65,10 @@ class URNExperiment:
             v = config[key]
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                 raise ConfigError(f"{key}={v!r} must be a number >= 0")
-        if str(config["device"]).startswith("cuda") and not torch.cuda.is_available():
+        device = str(config["device"])
+        if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
+            raise ConfigError(f"device={config['device']!r} must be 'cpu', 'cuda' or 'cuda:N'")
+        if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device={config['device']!r} but torch sees no CUDA device; "
                               "use --set device='cpu' (and a smaller size) on this machine")
         if isinstance(config["variants"], str):
@@ -74,6 +81,10 @@ class URNExperiment:
         from ..tasks.datasets import load_data
         data = load_data(config["data"])  # fails early on a bad --data
         size_min = data.n_in + data.n_classes + 1
+        if "size" not in overrides and config["size"] < size_min:
+            # the default size is for the built-in data; wider user data gets as many hidden
+            # neurons as it has inputs and outputs (set size to choose otherwise)
+            config["size"] = 2 * (data.n_in + data.n_classes)
         for variant in config["variants"]:
             size = _parse_variant(variant).get("size", config["size"])
             if size < size_min:

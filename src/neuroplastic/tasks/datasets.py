@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +35,29 @@ class Dataset:
 
 
 def _split(name, x, y, positions, test_fraction: float, seed: int) -> Dataset:
-    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-    y = np.asarray(y)
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: X must be numeric, got dtype {np.asarray(x).dtype}") from None
+    if x.ndim == 3 and positions is None:  # (n, height, width) images: inputs sit at their pixels
+        positions = grid_positions(*x.shape[1:])
+    if x.ndim == 0 or not x.size:
+        raise ConfigError(f"{name}: X must be a non-empty (n_samples, n_features) array")
+    x = x.reshape(len(x), -1)
+    if not np.isfinite(x).all():
+        raise ConfigError(f"{name}: X holds {int((~np.isfinite(x)).sum())} NaN or infinite values")
+    y = np.asarray(y).reshape(-1)
     if len(x) != len(y):
         raise ConfigError(f"{name}: X has {len(x)} rows but y has {len(y)}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ConfigError(f"{name}: labels y must be integers (class ids)")
-    y = y.astype(np.int64).reshape(-1)
+    if y.dtype.kind in "USOb":  # names (or booleans) of classes: ids in sorted order
+        try:
+            y = np.unique(y, return_inverse=True)[1]
+        except TypeError:
+            raise ConfigError(f"{name}: labels y mix types that cannot be ordered") from None
+    elif not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ConfigError(f"{name}: labels y must be integers (class ids) or class names")
+    y = y.astype(np.int64)
     if y.min() < 0:
         raise ConfigError(f"{name}: labels must be >= 0, found {int(y.min())}")
     if positions is not None:
@@ -91,7 +107,7 @@ def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ConfigError(f"--data {str(path)!r} does not exist") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"--data {str(path)!r} is not a readable .npz file: {exc}") from None
     missing = {"X", "y"} - set(arrays)
     if missing:
@@ -109,6 +125,8 @@ def read_idx(path) -> np.ndarray:
             data = f.read()
     except FileNotFoundError:
         raise ConfigError(f"IDX file {str(path)!r} does not exist") from None
+    except (OSError, EOFError) as exc:  # gzip: truncated or not gzip at all
+        raise ConfigError(f"IDX file {str(path)!r} cannot be read: {exc}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file")
     ndim = data[3]

@@ -1,0 +1,6 @@
+"""`python -m neuroplastic` is the `neuroplastic` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
