@@ -319,3 +319,13 @@ def test_structure_reads_a_urns_own_positions():
     net = URN(4, 2, size=12, steps=2, positions=positions)
     assert structure(net)["locality_radius"] is not None
     assert structure(net)["locality_radius"] == structure(net, positions=positions)["locality_radius"]
+
+
+def test_train_urn_is_public_and_checks_its_data():
+    net = npl.URN(3, 2, size=12, steps=2)
+    history = npl.train_urn(net, torch.randn(40, 3), torch.randint(0, 2, (40,)), epochs=2)
+    assert [h["epoch"] for h in history] == [1, 2]
+    with pytest.raises(npl.ConfigError, match=r"\(n, 3\)"):
+        npl.train_urn(net, np.zeros((40, 4)), np.zeros(40, int), epochs=1)
+    with pytest.raises(npl.ConfigError, match="labels"):
+        npl.train_urn(net, np.zeros((40, 3)), np.full(40, 5), epochs=1)

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .checkpoint import load, restore_optimizer, save  # noqa: E402
 from .distill import distill  # noqa: E402
-from .urn import URN  # noqa: E402
+from .urn import URN, train_urn  # noqa: E402
 from . import analysis  # noqa: E402
 
-__all__ += ["save", "load", "restore_optimizer", "distill", "URN", "analysis"]
+__all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "analysis"]

@@ -242,6 +242,17 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     `compact_every=k` (lifetime structure evolution): once the ramp is over, every k epochs
     the dead edges and neurons are removed through apply_edits with the optimizer, so the
     survivors keep their Adam state and later epochs run on the smaller network."""
+    epochs, batch_size, ramp_epochs = (_check_count(epochs, "epochs", 1), _check_count(batch_size, "batch_size", 1),
+                                       _check_count(ramp_epochs, "ramp_epochs", 0))
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
+        raise ConfigError(f"lr={lr!r} must be a number > 0")
+    x, y = (t.detach().cpu().numpy() if torch.is_tensor(t) else t for t in (x, y))
+    x, y = np.asarray(x, dtype=np.float32), np.asarray(y).reshape(-1)
+    if x.ndim != 2 or x.shape[1] != net.n_in or len(x) != len(y):
+        raise ConfigError(f"x of shape {x.shape} and y of length {len(y)} do not fit: expected "
+                          f"(n, {net.n_in}) inputs and n labels")
+    if len(y) and (y.min() < 0 or y.max() >= net.n_out):
+        raise ConfigError(f"labels must lie in 0..{net.n_out - 1} (one output neuron per class)")
     net.to(device)
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)

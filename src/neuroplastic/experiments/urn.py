@@ -63,8 +63,11 @@ class URNExperiment:
                 raise ConfigError(f"{key}={v!r} must be an integer >= 1")
         for key in ("lr", "c_weight", "c_activity", "c_local", "threshold"):
             v = config[key]
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                raise ConfigError(f"{key}={v!r} must be a number >= 0")
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (key == "lr" and v == 0):
+                raise ConfigError(f"{key}={v!r} must be a number {'> 0' if key == 'lr' else '>= 0'}")
+        if isinstance(config["ramp_epochs"], bool) or not isinstance(config["ramp_epochs"], int) \
+                or config["ramp_epochs"] < 0:
+            raise ConfigError(f"ramp_epochs={config['ramp_epochs']!r} must be an integer >= 0")
         device = str(config["device"])
         if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
             raise ConfigError(f"device={config['device']!r} must be 'cpu', 'cuda' or 'cuda:N'")
