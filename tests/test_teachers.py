@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from neuroplastic.errors import TeacherError
 from neuroplastic.tasks.teachers import (
     TEACHERS,
     cartpole_teacher,
@@ -100,3 +101,14 @@ def test_evaluate_teacher_is_reproducible():
 def test_evaluate_teacher_rejects_zero_episodes():
     with pytest.raises(ValueError):
         evaluate_teacher("Pendulum-v1", pendulum_teacher, episodes=0)
+
+
+def test_evaluate_teacher_refuses_a_non_numeric_action():
+    with pytest.raises(TeacherError, match="'left'"):
+        evaluate_teacher("CartPole-v1", lambda obs: "left", episodes=1)
+
+
+def test_evaluate_teacher_passes_env_kwargs_to_gymnasium():
+    mean, _ = evaluate_teacher("FrozenLake-v1", lambda s: {0: 1, 4: 1, 8: 2, 9: 1, 13: 2, 14: 2}.get(s, 1),
+                               episodes=2, env_kwargs={"is_slippery": False})
+    assert mean == 1.0

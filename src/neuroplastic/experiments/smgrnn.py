@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..distill import DistillConfig, distill
+from ..distill import DistillConfig, distill, resolve_model
 from ..errors import ConfigError
 from ..rules.spm import SPMConfig
 from . import register
@@ -47,14 +47,11 @@ _SPM_KEYS = {f.name for f in dataclasses.fields(SPMConfig)} - {"seed"}
 
 def variant_model(variant: str) -> tuple[str, dict]:
     """'mlp-64x64' -> ('mlp', {'hidden': [64, 64]}); SPM variants map to themselves."""
-    if variant.startswith("mlp-"):
-        try:
-            return "mlp", {"hidden": [int(w) for w in variant[4:].split("x")]}
-        except ValueError:
-            pass
-    elif variant in ("smgrnn", "growth-only", "growth-disabled", "static"):
-        return variant, {}
-    raise ConfigError(f"unknown variant {variant!r}; expected one of {VARIANTS} or mlp-WxW...")
+    try:
+        model, hidden = resolve_model(variant)
+    except ConfigError:
+        raise ConfigError(f"unknown variant {variant!r}; expected one of {VARIANTS} or mlp-WxW...") from None
+    return model, ({"hidden": hidden} if hidden else {})
 
 
 class SMGrNNExperiment:

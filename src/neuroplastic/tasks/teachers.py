@@ -159,20 +159,24 @@ def evaluate_teacher(
     teacher: Teacher,
     episodes: int = 10,
     seed: int = 0,
+    env_kwargs: dict | None = None,
 ) -> tuple[float, float]:
     """Run ``teacher`` for ``episodes`` episodes and return (mean, std) return.
 
     Episode ``i`` is reset with seed ``seed + i`` so results are reproducible
     and comparable across teachers and students. Returns are undiscounted sums
     of rewards until termination or truncation (the environment's own time
-    limit), matching the numbers usually quoted for these tasks.
+    limit), matching the numbers usually quoted for these tasks. ``env_kwargs``
+    go to ``gymnasium.make`` (e.g. ``{"continuous": True}`` for LunarLander).
+    The teacher sees each observation exactly as the environment returns it, and
+    an action that does not fit the action space raises ``TeacherError``.
     """
     from .control import ActionSpec, make_env, rollout, teacher_batch
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs)
     spec = ActionSpec.of(env.action_space)
     env.close()
-    returns, _ = rollout(env_id, teacher_batch(teacher, spec), episodes, seed)
+    returns, _ = rollout(env_id, teacher_batch(teacher, spec), episodes, seed, env_kwargs=env_kwargs)
     return float(returns.mean()), float(returns.std())
