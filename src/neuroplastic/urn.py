@@ -187,7 +187,10 @@ class URN(GraphNet):
         """Remove edges below threshold * max|W|, then every hidden neuron that no longer has a
         path to an output (it cannot affect the logits), then dead ends (`remove_dead`); all
         through apply_edits, so the optimizer keeps the survivors' state. Then the edge storage
-        is packed to the survivors (`pack_edges`), so later steps cost what the live net costs."""
+        is packed to the survivors (`pack_edges`), so later steps cost what the live net costs.
+
+        The weak edges it cuts (each below threshold * max|W|) move the logits slightly; `threshold=0` cuts only
+        the exact zeros the proximal step leaves, and then the outputs are exactly preserved."""
         from .analysis.structure import _bfs_layers
         from .edits import Edits
         src, dst, w = (t.cpu() for t in self.edges())
