@@ -91,7 +91,7 @@ class URN(GraphNet):
         # so after the first sweep the inputs are silent and the signal moves as a wave. With
         # io_edges=True the input and output neurons are ordinary recurrent units; trained
         # networks then route computation through the output neurons themselves (seen in
-        # docs/results/urn-shells), which hides any layering from a read-out at step I.
+        # docs/results/urn/shells), which hides any layering from a read-out at step I.
         self._connect_all_pairs(size - n_in - n_out, io_edges=io_edges)
         self._set_urn_settings(size, io_edges, regulators, positions)
 
