@@ -38,7 +38,7 @@ def _split(name, x, y, positions, test_fraction: float, seed: int) -> Dataset:
     try:
         x = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: X must be numeric, got dtype {np.asarray(x).dtype}") from None
+        raise ConfigError(f"{name}: X must be a numeric array of equal-length rows") from None
     if x.ndim == 3 and positions is None:  # (n, height, width) images: inputs sit at their pixels
         positions = grid_positions(*x.shape[1:])
     if x.ndim == 0 or not x.size:
