@@ -4,7 +4,7 @@ An experiment is a small object with one job each:
   * `config(quick, full, overrides)` -> the validated config dict (defaults visible at the top
     of its module, like a paper's method section);
   * `jobs(config)` -> the list of independent runs (task x variant x seed);
-  * `run_job(job, config, out_dir)` -> that run's metrics (a plain dict);
+  * `run_job(job, config, out_dir, progress=False)` -> that run's metrics (a plain dict);
   * `report(results, out_dir)` -> writes report.md and plots from results.json's content.
 The runner (`runner.py`) does the rest: resume, Ray fan-out, results.json.
 """

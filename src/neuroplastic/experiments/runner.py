@@ -23,12 +23,13 @@ def job_name(job: dict) -> str:
     return f"{job['task']}__{job['variant']}__seed{job['seed']}".replace("/", "_")
 
 
-def _execute(name: str, job: dict, config: dict, out_dir: str) -> dict:
-    """Run one job (also the body of the Ray task)."""
+def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = False) -> dict:
+    """Run one job (also the body of the Ray task). `progress`: a bar inside the job too (only
+    in-process; Ray workers' output is not the user's terminal)."""
     torch.set_num_threads(1)
     experiment = get_experiment(name)
     started = time.perf_counter()
-    metrics = experiment.run_job(job, config, Path(out_dir))
+    metrics = experiment.run_job(job, config, Path(out_dir), progress=progress)
     metrics.setdefault("wall_s", time.perf_counter() - started)
     return {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
 
@@ -67,7 +68,7 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     else:
         from tqdm.auto import tqdm
         for job in tqdm(pending, desc=name, disable=not progress or not pending):
-            save_row(_execute(name, job, config, str(out)))
+            save_row(_execute(name, job, config, str(out), progress))
 
     rows = [json.loads((rows_dir / f"{job_name(j)}.json").read_text()) for j in jobs]
     results = {"experiment": name, "config": config, "environment": environment(), "rows": rows}

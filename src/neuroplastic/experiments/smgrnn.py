@@ -99,7 +99,7 @@ class SMGrNNExperiment:
         return [{"task": env, "variant": variant, "seed": seed}
                 for seed in range(config["seeds"]) for env in config["envs"] for variant in config["variants"]]
 
-    def run_job(self, job: dict, config: dict, out_dir: Path) -> dict:
+    def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         from ..checkpoint import save
         from ..graph import GraphNet
         from .runner import job_name
@@ -108,7 +108,8 @@ class SMGrNNExperiment:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         result = distill(job["task"], None, model=model, seed=job["seed"],
                          checkpoint=ckpt_dir / f"{job_name(job)}.ckpt",
-                         checkpoint_every=max(1, config["steps"] // 5), **self._options(config, job["variant"]))
+                         checkpoint_every=max(1, config["steps"] // 5), progress=progress,
+                         **self._options(config, job["variant"]))
         core = result.pop("student").core
         if isinstance(core, GraphNet):
             nets = out_dir / "nets"

@@ -99,7 +99,7 @@ class URNExperiment:
         return [{"task": str(config["data"]), "variant": v, "seed": s}
                 for v in config["variants"] for s in range(config["seeds"])]
 
-    def run_job(self, job: dict, config: dict, out_dir: Path) -> dict:
+    def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         from ..analysis import structure
         from ..tasks.datasets import load_data
         settings = {**config, **_parse_variant(job["variant"])}
@@ -111,7 +111,8 @@ class URNExperiment:
         started = time.perf_counter()
         history = train_urn(net, data.x_train, data.y_train, epochs=settings["epochs"], lr=settings["lr"],
                             batch_size=settings["batch_size"], seed=job["seed"], device=settings["device"],
-                            ramp_epochs=settings["ramp_epochs"], compact_every=settings["compact_every"])
+                            ramp_epochs=settings["ramp_epochs"], compact_every=settings["compact_every"],
+                            progress=progress)
         train_s = time.perf_counter() - started
         x_test = torch.as_tensor(data.x_test, dtype=torch.float32, device=settings["device"])
         y_test = torch.as_tensor(data.y_test, dtype=torch.long, device=settings["device"])
