@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..graph import _check_count
 from ..urn import URN, accuracy, to_sequential, train_urn, training_epoch
 from . import register
 
@@ -54,20 +55,13 @@ class URNExperiment:
             if key not in config:
                 raise ConfigError(f"unknown {self.name} option {key!r}; known: {', '.join(sorted(config))}")
             config[key] = value
-        if isinstance(config["compact_every"], bool) or not isinstance(config["compact_every"], int) \
-                or config["compact_every"] < 0:
-            raise ConfigError(f"compact_every={config['compact_every']!r} must be an integer >= 0")
-        for key in ("size", "steps", "epochs", "batch_size", "seeds"):
-            v = config[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{key}={v!r} must be an integer >= 1")
+        for key, minimum in (("size", 1), ("steps", 1), ("epochs", 1), ("batch_size", 1), ("seeds", 1),
+                             ("ramp_epochs", 0), ("compact_every", 0)):
+            config[key] = _check_count(config[key], key, minimum)
         for key in ("lr", "c_weight", "c_activity", "c_local", "threshold"):
-            v = config[key]
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (key == "lr" and v == 0):
-                raise ConfigError(f"{key}={v!r} must be a number {'> 0' if key == 'lr' else '>= 0'}")
-        if isinstance(config["ramp_epochs"], bool) or not isinstance(config["ramp_epochs"], int) \
-                or config["ramp_epochs"] < 0:
-            raise ConfigError(f"ramp_epochs={config['ramp_epochs']!r} must be an integer >= 0")
+            v, positive = config[key], key == "lr"
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (positive and v == 0):
+                raise ConfigError(f"{key}={v!r} must be a number {'> 0' if positive else '>= 0'}")
         device = str(config["device"])
         if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
             raise ConfigError(f"device={config['device']!r} must be 'cpu', 'cuda' or 'cuda:N'")
