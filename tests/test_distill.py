@@ -71,7 +71,8 @@ def test_quick_cartpole_distillation_reaches_475_and_grows():
 
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     opts = dict(steps=600, n_data=1500, eval_every=300, eval_episodes=2, curve_episodes=1,
-                window=50, interval=50, warmup=50, min_age=50, p_rand=0.5, checkpoint_every=200)
+                window=50, interval=50, warmup=50, min_age=50, p_rand=0.5, checkpoint_every=200,
+                tau_w=0.05, tau_delta=1e-3, eta_prune=0.5)  # prunes and grows after the resume
     full = npl.distill("CartPole-v1", None, model="smgrnn", seed=3, **opts)
     path = tmp_path / "run.ckpt"
     npl.distill("CartPole-v1", None, model="smgrnn", seed=3, checkpoint=path, **{**opts, "steps": 400})

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -104,6 +106,7 @@ def test_random_preserving_edit_sequences(data, optimizer):
 def test_random_edit_sequences_keep_invariants(data):
     net = npl.GraphNet(3, 2, seed=0)
     opt = trained(net)
+    twin = copy.deepcopy(net)  # gets the same edits, but rebuilds its index before each batch
     for _ in range(data.draw(st.integers(1, 8))):
         e = npl.Edits()
         hidden = net.hidden_ids().tolist()
@@ -124,11 +127,23 @@ def test_random_edit_sequences_keep_invariants(data):
         else:
             e.remove_dead()
         before_pairs = set(live_pairs(net))
+        twin_edits = copy.deepcopy(e)
         try:
             net.apply_edits(e, optimizer=opt)
         except npl.EditError:
             assert set(live_pairs(net)) == before_pairs  # all-or-nothing
         check_invariants(net)
+        # as after npl.load: the rebuilt index must place every edge and neuron in the same slot
+        # as the running one, or a resumed run would diverge from an uninterrupted one
+        twin._topology = None
+        try:
+            twin.apply_edits(twin_edits)
+        except npl.EditError:
+            pass
+        for name in ("edge_alive", "edge_src", "edge_dst", "neuron_alive"):
+            a, b = getattr(net, name), getattr(twin, name)
+            n = min(len(a), len(b))
+            assert torch.equal(a[:n], b[:n]) and not a[n:].any() and not b[n:].any(), name
         trained(net, steps=1)
 
 

@@ -136,8 +136,10 @@ class _Topology:
         heapq.heapify(self.free_neurons)
         e_high = int(slots.max()) + 1 if len(slots) else 0
         self.edge_high = e_high
-        dead = (~net.edge_alive[:e_high]).nonzero().squeeze(1).tolist()
-        self.free_edges = dead[::-1]  # pop() hands out the lowest slot first
+        # Free slots are handed out lowest first, from heaps: the order then depends only on
+        # which slots are free, so an index rebuilt from the tensors (after npl.load, or after a
+        # refused batch) places later edges exactly where the running index would have.
+        self.free_edges = (~net.edge_alive[:e_high]).nonzero().squeeze(1).tolist()
 
     def is_alive(self, i: int) -> bool:
         return 0 <= i < len(self.alive) and self.alive[i]
@@ -159,7 +161,7 @@ class _Topology:
 
     def new_edge_slot(self) -> int:
         if self.free_edges:
-            return self.free_edges.pop()
+            return heapq.heappop(self.free_edges)
         self.edge_high += 1
         return self.edge_high - 1
 
@@ -266,7 +268,7 @@ class _Batch:
             raise EditError(f"edge {s} -> {d} does not exist")
         self.t.succ[s].discard(d)
         self.t.pred[d].discard(s)
-        self.t.free_edges.append(slot)
+        heapq.heappush(self.t.free_edges, slot)
         if self.new_edges.pop(slot, None) is None:
             self.dead_edges.add(slot)
 
