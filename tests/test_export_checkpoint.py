@@ -138,3 +138,31 @@ def test_float64_net_round_trips_and_a_directory_is_not_a_checkpoint_path(tmp_pa
     assert loaded.weight.dtype == torch.float64 and torch.equal(loaded(x), net(x))
     with pytest.raises(npl.CheckpointError, match="directory"):
         npl.save(tmp_path, net)
+
+
+def test_numpy_values_are_saved_as_plain_data_so_the_file_loads(tmp_path):
+    import numpy as np
+    net = npl.URN(4, 2, size=20, c_weight=np.float64(1e-3), seed=np.int64(3))
+    path = tmp_path / "u.ckpt"
+    npl.save(path, net, rule=npl.rules.SPM(window=np.int64(10)),
+             extra={"a": np.arange(3), "b": np.float64(1.5), "where": tmp_path})
+    state = npl.load(path)
+    assert isinstance(state["net"], npl.URN) and state["net"].config()["seed"] == 3
+    assert state["extra"]["b"] == 1.5 and state["extra"]["where"] == str(tmp_path)
+    assert torch.equal(state["extra"]["a"], torch.arange(3))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(step="x"), "step='x' must be an integer"),
+    (dict(rule=object()), "no state_dict"),
+    (dict(extra={"f": open}), r"\['extra'\]\['f'\]: a value of type builtin"),
+    (dict(optimizer="adam"), "not a torch.optim.Optimizer"),
+    (dict(optimizer=torch.optim.Adam(torch.nn.Linear(2, 2).parameters())), "not this network's"),
+])
+def test_what_cannot_be_saved_is_refused_in_one_line_and_writes_nothing(tmp_path, options, message):
+    with pytest.raises(npl.CheckpointError, match=message):
+        npl.save(tmp_path / "x.ckpt", npl.GraphNet(3, 2), **options)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(npl.CheckpointError, match="is a file, not a directory"):
+        npl.save(tmp_path / "afile" / "x.ckpt", npl.GraphNet(3, 2))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import numbers
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -33,8 +35,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"cannot write {str(path)!r}: it is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{str(blocking)!r} is a file, not a directory" if blocking else exc.strerror or exc
+        raise CheckpointError(f"cannot write {str(path)!r}: {reason}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -69,6 +76,10 @@ def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None
     from .graph import GraphNet
     if net is not None and not isinstance(net, GraphNet):
         raise CheckpointError(f"save() expects a GraphNet (or None), got {type(net).__name__}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise CheckpointError(f"step={step!r} must be an integer")
+    if rule is not None and not callable(getattr(rule, "state_dict", None)):
+        raise CheckpointError(f"rule={type(rule).__name__} has no state_dict() to save")
     payload = {
         "format": 1,
         "net": None if net is None else {
@@ -81,17 +92,45 @@ def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None
         "step": int(step),
         "extra": extra or {},
     }
+    payload = _plain(payload, "checkpoint")
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     body = buffer.getvalue()
     atomic_write_bytes(path, MAGIC + hashlib.sha256(body).digest() + body)
 
 
+def _plain(value, where: str):
+    """`value` as what weights-only loading reads back: containers, str, numbers, None and
+    tensors. numpy scalars become Python numbers, numpy arrays tensors, paths strings; anything
+    else is refused here, so a save that succeeds always loads."""
+    if isinstance(value, np.generic):  # before the Python types: np.float64 is a float
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor | torch.dtype):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise CheckpointError(f"cannot save {where}: an object array is not plain data")
+        return torch.from_numpy(value.copy())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise CheckpointError(f"cannot save {where}: a value of type {type(value).__name__} is not plain data "
+                          "(use numbers, strings, lists, dicts, arrays or tensors)")
+
+
 def _optimizer_state(net, optimizer):
     """Optimizer state keyed by parameter *name*, so it survives the net's reconstruction."""
     if optimizer is None:
         return None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise CheckpointError(f"optimizer={type(optimizer).__name__} is not a torch.optim.Optimizer")
     names = {id(p): n for n, p in net.named_parameters()}
+    if any(id(p) not in names for g in optimizer.param_groups for p in g["params"]):
+        raise CheckpointError("the optimizer holds parameters that are not this network's "
+                              "(build it on net.parameters(), and pass it to apply_edits)")
     groups = []
     for g in optimizer.param_groups:
         groups.append({"params": [names[id(p)] for p in g["params"]],
@@ -124,7 +163,11 @@ def load(path, map_location="cpu") -> dict:
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
+        if isinstance(exc, pickle.UnpicklingError):  # torch's message is a page of advice
+            reason = "it holds objects that are not plain data (npl.save never writes those)"
+        else:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {reason}") from exc
     return {"net": net, "optimizer": _torch_optimizer_state(payload["optimizer"]), "rule": payload["rule"],
             "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
             "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -66,11 +67,13 @@ class SPMConfig:
             value = getattr(self, f.name)
             if f.type in ("bool",) and not isinstance(value, bool):
                 raise ConfigError(f"SPM {f.name}={value!r} must be true or false")
-            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, int | float)
+            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, numbers.Real)
                                                or not math.isfinite(value)):
                 raise ConfigError(f"SPM {f.name}={value!r} must be a finite number")
             if f.type == "int" and not float(value).is_integer():
                 raise ConfigError(f"SPM {f.name}={value!r} must be an integer")
+            if f.type in ("int", "float"):  # numpy scalars become plain numbers (config, checkpoints)
+                setattr(self, f.name, int(value) if f.type == "int" else float(value))
         for name in self._POSITIVE_INT:
             if getattr(self, name) < 1:
                 raise ConfigError(f"SPM {name}={getattr(self, name)!r} must be >= 1")
@@ -80,7 +83,6 @@ class SPMConfig:
         for name in self._PROBABILITY:
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"SPM {name}={getattr(self, name)!r} must lie in [0, 1]")
-        self.window, self.interval = int(self.window), int(self.interval)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SPMConfig":
