@@ -235,3 +235,47 @@ def test_removed_slot_reused_gets_fresh_state():
     assert int(h2) == int(h)  # the freed id is reused ...
     for key in ("exp_avg", "exp_avg_sq"):  # ... with zero moments everywhere it touches
         assert torch.all(opt.state[net.weight][key][~net.edge_alive] == 0)
+
+
+@pytest.mark.parametrize("make, key, initial", [
+    (lambda p: torch.optim.Rprop(p, lr=1e-2), "step_size", 1e-2),
+    (lambda p: torch.optim.Adagrad(p, lr=1e-2, initial_accumulator_value=0.1), "sum", 0.1),
+])
+def test_new_slots_start_from_the_optimizers_own_initial_state(make, key, initial):
+    # Rprop's step size must start at lr, not 0, or a new edge never moves
+    net = npl.GraphNet(3, 2, seed=0)
+    opt = make(net.parameters())
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+
+    def step():
+        opt.zero_grad()
+        (net(x) - y).pow(2).mean().backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    old_edges = net.edge_capacity
+    e = npl.Edits()
+    relays = [e.add_neuron(between=(s, d), weight_out=0.0) for s in range(3) for d in (3, 4) for _ in range(2)]
+    net.apply_edits(e, optimizer=opt)
+    assert net.edge_capacity > old_edges  # the new edges needed a reallocation
+    new = torch.isin(net.edge_src, torch.tensor([int(r) for r in relays])) | \
+        torch.isin(net.edge_dst, torch.tensor([int(r) for r in relays]))
+    new &= net.edge_alive
+    assert new.sum() == 24 and torch.all(opt.state[net.weight][key][new] == initial)
+    assert torch.all(opt.state[net.bias][key][[int(r) for r in relays]] == initial)
+    for _ in range(5):
+        step()
+    assert torch.all(net.weight.detach()[new] != 0)  # the new edges learn
+
+
+def test_a_bad_optimizer_argument_is_refused_before_anything_changes():
+    net = npl.GraphNet.mlp(2, [3], 1, seed=0)
+    before = live_pairs(net)
+    e = npl.Edits()
+    e.remove_edge(0, 2)
+    e.add_neuron(between=(1, 2))
+    for bad in ("adam", [torch.optim.SGD(net.parameters(), lr=0.1), 3]):
+        with pytest.raises(npl.EditError, match="is not a torch.optim.Optimizer"):
+            net.apply_edits(e, optimizer=bad)
+        assert live_pairs(net) == before

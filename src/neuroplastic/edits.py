@@ -21,6 +21,7 @@ import torch
 
 from .errors import CycleError, EditError
 from .graph import ACTIVATIONS
+from .surgery import _optimizers
 
 _OUTPUT_LEVEL = math.inf  # outputs are always last in DAG mode
 
@@ -340,6 +341,7 @@ def apply_edits(net, edits: Edits, optimizer=None) -> Edits:
         raise EditError(f"expected an Edits object, got {type(edits).__name__}")
     if edits.applied:
         raise EditError("these Edits were already applied; build a new Edits for new changes")
+    optimizer = _optimizers(optimizer)  # checked before anything is written
     if net._topology is None:
         net._topology = _Topology(net)
     batch = _Batch(net, net._topology)
