@@ -114,3 +114,25 @@ def test_spm_restarts_its_windows_when_the_edge_storage_is_packed():
     assert rule.delta.size == net.edge_capacity
     _, _, mature = rule.edge_statistics()
     assert mature[: net.n_edges].all()  # full windows again after the restart
+
+
+def test_step_after_the_storage_grew_since_observe_treats_new_slots_as_unobserved():
+    # a user's own edits (or the SPM's last event) may grow the storage between observe and step
+    net = npl.GraphNet(4, 2, seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    spm = npl.rules.SPM(warmup=5, interval=5, window=5, min_age=1, prune_inactive=True)
+    x = torch.randn(8, 4)
+    for t in range(10):
+        opt.zero_grad()
+        net(x).pow(2).mean().backward()
+        opt.step()
+        spm.observe(net)
+        if t in (4, 9):
+            e = npl.Edits()
+            for _ in range(40):
+                e.add_neuron(between=(0, 4))
+            net.apply_edits(e, optimizer=opt)
+        capacity = net.edge_capacity
+        spm.step(net, opt)
+        assert net.edge_capacity >= capacity
+    assert net.n_hidden >= 80

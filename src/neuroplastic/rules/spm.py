@@ -93,6 +93,13 @@ class SPMConfig:
         return cls(**values)
 
 
+def _fit(t: torch.Tensor, n: int, fill) -> torch.Tensor:
+    """`t` cut or padded with `fill` to length n."""
+    if len(t) >= n:
+        return t[:n]
+    return torch.cat([t, torch.full((n - len(t),), fill, dtype=t.dtype)])
+
+
 @dataclass
 class _Ring:
     """Per-slot ring buffer of the last `window` values, reset when a slot changes owner."""
@@ -131,7 +138,8 @@ class _Ring:
         """Mean, sample variance over the window, and the mask of full windows."""
         full = self.count >= self.window
         mean = self.values.mean(0)
-        var = self.values.var(0, correction=1) if self.window > 1 else torch.zeros_like(mean)
+        # (an empty ring has nothing to reduce: torch would warn about zero degrees of freedom)
+        var = self.values.var(0, correction=1) if self.window > 1 and self.size else torch.zeros_like(mean)
         return mean, var, full
 
     def state_dict(self) -> dict:
@@ -205,7 +213,9 @@ class SPM:
         edits = Edits()
         mean, std, mature = self.edge_statistics()
         n = net.edge_capacity
-        mean, std, mature = mean[:n], std[:n], mature[:n]
+        # slots the statistics have not seen yet (storage grown since the last observe) are
+        # unobserved: zero statistics, not mature, so no rule acts on them
+        mean, std, mature = _fit(mean, n, 0.0), _fit(std, n, 0.0), _fit(mature, n, False)
         live = net.edge_alive.cpu() & mature
         src, dst = net.edge_src.cpu(), net.edge_dst.cpu()
         n_hidden = net.n_hidden
@@ -239,6 +249,7 @@ class SPM:
 
         if c.prune_inactive:
             mean_act, _, full = self.activity.stats()
+            mean_act, full = _fit(mean_act, net.capacity, 0.0), _fit(full, net.capacity, False)
             hidden = net.hidden_ids().cpu()
             quiet = hidden[(mean_act[hidden] < c.activity_threshold) & full[hidden]]
             for i in quiet.tolist():
