@@ -61,6 +61,12 @@ def test_report_command_rewrites_report(quick_run):
     (["run", "urn-shells", "--quick", "--set", "variants=['c_weight=abc']"], "c_weight='abc' must be a number"),
     (["run", "urn-shells", "--quick", "--set", "device='tpu'"], "device='tpu'"),
     (["run", "smgrnn", "--config", "."], "cannot be read"),
+    (["run", "smgrnn", "--set", "variants=[1, 2]"], "variants=[1, 2] must be a comma-separated string"),
+    (["run", "urn-shells", "--quick", "--set", "variants=[1, 2]"], "variants=[1, 2] must be a list of strings"),
+    (["run", "urn-shells", "--quick", "--set", "variants=['steps=0']"], "variant 'steps=0': steps=0 must be"),
+    (["run", "urn-shells", "--quick", "--set", "variants=['c_weight=-1']"], "c_weight=-1.0 must be a finite"),
+    (["run", "urn-shells", "--quick", "--set", "lr=inf"], "lr=inf must be a finite number > 0"),
+    (["run", "urn-shells", "--quick", "--set", "threshold=nan"], "threshold=nan must be a finite"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     out = tmp_path / "out"
@@ -92,10 +98,15 @@ def test_rerun_with_other_settings_is_refused_not_mixed(quick_run, capsys):
 def test_out_that_is_a_file_and_config_that_is_not_text(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["run", "smgrnn", "--quick", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    for argv in (["run", "smgrnn", "--quick", "--out", str(tmp_path / "file" / "sub")],
+                 ["bench", "graphnet", "--quick", "--out", str(tmp_path / "file" / "sub")]):
+        assert main(argv) == 2  # (the benchmark refuses before it runs)
+        assert "'" + str(tmp_path / "file") + "' is a file, not a directory" in capsys.readouterr().err
     (tmp_path / "bad.toml").write_bytes(b"\xff\xfe lr = 1")
     assert main(["run", "smgrnn", "--quick", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert "is a file" in err[0] and "not UTF-8" in err[1] and not (tmp_path / "o").exists()
+    assert "not UTF-8" in err[0] and not (tmp_path / "o").exists()
 
 
 def test_python_dash_m_runs_the_cli():
@@ -128,3 +139,15 @@ def test_ray_workers_give_the_same_numbers(tmp_path):
                 for r in rows]
 
     assert numbers(local) == numbers(remote)
+
+
+def test_a_run_that_fails_before_any_job_finishes_leaves_no_files(tmp_path, monkeypatch, capsys):
+    from neuroplastic.errors import ConfigError
+    from neuroplastic.experiments import get_experiment
+
+    def failing_job(*args, **kwargs):
+        raise ConfigError("this job cannot run")
+
+    monkeypatch.setattr(get_experiment("urn-shells"), "run_job", failing_job)
+    assert main(["run", "urn-shells", "--quick", "--no-progress", "--out", str(tmp_path / "o")]) == 2
+    assert "this job cannot run" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, make_output_dir
 from .distill import sequential_mlp
 from .edits import Edits
 from .errors import ConfigError, UnknownNameError
@@ -239,6 +239,7 @@ def run_benchmark(name: str, quick: bool = False, device: str = "cpu", out_dir=P
         raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here")
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ConfigError(f"--device {device!r} must be 'cpu' or 'cuda[:N]'")
+    make_output_dir(out_dir, "--out")  # before the benchmark runs, not after
     rows = BENCHMARKS[name](quick=quick, device=device)
     result = {"machine": machine(device), "rows": rows}
     print(markdown_table(["case", "ours", "reference", "unit", "ratio (>1: ours better)"],

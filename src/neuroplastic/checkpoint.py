@@ -21,13 +21,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 MAGIC = b"NPLCKPT1"
 # A GraphNet is fully described by these tensors and its constructor arguments; a URN adds
 # its settings (in the config) and its neuron positions, and is restored with URN.from_graph.
 _GRAPH_TENSORS = ("weight", "bias", "neuron_alive", "neuron_uid", "edge_alive", "edge_src", "edge_dst", "edge_uid")
 _GRAPH_ARGS = ("n_in", "n_out", "activation", "output_activation", "mode", "steps", "clamp_inputs", "kernel", "seed")
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The first existing non-directory among path's parents (what makes mkdir fail)."""
+    return next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+
+
+def make_output_dir(path, flag: str) -> None:
+    """mkdir -p `path` for the CLI's outputs; a path that cannot be a directory is a ConfigError."""
+    path = Path(path)
+    blocking = path if path.exists() and not path.is_dir() else _blocking_file(path)
+    if blocking is not None:
+        raise ConfigError(f"{flag} {str(path)!r}: {str(blocking)!r} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created: {exc.strerror or exc}") from None
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -39,7 +56,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        blocking = _blocking_file(path)
         reason = f"{str(blocking)!r} is a file, not a directory" if blocking else exc.strerror or exc
         raise CheckpointError(f"cannot write {str(path)!r}: {reason}") from None
     try:

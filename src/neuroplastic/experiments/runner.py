@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes, make_output_dir
 from ..errors import ConfigError
 from . import get_experiment
 
@@ -49,12 +50,24 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
         raise ConfigError(f"workers={workers!r} must be an integer >= 1")
     config = experiment.config(quick=quick, full=full, overrides=overrides or {})
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file, not a directory")
     rows_dir = out / "rows"
-    _check_same_settings(out, config)
-    rows_dir.mkdir(parents=True, exist_ok=True)
+    if out.exists() and out.is_dir():
+        _check_same_settings(out, config)
+    fresh = not out.exists()
+    make_output_dir(out, "--out")
+    rows_dir.mkdir(exist_ok=True)
     atomic_write_bytes(out / "config.json", json.dumps(config, indent=1).encode())
+    try:
+        return _run_jobs(experiment, name, config, out, workers, address, progress, command)
+    except BaseException:
+        files = [p for p in out.rglob("*") if p.is_file()]
+        if fresh and files == [out / "config.json"]:  # failed before any work was saved: leave nothing
+            shutil.rmtree(out)
+        raise
+
+
+def _run_jobs(experiment, name, config, out, workers, address, progress, command) -> dict:
+    rows_dir = out / "rows"
     jobs = experiment.jobs(config)
     pending = [j for j in jobs if not (rows_dir / f"{job_name(j)}.json").exists()]
     if progress and len(pending) < len(jobs):

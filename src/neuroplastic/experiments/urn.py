@@ -12,6 +12,7 @@ removed) and times an epoch before and after. `--data FILE.npz` replaces the dat
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 
@@ -44,6 +45,18 @@ def _parse_variant(name: str) -> dict:
     return out
 
 
+def _check_settings(config: dict) -> None:
+    """Counts are integers in range and coefficients finite numbers >= 0 (lr > 0); in place."""
+    for key, minimum in (("size", 1), ("steps", 1), ("epochs", 1), ("batch_size", 1), ("seeds", 1),
+                         ("ramp_epochs", 0), ("compact_every", 0)):
+        config[key] = _check_count(config[key], key, minimum)
+    for key in ("lr", "c_weight", "c_activity", "c_local", "threshold"):
+        v, positive = config[key], key == "lr"
+        if (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+                or (positive and v == 0)):
+            raise ConfigError(f"{key}={v!r} must be a finite number {'> 0' if positive else '>= 0'}")
+
+
 class URNExperiment:
     def __init__(self, name: str, description: str, defaults: dict, variants: list[str], full: dict):
         self.name, self.description = name, description
@@ -55,26 +68,27 @@ class URNExperiment:
             if key not in config:
                 raise ConfigError(f"unknown {self.name} option {key!r}; known: {', '.join(sorted(config))}")
             config[key] = value
-        for key, minimum in (("size", 1), ("steps", 1), ("epochs", 1), ("batch_size", 1), ("seeds", 1),
-                             ("ramp_epochs", 0), ("compact_every", 0)):
-            config[key] = _check_count(config[key], key, minimum)
-        for key in ("lr", "c_weight", "c_activity", "c_local", "threshold"):
-            v, positive = config[key], key == "lr"
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (positive and v == 0):
-                raise ConfigError(f"{key}={v!r} must be a number {'> 0' if positive else '>= 0'}")
+        if isinstance(config["variants"], str):
+            config["variants"] = [config["variants"]]
+        if not isinstance(config["variants"], list) or not all(isinstance(v, str) for v in config["variants"]):
+            raise ConfigError(f"variants={config['variants']!r} must be a list of strings "
+                              "such as 'c_weight=1e-3,steps=3'")
+        _check_settings(config)
+        for variant in config["variants"]:  # a bad variant fails here, before any job starts
+            for key in _parse_variant(variant):
+                if key not in ("c_weight", "c_activity", "c_local", "steps", "size"):
+                    raise ConfigError(f"variant {variant!r} sets {key!r}; a variant may set c_weight, "
+                                      "c_activity, c_local, steps or size")
+            try:
+                _check_settings({**config, **_parse_variant(variant)})
+            except ConfigError as exc:
+                raise ConfigError(f"variant {variant!r}: {exc}") from None
         device = str(config["device"])
         if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
             raise ConfigError(f"device={config['device']!r} must be 'cpu', 'cuda' or 'cuda:N'")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device={config['device']!r} but torch sees no CUDA device; "
                               "use --set device='cpu' (and a smaller size) on this machine")
-        if isinstance(config["variants"], str):
-            config["variants"] = [config["variants"]]
-        for variant in config["variants"]:
-            for key in _parse_variant(variant):
-                if key not in ("c_weight", "c_activity", "c_local", "steps", "size"):
-                    raise ConfigError(f"variant {variant!r} sets {key!r}; a variant may set c_weight, "
-                                      "c_activity, c_local, steps or size")
         from ..tasks.datasets import load_data
         data = load_data(config["data"])  # fails early on a bad --data
         size_min = data.n_in + data.n_classes + 1
