@@ -288,7 +288,16 @@ def test_user_data_with_class_names_images_and_bad_files(tmp_path, capsys):
     assert data.n_in == 20 and data.n_classes == 2 and data.positions.shape == (20, 2)  # a pixel grid
     np.savez(tmp_path / "nan.npz", X=np.full((10, 3), np.nan), y=np.zeros(10, int))
     (tmp_path / "cut.npz").write_bytes((tmp_path / "named.npz").read_bytes()[:500])
-    for bad, fragment in (("nan.npz", "NaN"), ("cut.npz", "not a readable .npz")):
+    x, y = rng.random((200, 5)), np.arange(200) % 2
+    np.savez(tmp_path / "far_ids.npz", X=x, y=y * 100_000)  # would need 100,001 output neurons
+    np.savez(tmp_path / "one_hot.npz", X=x, y=np.eye(2)[y])
+    np.savez(tmp_path / "one_class.npz", X=x, y=np.zeros(200, int))
+    np.savez(tmp_path / "nan_positions.npz", X=x, y=y, positions=np.full((5, 2), np.nan))
+    np.savez(tmp_path / "complex.npz", X=x * 1j, y=y)
+    for bad, fragment in (("nan.npz", "NaN"), ("cut.npz", "not a readable .npz"),
+                          ("far_ids.npz", "labels run up to 100000"), ("one_hot.npz", "y.argmax(1)"),
+                          ("one_class.npz", "single class"), ("nan_positions.npz", "positions hold NaN"),
+                          ("complex.npz", "X is complex")):
         code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / bad), "--data", str(tmp_path / bad)])
         err = capsys.readouterr().err.strip()
         assert code == 2 and fragment in err and len(err.splitlines()) == 1

@@ -82,6 +82,8 @@ class URN(GraphNet):
             if positions.shape != (n_in, 2):
                 raise ConfigError(f"positions has shape {positions.shape}, expected ({n_in}, 2): "
                                   "one 2-D coordinate per input")
+            if not np.isfinite(positions).all():
+                raise ConfigError("positions hold NaN or infinite values; give one finite 2-D point per input")
             positions = np.concatenate([positions, np.full((n_out, 2), np.nan, np.float32),
                                         hidden_positions(size - n_in - n_out, positions, seed)])
         super().__init__(n_in, n_out, activation, mode="recurrent", steps=steps, clamp_inputs=clamp_inputs,

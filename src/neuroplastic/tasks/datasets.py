@@ -35,6 +35,8 @@ class Dataset:
 
 
 def _split(name, x, y, positions, test_fraction: float, seed: int) -> Dataset:
+    if np.asarray(x).dtype.kind == "c":
+        raise ConfigError(f"{name}: X is complex; give real features (e.g. np.abs(X) or real and imaginary parts)")
     try:
         x = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError):
@@ -46,7 +48,11 @@ def _split(name, x, y, positions, test_fraction: float, seed: int) -> Dataset:
     x = x.reshape(len(x), -1)
     if not np.isfinite(x).all():
         raise ConfigError(f"{name}: X holds {int((~np.isfinite(x)).sum())} NaN or infinite values")
-    y = np.asarray(y).reshape(-1)
+    y = np.asarray(y)
+    if y.ndim > 1 and any(n != 1 for n in y.shape[1:]):
+        raise ConfigError(f"{name}: y has shape {y.shape}; expected one class label per sample "
+                          "(for one-hot rows use y.argmax(1))")
+    y = y.reshape(-1)
     if len(x) != len(y):
         raise ConfigError(f"{name}: X has {len(x)} rows but y has {len(y)}")
     if y.dtype.kind in "USOb":  # names (or booleans) of classes: ids in sorted order
@@ -60,11 +66,19 @@ def _split(name, x, y, positions, test_fraction: float, seed: int) -> Dataset:
     y = y.astype(np.int64)
     if y.min() < 0:
         raise ConfigError(f"{name}: labels must be >= 0, found {int(y.min())}")
+    distinct = len(np.unique(y))
+    if distinct < 2:
+        raise ConfigError(f"{name}: y holds a single class ({int(y[0])}); classification needs at least two")
+    if int(y.max()) >= len(y):  # one output neuron per class id: ids far apart would make millions
+        raise ConfigError(f"{name}: labels run up to {int(y.max())} for {len(y)} samples and {distinct} classes; "
+                          "give class ids 0..K-1 (e.g. np.unique(y, return_inverse=True)[1])")
     if positions is not None:
         positions = np.asarray(positions, dtype=np.float32)
         if positions.shape != (x.shape[1], 2):
             raise ConfigError(f"{name}: positions has shape {positions.shape}, expected ({x.shape[1]}, 2) "
                               "(one 2-D coordinate per input feature)")
+        if not np.isfinite(positions).all():
+            raise ConfigError(f"{name}: positions hold NaN or infinite values")
     if len(x) < 4:
         raise ConfigError(f"{name}: needs at least 4 samples, got {len(x)}")
     order = np.random.default_rng(seed).permutation(len(x))
