@@ -37,6 +37,16 @@ def test_rerun_resumes_instead_of_recomputing(quick_run, capsys):
     assert json.loads((quick_run / "results.json").read_text())["rows"] == json.loads(before)["rows"]
 
 
+def test_report_on_a_results_file_that_is_not_ours_is_one_line(quick_run, tmp_path, capsys):
+    results = json.loads((quick_run / "results.json").read_text())
+    for broken in ({**results, "rows": [{"task": "t", "variant": "v", "seed": 0}]},
+                   {**results, "config": {}}):
+        (tmp_path / "results.json").write_text(json.dumps(broken))
+        assert main(["report", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and ("metrics dict" in err or "lacks what" in err)
+
+
 def test_report_command_rewrites_report(quick_run):
     (quick_run / "report.md").unlink()
     assert main(["report", str(quick_run)]) == 0

@@ -27,6 +27,10 @@ def load_results(path) -> dict:
         raise ConfigError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(results, dict) or not {"experiment", "config", "rows"} <= set(results):
         raise ConfigError(f"{str(path)!r} is not a results.json (needs experiment, config, rows)")
+    rows = results["rows"]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"task", "variant", "seed"} <= set(r)
+                                             and isinstance(r.get("metrics"), dict) for r in rows):
+        raise ConfigError(f"{str(path)!r}: every row needs task, variant, seed and a metrics dict")
     return results
 
 
