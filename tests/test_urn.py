@@ -338,3 +338,32 @@ def test_train_urn_is_public_and_checks_its_data():
         npl.train_urn(net, np.zeros((40, 4)), np.zeros(40, int), epochs=1)
     with pytest.raises(npl.ConfigError, match="labels"):
         npl.train_urn(net, np.zeros((40, 3)), np.full(40, 5), epochs=1)
+
+
+def test_dag_layers_are_levels_so_a_path_around_a_block_is_a_skip():
+    # 0 -> h2 -> h3 -> out, plus 0 -> h3: h3 sits at level 2; 0 -> h3 skips a layer
+    net = npl.GraphNet.from_edges(1, 1, 2, [0, 2, 0, 3], [2, 3, 3, 1], weight=[1.0] * 4)
+    s = structure(net)
+    assert s["depth"] == 2 and s["widths"] == [1, 1] and s["layer_of"] == {2: 1, 3: 2}
+    assert s["skip_share"] == pytest.approx(0.25) and s["lateral_share"] == 0
+
+
+@pytest.mark.parametrize("hidden_bias", [0.0, 0.5])
+def test_recurrent_layers_from_data_do_not_depend_on_biases(hidden_bias):
+    # a chain 0 -> 2 -> 3 -> 4 -> out run for 4 sweeps: layers 1, 2, 3 whatever the biases,
+    # which only add activity that the input does not cause
+    net = npl.GraphNet.from_edges(1, 1, 3, [0, 2, 3, 4], [2, 3, 4, 1], weight=[1.0] * 4,
+                                  mode="recurrent", steps=4)
+    with torch.no_grad():
+        net.bias[2:5] = hidden_bias
+    x = np.random.default_rng(0).normal(size=(32, 1))  # numpy data is accepted too
+    s = structure(net, x)
+    assert s["layer_of"] == {2: 1, 3: 2, 4: 3} and s["mlp_score"] == pytest.approx(1.0)
+
+
+def test_structure_on_float64_nets_and_bad_thresholds():
+    net = npl.GraphNet.mlp(3, [4], 2, dtype=torch.float64)
+    assert structure(net, positions=np.random.default_rng(0).random((3, 2)))["depth"] == 1
+    for bad in (-0.1, 1.0, float("nan"), "high"):
+        with pytest.raises(npl.ConfigError, match="threshold"):
+            structure(net, threshold=bad)

@@ -2,9 +2,12 @@
 
 Definitions (papers/urn.md §5, made concrete):
   * live edge: |w| > threshold * max|w|.
-  * layer of a neuron: the sweep at which it first carries signal from the inputs, i.e. the
-    shortest live path from any input (inputs are layer 0). In a DAG this is the BFS depth;
-    for an MLP it equals the level.
+  * layer of a neuron: in a recurrent net, the sweep at which it first carries signal from
+    the inputs, i.e. the shortest live path from any input (inputs are layer 0); with data
+    `x`, the first sweep at which the activity x causes (beyond what the biases alone
+    produce) reaches 10% of its peak (`activity_layers`). In a DAG, the longest live path
+    from the inputs: the level at which the executor computes it, so that an edge around a
+    block (a residual path) counts as a skip. For an MLP both equal the level.
   * active neuron: a hidden neuron on a live input -> output path.
   * mlp_score: share of live |W| mass (among active neurons) on edges from layer k to k+1,
     counting every edge into an output as one step from its source when the output is read
@@ -41,20 +44,41 @@ def _bfs_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tenso
     return dist
 
 
-def activity_layers(net, x: torch.Tensor, min_activity: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recurrent nets: (layer, carries) per neuron slot, layer = the sweep (1..I-1) of peak mean
-    |activity| on data x; carries = that peak exceeds min_activity. The read-out sweep I is
-    left out: a hidden value computed there reaches nothing."""
+def _longest_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Longest-path distance from `start` neurons along the edges of a DAG (vectorised
+    relaxation, one pass per level); unreachable neurons get n + 1, as in `_bfs_layers`."""
+    dist = torch.full((n,), -1, dtype=torch.long)
+    dist[start] = 0
+    for _ in range(n):
+        reached = dist[src] >= 0
+        relaxed = dist.scatter_reduce(0, dst[reached], dist[src][reached] + 1, reduce="amax")
+        if torch.equal(relaxed, dist):
+            break
+        dist = relaxed
+    return torch.where(dist < 0, n + 1, dist)
+
+
+def activity_layers(net, x: torch.Tensor, min_activity: float = 1e-4,
+                    onset: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recurrent nets: (layer, carries) per neuron slot. A neuron's signal at sweep k is its
+    mean |state on x - state on a zero input|: the activity the data causes, not what a bias
+    alone produces. Its layer is the first sweep (1..I-1) at which the signal reaches `onset`
+    times its peak (a leak weaker than that does not count as carrying signal); carries =
+    the peak exceeds min_activity. The read-out sweep I is left out: a hidden value computed
+    there reaches nothing."""
     with torch.no_grad():
         _, states = net(x, return_states=True)
+        _, baseline = net(torch.zeros_like(x[:1]), return_states=True)
     plan = net._get_plan()
-    states = states[:-1] if len(states) > 1 else states
-    act = torch.stack([s.abs().mean(0) for s in states]).cpu()  # (I-1, m)
+    if len(states) > 1:
+        states, baseline = states[:-1], baseline[:-1]
+    signal = torch.stack([(s - b).abs().mean(0) for s, b in zip(states, baseline)]).cpu()  # (I-1, m)
+    peak = signal.max(0).values
     layer = torch.full((net.capacity,), net.capacity + 1, dtype=torch.long)
     carries = torch.zeros(net.capacity, dtype=torch.bool)
     ids = plan.ids.cpu()
-    layer[ids] = act.argmax(0) + 1
-    carries[ids] = act.max(0).values > min_activity
+    layer[ids] = (signal >= onset * peak).float().argmax(0) + 1  # argmax: the first True
+    carries[ids] = peak > min_activity
     layer[: net.n_in] = 0
     return layer, carries
 
@@ -64,13 +88,17 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     """Structure metrics of `net` (keys: active_neurons, active_edges, depth, widths, mlp_score,
     skip_share, locality_radius, locality_radius_control, locality_index, is_mlp, layer_of).
 
-    Layers come from the shortest live path from the inputs; for a recurrent net with data `x`
-    they come from the sweep at which each neuron's activity peaks (papers/urn.md D1), which
-    ignores weak early leaks of signal. `positions` (one point per input, any dimension)
+    Layers come from the longest live path from the inputs in a DAG and the shortest in a
+    recurrent net; for a recurrent net with data `x` they come from the first sweep at which
+    each neuron carries signal caused by x (papers/urn.md D1; `activity_layers`). `positions` (one point per input, any dimension)
     defaults to the net's own (a URN built with positions)."""
     from ..graph import GraphNet
     if not isinstance(net, GraphNet):
         raise ConfigError(f"structure() expects a GraphNet, got {type(net).__name__}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
+        raise ConfigError(f"threshold={threshold!r} must be a number in [0, 1) (relative to the largest |w|)")
+    if x is not None:
+        x = torch.as_tensor(x, dtype=net.weight.dtype, device=net.weight.device)
     if positions is None:
         positions = getattr(net, "positions", None)
     if positions is not None:
@@ -80,6 +108,7 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
                               "coordinate row per input")
         positions = positions[: net.n_in]
     src, dst, w = (t.detach().cpu() for t in net.edges())
+    w = w.float()  # the metrics need no more precision, and float64 nets then work too
     n = net.capacity
     n_in, n_fixed = net.n_in, net.n_in + net.n_out
     empty = {"active_neurons": 0, "active_edges": 0, "depth": 0, "widths": [], "mlp_score": None,
@@ -91,6 +120,8 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     src, dst, w = src[live], dst[live], w[live]
     forward = _bfs_layers(n, src, dst, torch.arange(n_in))
     backward = _bfs_layers(n, dst, src, torch.arange(n_in, n_fixed))
+    if net.mode == "dag":
+        forward = _longest_layers(n, src, dst, torch.arange(n_in))
     on_path = (forward <= n) & (backward <= n)
     hidden = torch.zeros(n, dtype=torch.bool)
     hidden[n_fixed:] = True
