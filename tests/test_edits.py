@@ -279,3 +279,21 @@ def test_a_bad_optimizer_argument_is_refused_before_anything_changes():
         with pytest.raises(npl.EditError, match="is not a torch.optim.Optimizer"):
             net.apply_edits(e, optimizer=bad)
         assert live_pairs(net) == before
+
+
+def test_growing_without_the_optimizer_warns_that_it_no_longer_trains_the_net():
+    import warnings
+    net = npl.GraphNet(3, 2, seed=0)
+    opt = trained(net)
+
+    def grow():
+        e = npl.Edits()
+        for _ in range(20):
+            e.add_neuron(between=(0, 3))
+        return e
+
+    with pytest.warns(UserWarning, match="pass it as apply_edits"):
+        net.apply_edits(grow())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.apply_edits(grow(), optimizer=opt)  # passed: its state follows, nothing to warn about

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import warnings
 from collections import defaultdict
 
 import torch
@@ -350,7 +351,13 @@ def apply_edits(net, edits: Edits, optimizer=None) -> Edits:
     except Exception:
         net._topology = None  # the index saw half the batch; rebuild it from the tensors
         raise
+    params = (net.weight, net.bias)
     batch.commit(optimizer)
+    if not optimizer and (net.weight is not params[0] or net.bias is not params[1]):
+        warnings.warn("apply_edits grew the network's storage into new Parameters; an optimizer built "
+                      "before this call still holds the old ones and no longer trains the network: "
+                      "pass it as apply_edits(..., optimizer=opt), which carries its state over",
+                      stacklevel=3)
     for ref, idx in batch.refs:
         ref._index = idx
     edits.applied = True
