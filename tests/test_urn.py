@@ -367,3 +367,19 @@ def test_structure_on_float64_nets_and_bad_thresholds():
     for bad in (-0.1, 1.0, float("nan"), "high"):
         with pytest.raises(npl.ConfigError, match="threshold"):
             structure(net, threshold=bad)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (dict(y=np.array([0.3, 1.5] * 10)), "integer class ids"),
+    (dict(y=np.array(["a", "b"] * 10)), "integer class ids"),
+    (dict(x=np.zeros((0, 3)), y=np.zeros(0, int)), "n >= 1"),
+    (dict(x=np.full((20, 3), np.nan)), "NaN"),
+    (dict(device="tpu"), "device='tpu'"),
+    (dict(lr=float("inf")), "lr=inf"),
+    (dict(compact_every=-1), "compact_every"),
+])
+def test_train_urn_refuses_bad_data_and_options(change, fragment):
+    net = URN(3, 2, size=12, steps=2)
+    args = {"x": np.random.default_rng(0).normal(size=(20, 3)), "y": np.arange(20) % 2, "epochs": 1, **change}
+    with pytest.raises(npl.ConfigError, match=fragment):
+        npl.train_urn(net, args.pop("x"), args.pop("y"), **args)

@@ -234,6 +234,15 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048
     return correct / len(x)
 
 
+def _check_device(device) -> str:
+    device = str(device)
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"device={device!r} must be 'cpu', 'cuda' or 'cuda:N'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but torch sees no CUDA device; use device='cpu' here")
+    return device
+
+
 def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 1e-3, batch_size: int = 128,
               seed: int = 0, device: str = "cpu", progress: bool = False, ramp_epochs: int = 0,
               compact_every: int = 0, on_epoch=None) -> list[dict]:
@@ -247,16 +256,26 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     `compact_every=k` (lifetime structure evolution): once the ramp is over, every k epochs
     the dead edges and neurons are removed through apply_edits with the optimizer, so the
     survivors keep their Adam state and later epochs run on the smaller network."""
-    epochs, batch_size, ramp_epochs = (_check_count(epochs, "epochs", 1), _check_count(batch_size, "batch_size", 1),
-                                       _check_count(ramp_epochs, "ramp_epochs", 0))
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
-        raise ConfigError(f"lr={lr!r} must be a number > 0")
+    epochs, batch_size, ramp_epochs, compact_every = (
+        _check_count(epochs, "epochs", 1), _check_count(batch_size, "batch_size", 1),
+        _check_count(ramp_epochs, "ramp_epochs", 0), _check_count(compact_every, "compact_every", 0))
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or not lr > 0:
+        raise ConfigError(f"lr={lr!r} must be a finite number > 0")
+    device = _check_device(device)
     x, y = (t.detach().cpu().numpy() if torch.is_tensor(t) else t for t in (x, y))
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y).reshape(-1)
-    if x.ndim != 2 or x.shape[1] != net.n_in or len(x) != len(y):
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ConfigError("x must be a numeric (n, n_in) array") from None
+    y = np.asarray(y).reshape(-1)
+    if x.ndim != 2 or x.shape[1] != net.n_in or len(x) != len(y) or not len(y):
         raise ConfigError(f"x of shape {x.shape} and y of length {len(y)} do not fit: expected "
-                          f"(n, {net.n_in}) inputs and n labels")
-    if len(y) and (y.min() < 0 or y.max() >= net.n_out):
+                          f"(n, {net.n_in}) inputs and n labels, n >= 1")
+    if not np.isfinite(x).all():
+        raise ConfigError(f"x holds {int((~np.isfinite(x)).sum())} NaN or infinite values")
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0)):
+        raise ConfigError(f"labels must be integer class ids 0..{net.n_out - 1}, got {y.dtype} values")
+    if y.min() < 0 or y.max() >= net.n_out:
         raise ConfigError(f"labels must lie in 0..{net.n_out - 1} (one output neuron per class)")
     net.to(device)
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)

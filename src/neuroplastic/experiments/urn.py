@@ -21,7 +21,7 @@ import torch
 
 from ..errors import ConfigError
 from ..graph import _check_count
-from ..urn import URN, accuracy, to_sequential, train_urn, training_epoch
+from ..urn import URN, _check_device, accuracy, to_sequential, train_urn, training_epoch
 from . import register
 
 COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "batch_size": 128,
@@ -83,12 +83,7 @@ class URNExperiment:
                 _check_settings({**config, **_parse_variant(variant)})
             except ConfigError as exc:
                 raise ConfigError(f"variant {variant!r}: {exc}") from None
-        device = str(config["device"])
-        if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
-            raise ConfigError(f"device={config['device']!r} must be 'cpu', 'cuda' or 'cuda:N'")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device={config['device']!r} but torch sees no CUDA device; "
-                              "use --set device='cpu' (and a smaller size) on this machine")
+        config["device"] = _check_device(config["device"])
         from ..tasks.datasets import load_data
         data = load_data(config["data"])  # fails early on a bad --data
         size_min = data.n_in + data.n_classes + 1
