@@ -186,6 +186,10 @@ def test_cycle_is_refused_with_a_clear_error_and_nothing_changes():
     (lambda e: e.add_edge(2, 3), "output neurons have no outgoing edges"),
     (lambda e: e.add_edge("a", 2), "not a neuron index"),
     (lambda e: e.add_edge(True, 2), "is a bool"),
+    (lambda e: e.add_edge(0, 2, "abc"), "weight='abc' is not a number"),
+    (lambda e: e.add_edge(0, 2, float("inf")), "weight=inf is not finite"),
+    (lambda e: e.add_neuron(bias=float("nan")), "bias=nan is not finite"),
+    (lambda e: e.add_neuron(between=5), "between=5 must be a pair"),
 ])
 def test_bad_edits_raise_edit_error(build, message):
     net = npl.GraphNet(2, 2, connect="none")

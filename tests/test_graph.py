@@ -61,6 +61,29 @@ def test_bad_construction_is_a_config_error(kwargs, message):
         npl.GraphNet(**kwargs)
 
 
+@pytest.mark.parametrize("build, message", [
+    (lambda: npl.GraphNet.mlp(-1, [3], 2), "n_in=-1"),
+    (lambda: npl.GraphNet.mlp(2, "ab", 2), "hidden='ab' must be a list"),
+    (lambda: npl.GraphNet.from_edges(1, 1, 0, [0], [1, 1]), "one entry per edge; got 1, 2"),
+    (lambda: npl.GraphNet.from_edges(1, 1, 0, [0], [1], weight=[1.0, 2.0]), "got 1, 1 and 2"),
+    (lambda: npl.GraphNet.from_edges(1, 1, 1, [0, 2], [2, 1], bias=[1.0]), "expected n_out \\+ n_hidden = 2"),
+])
+def test_bad_constructor_arguments_are_config_errors(build, message):
+    with pytest.raises(npl.ConfigError, match=message):
+        build()
+
+
+def test_constructors_and_forward_take_plain_python_and_numpy():
+    import numpy as np
+    net = npl.GraphNet.mlp(3, 4, 2, seed=0)  # one int: one hidden layer
+    assert net.n_hidden == 4
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    assert torch.equal(net(x), net(torch.as_tensor(x, dtype=torch.float32)))
+    assert net([1.0, 2.0, 3.0]).shape == (2,)
+    exact = npl.GraphNet.from_edges(1, 1, 0, [0], [1], weight=[0.1], bias=[0.2], dtype=torch.float64)
+    assert exact.edges()[2].item() == 0.1 and exact.bias[1].item() == 0.2  # no float32 rounding
+
+
 def test_input_of_wrong_width_is_refused(small_mlp):
     with pytest.raises(npl.ConfigError, match="n_in=3"):
         small_mlp(torch.randn(4, 5))

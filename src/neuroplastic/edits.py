@@ -27,6 +27,17 @@ from .surgery import _optimizers
 _OUTPUT_LEVEL = math.inf  # outputs are always last in DAG mode
 
 
+def _finite(value, name: str) -> float:
+    """A weight or bias as a float; anything that is not a finite number is an EditError."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise EditError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(value):
+        raise EditError(f"{name}={value} is not finite")
+    return value
+
+
 class NeuronRef:
     """A neuron created by an `Edits` batch; usable in later ops, `int()` after apply."""
 
@@ -68,14 +79,16 @@ class Edits:
         """
         ref = NeuronRef(self)
         if between is not None:
-            if len(between) != 2:
+            if not isinstance(between, tuple | list) or len(between) != 2:
                 raise EditError(f"between={between!r} must be a pair (src, dst)")
             between = tuple(between)
-        self.ops.append(("add_neuron", ref, between, float(weight_in), float(weight_out), float(bias)))
+        values = [_finite(v, name) for v, name in ((weight_in, "weight_in"), (weight_out, "weight_out"),
+                                                   (bias, "bias"))]
+        self.ops.append(("add_neuron", ref, between, *values))
         return ref
 
     def add_edge(self, src, dst, weight: float = 0.0) -> "Edits":
-        self.ops.append(("add_edge", src, dst, float(weight)))
+        self.ops.append(("add_edge", src, dst, _finite(weight, "weight")))
         return self
 
     def remove_edge(self, src, dst) -> "Edits":
@@ -247,8 +260,6 @@ class _Batch:
         s, d = self.neuron(src, "src"), self.neuron(dst, "dst")
         if (s, d) in self.t.slot:
             raise EditError(f"edge {s} -> {d} already exists")
-        if not math.isfinite(weight):
-            raise EditError(f"edge {s} -> {d}: weight {weight} is not finite")
         if self.t.dag:
             if d < self.t.n_in:
                 raise EditError(f"edge {s} -> {d}: input neurons take no incoming edges in DAG mode")

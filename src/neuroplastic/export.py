@@ -72,6 +72,8 @@ class _UnrolledRecurrent(nn.Module):
 
 
 def export_module(net) -> nn.Module:
+    """The unrolled net as a torch.fx GraphModule; it takes (batch, n_in) inputs, like the
+    exported ONNX graph (a single sample is x[None])."""
     unrolled = _UnrolledDag(net) if net.mode == "dag" else _UnrolledRecurrent(net)
     module = fx.symbolic_trace(unrolled)
     module.train(net.training)

@@ -162,7 +162,13 @@ class GraphNet(nn.Module):
     @classmethod
     def mlp(cls, n_in: int, hidden, n_out: int, activation: str = "tanh",
             output_activation: str = "identity", seed: int = 0, **kwargs) -> "GraphNet":
-        """Fully connected layers n_in -> hidden[0] -> ... -> n_out, initialised like nn.Linear."""
+        """Fully connected layers n_in -> hidden[0] -> ... -> n_out, initialised like nn.Linear.
+        `hidden`: a list of widths (one int is one hidden layer)."""
+        n_in, n_out = _check_count(n_in, "n_in", 1), _check_count(n_out, "n_out", 1)
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = [hidden]
+        if isinstance(hidden, str) or not hasattr(hidden, "__iter__"):
+            raise ConfigError(f"hidden={hidden!r} must be a list of layer widths, e.g. [64, 64]")
         hidden = [_check_count(h, "hidden width", 1) for h in hidden]
         src, dst, ids = [], [], []
         prev = torch.arange(n_in)
@@ -194,18 +200,26 @@ class GraphNet(nn.Module):
 
         Missing weights/biases are drawn like nn.Linear's (uniform, scaled by fan-in).
         """
-        _check_count(n_hidden, "n_hidden", 0)
+        n_in, n_out = _check_count(n_in, "n_in", 1), _check_count(n_out, "n_out", 1)
+        n_hidden = _check_count(n_hidden, "n_hidden", 0)
         src = torch.as_tensor(src, dtype=torch.long).reshape(-1)
         dst = torch.as_tensor(dst, dtype=torch.long).reshape(-1)
         n_total = n_in + n_out + n_hidden
+        w = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).reshape(-1)
+        b = None if bias is None else torch.as_tensor(bias, dtype=torch.float64).reshape(-1)
+        if len(dst) != len(src) or (w is not None and len(w) != len(src)):
+            raise ConfigError(f"src, dst and weight must have one entry per edge; got {len(src)}, {len(dst)}"
+                              + ("" if w is None else f" and {len(w)}"))
+        if b is not None and len(b) != n_out + n_hidden:
+            raise ConfigError(f"bias has {len(b)} entries; expected n_out + n_hidden = {n_out + n_hidden} "
+                              "(the outputs' biases, then the hidden neurons')")
         net = cls(n_in, n_out, connect="none", seed=seed, neuron_capacity=n_total,
                   edge_capacity=len(src), **kwargs)
         hidden = torch.arange(n_in + n_out, n_total)
         net._write_structure(new_neurons=hidden, new_bias=torch.zeros(n_hidden))
         from .edits import Edits  # edges go through the edit path so they are validated
         e = Edits()
-        w = torch.zeros(len(src)) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
-        for s, d, x in zip(src.tolist(), dst.tolist(), w.reshape(-1).tolist()):
+        for s, d, x in zip(src.tolist(), dst.tolist(), (w if w is not None else torch.zeros(len(src))).tolist()):
             e.add_edge(s, d, weight=x)
         net.apply_edits(e)
         saved = net.weight.detach().clone()
@@ -213,8 +227,8 @@ class GraphNet(nn.Module):
         with torch.no_grad():
             if weight is not None:
                 net.weight.copy_(saved)
-            if bias is not None:
-                net.bias[n_in:n_total] = torch.as_tensor(bias, dtype=net.bias.dtype)
+            if b is not None:
+                net.bias[n_in:n_total] = b.to(net.bias.dtype)
         return net
 
     @classmethod
@@ -567,7 +581,9 @@ class GraphNet(nn.Module):
         With `return_states=True` also returns the list of per-step neuron states
         (recurrent mode: `steps` tensors of shape (batch, n_live) in compact id order).
         """
-        if x.shape[-1] != self.n_in or x.dim() not in (1, 2):
+        if not torch.is_tensor(x):  # a numpy array or a list of numbers
+            x = torch.as_tensor(x, dtype=self.weight.dtype, device=self.weight.device)
+        if x.shape[-1:] != (self.n_in,) or x.dim() not in (1, 2):
             raise ConfigError(f"input of shape {tuple(x.shape)} does not fit n_in={self.n_in}; "
                               f"expected (batch, {self.n_in})")
         squeeze = x.dim() == 1
