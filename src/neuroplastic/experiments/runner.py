@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -125,6 +126,7 @@ def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -
         raise ConfigError("--workers > 1 needs Ray: pip install 'neuroplastic[ray]'") from None
     if not ray.is_initialized():
         if address:
+            _check_reachable(address)
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
@@ -137,3 +139,14 @@ def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -
         save_row(ray.get(done[0]))
         bar.update(1)
     bar.close()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a host:port nobody listens at (ray.init would retry for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # 'auto' and other forms are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address!r}: no Ray cluster answers there ({exc.strerror or exc})") from None
