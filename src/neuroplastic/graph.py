@@ -111,6 +111,10 @@ class GraphNet(nn.Module):
     # gather/index_add kernel touches only live edges. Measured crossover on CPU.
     SPARSE_MIN_ENTRIES = 1 << 15
     SPARSE_MAX_DENSITY = 0.05
+    # Recurrent sweeps run the gather/index_add kernel I times forward and back, so it pays off
+    # only at lower density: compacted digits URNs (m ~ 230, density 3.6-4.7%) ran 2-3x slower
+    # sparse than dense; the crossover measured there is ~1.5%.
+    SPARSE_MAX_DENSITY_RECURRENT = 0.01
     # Small irregular nets (grown ones) build one dense position-ordered matrix per forward
     # and slice every level's block out of it: one scatter instead of one per level.
     COMPACT_MAX_ENTRIES = 1 << 18
@@ -504,10 +508,11 @@ class GraphNet(nn.Module):
             self._plan = self._build_dag_plan() if self.mode == "dag" else self._build_recurrent_plan()
         return self._plan
 
-    def _use_sparse(self, n_edges: int, entries: int) -> bool:
+    def _use_sparse(self, n_edges: int, entries: int, recurrent: bool = False) -> bool:
         if self.kernel != "auto":
             return self.kernel == "sparse"
-        return entries >= self.SPARSE_MIN_ENTRIES and n_edges < self.SPARSE_MAX_DENSITY * entries
+        max_density = self.SPARSE_MAX_DENSITY_RECURRENT if recurrent else self.SPARSE_MAX_DENSITY
+        return entries >= self.SPARSE_MIN_ENTRIES and n_edges < max_density * entries
 
     def _build_recurrent_plan(self) -> _Plan:
         dev = self.weight.device
@@ -524,7 +529,7 @@ class GraphNet(nn.Module):
         dead = ~self.edge_alive[: m * m] if view and len(eids) < m * m else None
         is_output = torch.zeros(m, dtype=torch.bool, device=dev)
         is_output[self.n_in:self.n_in + self.n_out] = True
-        return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m), view,
+        return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m, recurrent=True), view,
                      r_dead=dead, r_is_output=is_output)
 
     def _build_dag_plan(self) -> _Plan:

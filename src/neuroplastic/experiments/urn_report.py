@@ -116,9 +116,10 @@ def write_report(results: dict, out_dir: Path) -> None:
             f"c_activity {cfg['c_activity']}, c_local {cfg['c_local']}. Seeds: {cfg['seeds']}."
             + (f" Command: `{results['command']}`." if results.get("command") else ""), "",
             "## Emergent structure", "",
-            "Detectors (`npl.analysis.structure`): layer = sweep of peak activity on test data; MLP score =",
-            "share of live |W| on layer k -> k+1 edges; skip share = edges skipping layers plus self loops;",
-            "lateral share = the rest (edges within or back to earlier layers).", "",
+            "Detectors (`npl.analysis.structure`): layer = first sweep at which the activity the test data",
+            "causes (beyond what the biases alone produce) reaches 10% of its peak; MLP score = share of",
+            "live |W| on layer k -> k+1 edges; skip share = edges skipping layers plus self loops; lateral",
+            "share = the rest (edges within or back to earlier layers).", "",
             structure_table(rows), ""]
     loc = locality_table(rows)
     if loc:
