@@ -91,6 +91,14 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     assert not out.exists()  # nothing half-written
 
 
+def test_checkpoint_every_can_be_set_and_quick_bench_keeps_the_full_file(tmp_path):
+    argv = ["run", "smgrnn", "--quick", "--no-progress", "--out", str(tmp_path / "o"), "--set", "steps=200",
+            "--set", "variants=['smgrnn']", "--set", "checkpoint_every=50"]
+    assert main(argv) == 0
+    assert main(["bench", "graphnet", "--quick", "--out", str(tmp_path / "b")]) == 0
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["graphnet-quick.json"]
+
+
 def test_spm_options_reach_the_spm_variants_and_static_ignores_them(tmp_path):
     out = tmp_path / "o"
     argv = ["run", "smgrnn", "--quick", "--no-progress", "--out", str(out), "--set", "steps=300",

@@ -83,7 +83,11 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
     assert torch.equal(a.edge_alive, b.edge_alive) and a.n_hidden == b.n_hidden
     assert resumed["return_mean"] == full["return_mean"]
-    assert resumed["events"] == full["events"]
+    assert resumed["events"] == full["events"] and resumed["final_loss"] == full["final_loss"]
+    # the run left its last checkpoint, at the final step: as if killed in the final evaluation
+    assert npl.load(path)["step"] == 600
+    at_end = npl.distill("CartPole-v1", None, model="smgrnn", seed=3, checkpoint=path, **opts)
+    assert at_end["final_loss"] == full["final_loss"] and at_end["return_mean"] == full["return_mean"]
     with pytest.raises(npl.CheckpointError, match="different run"):
         npl.distill("CartPole-v1", None, model="smgrnn", seed=4, checkpoint=path, **opts)
 

@@ -145,8 +145,9 @@ def test_numpy_values_are_saved_as_plain_data_so_the_file_loads(tmp_path):
     net = npl.URN(4, 2, size=20, c_weight=np.float64(1e-3), seed=np.int64(3))
     path = tmp_path / "u.ckpt"
     npl.save(path, net, rule=npl.rules.SPM(window=np.int64(10)),
-             extra={"a": np.arange(3), "b": np.float64(1.5), "where": tmp_path})
+             extra={"a": np.arange(3), "b": np.float64(1.5), "where": tmp_path, "by_seed": {np.int64(3): 1}})
     state = npl.load(path)
+    assert state["extra"]["by_seed"] == {3: 1}
     assert isinstance(state["net"], npl.URN) and state["net"].config()["seed"] == 3
     assert state["extra"]["b"] == 1.5 and state["extra"]["where"] == str(tmp_path)
     assert torch.equal(state["extra"]["a"], torch.arange(3))
@@ -156,6 +157,7 @@ def test_numpy_values_are_saved_as_plain_data_so_the_file_loads(tmp_path):
     (dict(step="x"), "step='x' must be an integer"),
     (dict(rule=object()), "no state_dict"),
     (dict(extra={"f": open}), r"\['extra'\]\['f'\]: a value of type builtin"),
+    (dict(extra={object(): 1}), r"\['extra'\]: a key of type object"),
     (dict(optimizer="adam"), "not a torch.optim.Optimizer"),
     (dict(optimizer=torch.optim.Adam(torch.nn.Linear(2, 2).parameters())), "not this network's"),
 ])

@@ -383,3 +383,21 @@ def test_train_urn_refuses_bad_data_and_options(change, fragment):
     args = {"x": np.random.default_rng(0).normal(size=(20, 3)), "y": np.arange(20) % 2, "epochs": 1, **change}
     with pytest.raises(npl.ConfigError, match=fragment):
         npl.train_urn(net, args.pop("x"), args.pop("y"), **args)
+
+
+def test_locality_needs_positions_and_structure_checks_its_inputs(tmp_path, capsys):
+    with pytest.raises(npl.ConfigError, match="c_local=0.5 needs positions"):
+        URN(4, 2, size=10, c_local=0.5)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "flat.npz", X=rng.random((60, 5)), y=np.arange(60) % 3)
+    code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "flat.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "needs input positions" in err and len(err.splitlines()) == 1
+    net = npl.GraphNet.mlp(3, [4], 2)
+    assert structure(net, x=np.ones(3))["depth"] == 1  # one sample, 1-D
+    for bad in (np.full((5, 3), np.nan), np.zeros((0, 3)), "abc", np.ones((5, 4))):
+        with pytest.raises(npl.ConfigError, match="x "):
+            structure(net, x=bad)
+    for bad in ("abc", np.full((3, 2), np.nan)):
+        with pytest.raises(npl.ConfigError, match="positions"):
+            structure(net, positions=bad)

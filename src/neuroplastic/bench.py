@@ -244,7 +244,8 @@ def run_benchmark(name: str, quick: bool = False, device: str = "cpu", out_dir=P
     result = {"machine": machine(device), "rows": rows}
     print(markdown_table(["case", "ours", "reference", "unit", "ratio (>1: ours better)"],
                          [[r["case"], r["ours"], r["reference"], r["unit"], r["ratio"]] for r in rows]))
-    suffix = "" if device == "cpu" else f"-{device.replace(':', '')}"
+    # a --quick run never overwrites the full one's file
+    suffix = ("" if device == "cpu" else f"-{device.replace(':', '')}") + ("-quick" if quick else "")
     path = Path(out_dir) / f"{name}{suffix}.json"
     atomic_write_bytes(path, json.dumps(result, indent=1).encode())
     print(f"wrote {path}")

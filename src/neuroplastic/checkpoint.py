@@ -131,11 +131,20 @@ def _plain(value, where: str):
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, dict):
-        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+        return {_plain_key(k, where): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
     raise CheckpointError(f"cannot save {where}: a value of type {type(value).__name__} is not plain data "
                           "(use numbers, strings, lists, dicts, arrays or tensors)")
+
+
+def _plain_key(key, where: str):
+    if isinstance(key, np.generic):
+        key = key.item()
+    if key is None or isinstance(key, bool | int | float | str):
+        return key
+    raise CheckpointError(f"cannot save {where}: a key of type {type(key).__name__} is not plain data "
+                          "(use numbers or strings as keys)")
 
 
 def _optimizer_state(net, optimizer):

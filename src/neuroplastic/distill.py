@@ -357,10 +357,13 @@ def _train(env_id, teacher, model, seed, cfg, spm_config, spec, obs_spec, checkp
         history: list[dict] = []
         start_step, dagger_done = 0, 0
         teacher_ret = None
+        last_loss = float("nan")
     else:
         student, optimizer, spm, gen, history, obs, actions, start_step, dagger_done, teacher_ret = \
             _restore(state, spec, cfg, model)
         core = student.core
+        # a checkpoint taken at the last step resumes straight into the final evaluation
+        last_loss = state["extra"].get("last_loss", float("nan"))
     if teacher_ret is None:
         returns, _ = rollout(env_id, teacher_batch(teacher, spec), cfg.eval_episodes, EVAL_SEED_BASE,
                              env_kwargs=cfg.env_kwargs)
@@ -373,7 +376,7 @@ def _train(env_id, teacher, model, seed, cfg, spm_config, spec, obs_spec, checkp
         core.track_activity = bool(spm and spm.config.prune_inactive)
     round_len = cfg.steps // (cfg.dagger_rounds + 1)
     bar = _progress(progress, cfg.steps, start_step, f"{env_id} {model} seed={seed}")
-    loss = torch.tensor(float("nan"))
+    loss = torch.tensor(last_loss)
     for step in range(start_step + 1, cfg.steps + 1):
         idx = torch.randint(len(inputs), (cfg.batch_size,), generator=gen)
         loss = loss_fn(student(inputs[idx]), targets[idx])
@@ -400,7 +403,8 @@ def _train(env_id, teacher, model, seed, cfg, spm_config, spec, obs_spec, checkp
             dagger_done += 1
         if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save(checkpoint, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions,
-                  step, dagger_done, teacher_ret, student, wall_s=time.perf_counter() - started)
+                  step, dagger_done, teacher_ret, student, wall_s=time.perf_counter() - started,
+                  last_loss=float(loss.detach()))
         if bar:
             bar.update(1)
     if bar:
@@ -443,12 +447,12 @@ def _identity(env_id, model, seed, cfg, spm_config) -> dict:
 
 
 def _save(path, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions, step,
-          dagger_done, teacher_ret, student, wall_s: float):
+          dagger_done, teacher_ret, student, wall_s: float, last_loss: float):
     extra = {"identity": _identity(env_id, model, seed, cfg, spm.config if spm else None),
              "gen": gen.get_state(), "history": history, "obs": torch.as_tensor(obs),
              "actions": torch.as_tensor(np.asarray(actions)), "dagger_done": dagger_done,
              "teacher_return": list(teacher_ret), "obs_norm": {"obs_mean": student.obs_mean, "obs_std": student.obs_std},
-             "optimizer": optimizer.state_dict(), "wall_s": wall_s}
+             "optimizer": optimizer.state_dict(), "wall_s": wall_s, "last_loss": last_loss}
     if isinstance(core, GraphNet):
         ckpt.save(path, core, rule=spm, step=step, extra=extra)
     else:  # an MLP student: store it through the same atomic, checksummed container

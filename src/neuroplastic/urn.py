@@ -77,6 +77,9 @@ class URN(GraphNet):
         size = int(size)
         steps = _check_count(steps, "steps", 1)
         regulators = URNRegulators.from_options(regulators)
+        if regulators.c_local and positions is None:
+            raise ConfigError(f"c_local={regulators.c_local} needs positions (one point per input): "
+                              "the locality term weighs each |w| by the distance between its neurons")
         if positions is not None:
             positions = np.asarray(positions, dtype=np.float32)
             if positions.shape != (n_in, 2):

@@ -98,11 +98,22 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
         raise ConfigError(f"threshold={threshold!r} must be a number in [0, 1) (relative to the largest |w|)")
     if x is not None:
-        x = torch.as_tensor(x, dtype=net.weight.dtype, device=net.weight.device)
+        try:
+            x = torch.as_tensor(x, dtype=net.weight.dtype, device=net.weight.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(f"x must be a numeric (n, {net.n_in}) array, got {type(x).__name__}") from None
+        x = x.reshape(1, -1) if x.dim() == 1 else x
+        if x.dim() != 2 or x.shape[1] != net.n_in or len(x) == 0 or not bool(torch.isfinite(x).all()):
+            raise ConfigError(f"x of shape {tuple(x.shape)} must be a non-empty, finite (n, {net.n_in}) array")
     if positions is None:
         positions = getattr(net, "positions", None)
     if positions is not None:
-        positions = np.asarray(positions, dtype=np.float32)
+        try:
+            positions = np.asarray(positions, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ConfigError(f"positions must be a numeric ({net.n_in}, d) array") from None
+        if positions.ndim == 2 and not np.isfinite(positions[: net.n_in]).all():
+            raise ConfigError("positions hold NaN or infinite values")
         if positions.ndim != 2 or len(positions) < net.n_in or positions.shape[1] < 1:
             raise ConfigError(f"positions has shape {positions.shape}; expected ({net.n_in}, d): one "
                               "coordinate row per input")

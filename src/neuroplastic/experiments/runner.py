@@ -127,7 +127,10 @@ def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -
     if not ray.is_initialized():
         if address:
             _check_reachable(address)
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:  # something answers, but not Ray
+                raise ConfigError(f"--address {address!r}: no Ray cluster there ({str(exc).splitlines()[0]})") from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(_execute)

@@ -112,10 +112,9 @@ class SMGrNNExperiment:
         model, _ = variant_model(job["variant"])
         ckpt_dir = out_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        options = {"checkpoint_every": max(1, config["steps"] // 5), **self._options(config, job["variant"])}
         result = distill(job["task"], None, model=model, seed=job["seed"],
-                         checkpoint=ckpt_dir / f"{job_name(job)}.ckpt",
-                         checkpoint_every=max(1, config["steps"] // 5), progress=progress,
-                         **self._options(config, job["variant"]))
+                         checkpoint=ckpt_dir / f"{job_name(job)}.ckpt", progress=progress, **options)
         core = result.pop("student").core
         if isinstance(core, GraphNet):
             nets = out_dir / "nets"

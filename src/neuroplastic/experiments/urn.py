@@ -92,6 +92,11 @@ class URNExperiment:
             # neurons as it has inputs and outputs (set size to choose otherwise)
             config["size"] = 2 * (data.n_in + data.n_classes)
         for variant in config["variants"]:
+            c_local = _parse_variant(variant).get("c_local", config["c_local"])
+            if c_local and data.positions is None:
+                raise ConfigError(f"variant {variant!r}: c_local={c_local} needs input positions, and the data "
+                                  "has none (add a positions array to the .npz, give (n, h, w) images, or "
+                                  "--set \"variants=['c_local=0']\")")
             size = _parse_variant(variant).get("size", config["size"])
             if size < size_min:
                 raise ConfigError(f"size={size} cannot hold {data.n_in} inputs and {data.n_classes} outputs "

@@ -61,6 +61,7 @@ class SPMConfig:
     _NON_NEGATIVE = ("warmup", "lambda_edge", "max_relays", "relay_init", "max_hidden", "tau_w",
                      "tau_delta", "min_age", "activity_threshold", "rho_rand")
     _PROBABILITY = ("p_rand", "eta_prune")
+    MAX_WINDOW = 100_000
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -77,6 +78,9 @@ class SPMConfig:
         for name in self._POSITIVE_INT:
             if getattr(self, name) < 1:
                 raise ConfigError(f"SPM {name}={getattr(self, name)!r} must be >= 1")
+        if self.window > self.MAX_WINDOW:  # the ring holds window values per edge slot
+            raise ConfigError(f"SPM window={self.window!r} must be <= {self.MAX_WINDOW} "
+                              "(it keeps that many values for every edge)")
         for name in self._NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise ConfigError(f"SPM {name}={getattr(self, name)!r} must be >= 0")
