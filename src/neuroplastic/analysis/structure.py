@@ -21,6 +21,8 @@ Definitions (papers/urn.md §5, made concrete):
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -90,12 +92,13 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
 
     Layers come from the longest live path from the inputs in a DAG and the shortest in a
     recurrent net; for a recurrent net with data `x` they come from the first sweep at which
-    each neuron carries signal caused by x (papers/urn.md D1; `activity_layers`). `positions` (one point per input, any dimension)
-    defaults to the net's own (a URN built with positions)."""
+    each neuron carries signal caused by x (papers/urn.md D1; `activity_layers`).
+    `positions` (one point per input, any dimension) defaults to the net's own (a URN built
+    with positions)."""
     from ..graph import GraphNet
     if not isinstance(net, GraphNet):
         raise ConfigError(f"structure() expects a GraphNet, got {type(net).__name__}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:
         raise ConfigError(f"threshold={threshold!r} must be a number in [0, 1) (relative to the largest |w|)")
     if x is not None:
         try:

@@ -130,7 +130,8 @@ def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -
             try:
                 ray.init(address=address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:  # something answers, but not Ray
-                raise ConfigError(f"--address {address!r}: no Ray cluster there ({str(exc).splitlines()[0]})") from None
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ConfigError(f"--address {address!r}: no Ray cluster there ({reason})") from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(_execute)
