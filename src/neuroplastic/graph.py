@@ -529,8 +529,8 @@ class GraphNet(nn.Module):
         dead = ~self.edge_alive[: m * m] if view and len(eids) < m * m else None
         is_output = torch.zeros(m, dtype=torch.bool, device=dev)
         is_output[self.n_in:self.n_in + self.n_out] = True
-        return _Plan([], pos, [], ids, eids, r_src, r_dst, self._use_sparse(len(eids), m * m, recurrent=True), view,
-                     r_dead=dead, r_is_output=is_output)
+        sparse = self._use_sparse(len(eids), m * m, recurrent=True)
+        return _Plan([], pos, [], ids, eids, r_src, r_dst, sparse, view, r_dead=dead, r_is_output=is_output)
 
     def _build_dag_plan(self) -> _Plan:
         dev = self.weight.device

@@ -27,8 +27,8 @@ from .errors import EditError
 
 
 def _optimizers(optimizer) -> list[torch.optim.Optimizer]:
-    """`optimizer` as a list: None, one optimizer, or an iterable of them; anything else is an
-    EditError (raised by apply_edits before any tensor is written)."""
+    """`optimizer` as a list: None, one optimizer, or a list or tuple of them; anything else is
+    an EditError (raised by apply_edits before any tensor is written)."""
     if optimizer is None:
         return []
     if isinstance(optimizer, torch.optim.Optimizer):
