@@ -363,8 +363,11 @@ def apply_edits(net, edits: Edits, optimizer=None) -> Edits:
         net._topology = None  # the index saw half the batch; rebuild it from the tensors
         raise
     params = (net.weight, net.bias)
+    # A Parameter with a gradient has been trained, most likely by an optimizer that was not
+    # passed here; a net still being built (no gradient yet) reallocates without a word.
+    trained = any(p.grad is not None for p in params)
     batch.commit(optimizer)
-    if not optimizer and (net.weight is not params[0] or net.bias is not params[1]):
+    if not optimizer and trained and (net.weight is not params[0] or net.bias is not params[1]):
         warnings.warn("apply_edits grew the network's storage into new Parameters; an optimizer built "
                       "before this call still holds the old ones and no longer trains the network: "
                       "pass it as apply_edits(..., optimizer=opt), which carries its state over",
