@@ -19,7 +19,7 @@ from .checkpoint import atomic_write_bytes, make_output_dir
 from .distill import sequential_mlp
 from .edits import Edits
 from .errors import ConfigError, UnknownNameError
-from .graph import GraphNet
+from .graph import GraphNet, _check_device
 from .report import markdown_table
 
 
@@ -235,10 +235,7 @@ def machine(device: str) -> str:
 def run_benchmark(name: str, quick: bool = False, device: str = "cpu", out_dir=Path("docs/results/bench")) -> dict:
     if name not in BENCHMARKS:
         raise UnknownNameError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ConfigError(f"--device {device!r} must be 'cpu' or 'cuda[:N]'")
+    device = _check_device(device)
     make_output_dir(out_dir, "--out")  # before the benchmark runs, not after
     rows = BENCHMARKS[name](quick=quick, device=device)
     result = {"machine": machine(device), "rows": rows}

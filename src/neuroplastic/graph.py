@@ -59,6 +59,16 @@ def _check_count(value, what: str, minimum: int) -> int:
     return int(value)
 
 
+def _check_device(device) -> str:
+    """'cpu', 'cuda' or 'cuda:N', and CUDA only where torch sees it."""
+    device = str(device)
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"device={device!r} must be 'cpu', 'cuda' or 'cuda:N'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but torch sees no CUDA device; use device='cpu' here")
+    return device
+
+
 def _capacity_for(n: int) -> int:
     """Initial capacity: exactly what is asked (a padded Parameter costs optimizer time on
     every step), never below a small floor so the first few edits need no reallocation."""

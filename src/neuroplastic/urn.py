@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .graph import ACTIVATION_MODULES, GraphNet, _check_count
+from .graph import ACTIVATION_MODULES, GraphNet, _check_count, _check_device
 
 
 @dataclass
@@ -235,15 +235,6 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048
     with torch.no_grad():
         correct = sum(int((net(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
     return correct / len(x)
-
-
-def _check_device(device) -> str:
-    device = str(device)
-    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
-        raise ConfigError(f"device={device!r} must be 'cpu', 'cuda' or 'cuda:N'")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but torch sees no CUDA device; use device='cpu' here")
-    return device
 
 
 def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 1e-3, batch_size: int = 128,

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..graph import _check_count
-from ..urn import URN, _check_device, accuracy, to_sequential, train_urn, training_epoch
+from ..graph import _check_count, _check_device
+from ..urn import URN, accuracy, to_sequential, train_urn, training_epoch
 from . import register
 
 COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "batch_size": 128,
@@ -74,13 +74,14 @@ class URNExperiment:
             raise ConfigError(f"variants={config['variants']!r} must be a list of strings "
                               "such as 'c_weight=1e-3,steps=3'")
         _check_settings(config)
-        for variant in config["variants"]:  # a bad variant fails here, before any job starts
-            for key in _parse_variant(variant):
+        parsed = {variant: _parse_variant(variant) for variant in config["variants"]}
+        for variant, settings in parsed.items():  # a bad variant fails here, before any job starts
+            for key in settings:
                 if key not in ("c_weight", "c_activity", "c_local", "steps", "size"):
                     raise ConfigError(f"variant {variant!r} sets {key!r}; a variant may set c_weight, "
                                       "c_activity, c_local, steps or size")
             try:
-                _check_settings({**config, **_parse_variant(variant)})
+                _check_settings({**config, **settings})
             except ConfigError as exc:
                 raise ConfigError(f"variant {variant!r}: {exc}") from None
         config["device"] = _check_device(config["device"])
@@ -91,13 +92,13 @@ class URNExperiment:
             # the default size is for the built-in data; wider user data gets as many hidden
             # neurons as it has inputs and outputs (set size to choose otherwise)
             config["size"] = 2 * (data.n_in + data.n_classes)
-        for variant in config["variants"]:
-            c_local = _parse_variant(variant).get("c_local", config["c_local"])
+        for variant, settings in parsed.items():
+            c_local = settings.get("c_local", config["c_local"])
             if c_local and data.positions is None:
                 raise ConfigError(f"variant {variant!r}: c_local={c_local} needs input positions, and the data "
                                   "has none (add a positions array to the .npz, give (n, h, w) images, or "
                                   "--set \"variants=['c_local=0']\")")
-            size = _parse_variant(variant).get("size", config["size"])
+            size = settings.get("size", config["size"])
             if size < size_min:
                 raise ConfigError(f"size={size} cannot hold {data.n_in} inputs and {data.n_classes} outputs "
                                   f"(needs >= {size_min})")
