@@ -2,7 +2,7 @@
 
 The same as `neuroplastic bench NAME`: ours against a reference in the same run (a plain
 torch.nn MLP of the same size, a dense torch URN step), printed side by side as a ratio and
-written to docs/results/bench/NAME.json. The measurements live in neuroplastic/bench.py so
+written to docs/results/bench/NAME.json. The measurements live in neuroplastic/bench/ so
 that the installed CLI can run them too. Run from the repository root.
 """
 import sys

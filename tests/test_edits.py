@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import neuroplastic as npl
 from conftest import trained
-from neuroplastic.edits import _Topology
+from neuroplastic.core.edits import _Topology
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

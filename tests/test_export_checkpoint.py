@@ -108,7 +108,7 @@ def test_checkpoint_with_pickled_code_is_refused_even_with_valid_checksum(tmp_pa
     buffer = io.BytesIO()
     torch.save({"net": Evil()}, buffer)
     body = buffer.getvalue()
-    from neuroplastic.checkpoint import MAGIC
+    from neuroplastic.core.checkpoint import MAGIC
     (tmp_path / "evil.ckpt").write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
     with pytest.raises(npl.CheckpointError):
         npl.load(tmp_path / "evil.ckpt")

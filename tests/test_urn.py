@@ -7,7 +7,7 @@ import neuroplastic as npl
 from neuroplastic.analysis import structure
 from neuroplastic.cli import main
 from neuroplastic.tasks.datasets import grid_positions, read_idx
-from neuroplastic.urn import URN, to_sequential
+from neuroplastic.train.urn import URN, to_sequential
 
 
 def recurrent_from(n_in, n_out, n_hidden, edges, steps, bias=None):
@@ -170,7 +170,7 @@ def test_idx_files_are_read(tmp_path):
 
 def test_lifetime_compaction_during_training_keeps_learning():
     from neuroplastic.tasks.datasets import shells
-    from neuroplastic.urn import accuracy, train_urn
+    from neuroplastic.train.urn import accuracy, train_urn
     data = shells(n_train=1500, n_test=300)
     net = URN(10, 3, size=80, steps=3, c_weight=1e-3, c_activity=1e-4, seed=0)
     history = train_urn(net, data.x_train, data.y_train, epochs=20, ramp_epochs=5, compact_every=4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from .core.checkpoint import atomic_write_bytes
 from .errors import ConfigError
 
 

@@ -95,7 +95,7 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     each neuron carries signal caused by x (papers/urn.md D1; `activity_layers`).
     `positions` (one point per input, any dimension) defaults to the net's own (a URN built
     with positions)."""
-    from ..graph import GraphNet
+    from ..core.graph import GraphNet
     if not isinstance(net, GraphNet):
         raise ConfigError(f"structure() expects a GraphNet, got {type(net).__name__}")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_write_bytes, make_output_dir
+from ..core.checkpoint import atomic_write_bytes, make_output_dir
 from ..errors import ConfigError
 from . import get_experiment
 

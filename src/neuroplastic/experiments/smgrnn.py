@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..distill import DistillConfig, distill, resolve_model
+from ..train.distill import DistillConfig, distill, resolve_model
 from ..errors import ConfigError
 from ..rules.spm import SPMConfig
 from . import register
@@ -106,8 +106,8 @@ class SMGrNNExperiment:
                 for seed in range(config["seeds"]) for env in config["envs"] for variant in config["variants"]]
 
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
-        from ..checkpoint import save
-        from ..graph import GraphNet
+        from ..core.checkpoint import save
+        from ..core.graph import GraphNet
         from .runner import job_name
         model, _ = variant_model(job["variant"])
         ckpt_dir = out_dir / "checkpoints"

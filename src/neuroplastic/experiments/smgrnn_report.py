@@ -97,7 +97,7 @@ def structure_table(rows: list[dict]) -> str:
 
 def draw_networks(rows: list[dict], out_dir: Path) -> list[str]:
     from ..analysis import draw_graph
-    from ..checkpoint import load
+    from ..core.checkpoint import load
     from .runner import job_name
     drawn = []
     for row in rows:

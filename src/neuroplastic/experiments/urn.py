@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..graph import _check_count, _check_device
-from ..urn import URN, accuracy, to_sequential, train_urn, training_epoch
+from ..core.graph import _check_count, _check_device
+from ..train.urn import URN, accuracy, to_sequential, train_urn, training_epoch
 from . import register
 
 COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "batch_size": 128,
@@ -147,7 +147,7 @@ class URNExperiment:
                 metrics["sequential_agreement"] = float((seq(x_test).argmax(1) == net(x_test).argmax(1)).float().mean())
             metrics["sequential_test_accuracy"] = accuracy(seq, x_test, y_test)
             metrics["sequential_widths"] = [m.out_features for m in seq if isinstance(m, torch.nn.Linear)][:-1]
-        from ..checkpoint import save
+        from ..core.checkpoint import save
         from .runner import job_name
         (out_dir / "nets").mkdir(exist_ok=True)
         save(out_dir / "nets" / f"{job_name(job)}.ckpt", net)  # compacted: small

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..edits import Edits
+from ..core.edits import Edits
 from ..errors import ConfigError
 
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .graph import ACTIVATION_MODULES, GraphNet, _check_count, _check_device
+from ..errors import ConfigError
+from ..core.graph import ACTIVATION_MODULES, GraphNet, _check_count, _check_device
 
 
 @dataclass
@@ -196,8 +196,8 @@ class URN(GraphNet):
 
         The weak edges it cuts (each below threshold * max|W|) move the logits slightly; `threshold=0` cuts only
         the exact zeros the proximal step leaves, and then the outputs are exactly preserved."""
-        from .analysis.structure import _bfs_layers
-        from .edits import Edits
+        from ..analysis.structure import _bfs_layers
+        from ..core.edits import Edits
         src, dst, w = (t.cpu() for t in self.edges())
         cut = w.abs() <= threshold * w.abs().max()
         e = Edits()
@@ -310,7 +310,7 @@ def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
     values for every input; their contribution at each sweep is folded into the next layer's
     bias. Any other edge is left out: `structure(...)["is_mlp"]` says when that mass is small.
     """
-    from .analysis.structure import _bfs_layers
+    from ..analysis.structure import _bfs_layers
     depth = max(layer_of.values(), default=0)
     groups = [list(range(net.n_in))] + [sorted(i for i, k in layer_of.items() if k == d)
                                          for d in range(1, depth + 1)]

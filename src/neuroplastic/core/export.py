@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .graph import ACTIVATIONS
 
 

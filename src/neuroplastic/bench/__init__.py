@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, make_output_dir
-from .distill import sequential_mlp
-from .edits import Edits
-from .errors import ConfigError, UnknownNameError
-from .graph import GraphNet, _check_device
-from .report import markdown_table
+from ..core.checkpoint import atomic_write_bytes, make_output_dir
+from ..train.distill import sequential_mlp
+from ..core.edits import Edits
+from ..errors import ConfigError, UnknownNameError
+from ..core.graph import GraphNet, _check_device
+from ..report import markdown_table
 
 
 def _sync(device: str) -> None:
@@ -162,8 +162,8 @@ class _DenseRecurrentReference(nn.Module):
 
 def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
     """URN train step vs a dense torch reference, and the per-epoch speed-up of compaction."""
-    from .tasks.datasets import shells
-    from .urn import URN, train_urn, training_epoch
+    from ..tasks.datasets import shells
+    from ..train.urn import URN, train_urn, training_epoch
     rows = []
     batch, steps = 256, 4
     for size in ((300, 1000) if quick else (1000, 5000)):

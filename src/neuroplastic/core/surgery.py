@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .errors import EditError
+from ..errors import EditError
 
 
 def _optimizers(optimizer) -> list[torch.optim.Optimizer]:

@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import torch
 
-from .errors import CycleError, EditError
+from ..errors import CycleError, EditError
 from .graph import ACTIVATIONS
 from .surgery import _optimizers
 

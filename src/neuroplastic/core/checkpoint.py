@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError
 
 MAGIC = b"NPLCKPT1"
 # A GraphNet is fully described by these tensors and its constructor arguments; a URN adds
@@ -252,7 +252,7 @@ def _rebuild_net(saved: dict):
     net._plan = None
     net._topology = None
     if saved["class"] == "URN":
-        from .urn import URN, URNRegulators
+        from ..train.urn import URN, URNRegulators
         urn_keys = {"size", "io_edges", *URNRegulators.__dataclass_fields__}
         positions = saved.get("positions")
         net = URN.from_graph(net, positions=None if positions is None else positions.numpy(),

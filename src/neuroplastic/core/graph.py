@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import ConfigError, CycleError
+from ..errors import ConfigError, CycleError
 
 ACTIVATIONS = {
     "tanh": torch.tanh,

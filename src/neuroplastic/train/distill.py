@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from .errors import CheckpointError, ConfigError, UnknownNameError
-from .graph import ACTIVATION_MODULES, GraphNet, _check_activation
-from .rules.spm import SPM, SPMConfig
-from .tasks.control import (
+from ..core import checkpoint as ckpt
+from ..errors import CheckpointError, ConfigError, UnknownNameError
+from ..core.graph import ACTIVATION_MODULES, GraphNet, _check_activation
+from ..rules.spm import SPM, SPMConfig
+from ..tasks.control import (
     DATA_SEED_BASE,
     EVAL_SEED_BASE,
     ActionSpec,
@@ -316,7 +316,7 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
     cfg, spm_options = split_options(_with_variant_hidden(options, model, variant_hidden))
     seed = _check_seed(seed)
     if teacher is None:
-        from .tasks.teachers import get_teacher
+        from ..tasks.teachers import get_teacher
         teacher = get_teacher(env_id)
     if not callable(teacher):
         raise ConfigError(f"teacher must be a callable obs -> action, got {type(teacher).__name__}")
