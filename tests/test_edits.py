@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import neuroplastic as npl
 from conftest import trained
-from neuroplastic.core.edits import _Topology
+from neuroplastic.core.edits import EditIndex
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -27,12 +27,17 @@ def check_invariants(net):
     if net.mode == "dag":
         level = net.levels()
         assert all(level[s] < level[d] for s, d in pairs)
-    if net._topology is not None:  # the incremental index agrees with a fresh one
-        fresh = _Topology(net)
-        assert fresh.slot == net._topology.slot
-        ours = net._topology.alive
+    if net.edit_index is not None:  # the incremental index agrees with a fresh one
+        fresh, index = EditIndex(net), net.edit_index
+        assert _edge_slots(fresh) == _edge_slots(index)
+        ours = index.alive
         n = min(len(fresh.alive), len(ours))
         assert fresh.alive[:n] == ours[:n] and not any(fresh.alive[n:]) and not any(ours[n:])
+
+
+def _edge_slots(index) -> dict:
+    src, dst, slots = index.live_edges()
+    return dict(zip(zip(src.tolist(), dst.tolist()), slots.tolist()))
 
 
 def state_snapshot(opt, net):
@@ -66,7 +71,7 @@ def preserving_ops(draw, net):
         elif kind == "drop_zero" and pairs:
             s, d = draw(st.sampled_from(pairs))
             with torch.no_grad():  # make it zero first, then removing it must change nothing
-                slot = net._topology.slot[(s, d)] if net._topology else None
+                slot = net.edit_index.slot_of(s, d) if net.edit_index else None
                 if slot is None:
                     slot = int(((net.edge_src == s) & (net.edge_dst == d) & net.edge_alive).nonzero()[0])
                 net.weight[slot] = 0
@@ -135,7 +140,7 @@ def test_random_edit_sequences_keep_invariants(data):
         check_invariants(net)
         # as after npl.load: the rebuilt index must place every edge and neuron in the same slot
         # as the running one, or a resumed run would diverge from an uninterrupted one
-        twin._topology = None
+        twin.edit_index = None
         try:
             twin.apply_edits(twin_edits)
         except npl.EditError:

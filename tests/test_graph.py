@@ -142,14 +142,18 @@ def test_deep_grown_chain_and_activity_agree_between_kernels():
         sparse.bias[:n] = net.bias[:n]
     assert int(net.levels().max()) > 15
     x = torch.randn(5, 3)
+    traces = {}
     for model in (net, sparse):
-        model.track_activity = True
+        handle = model.register_trace_hook(lambda m, trace: traces.__setitem__(id(m), trace))
         model(x).sum().backward()
+        handle.remove()
     assert torch.allclose(net(x), sparse(x), atol=1e-5)
     assert torch.allclose(net.edges()[2], sparse.edges()[2])
     live = net.edge_alive.nonzero().squeeze(1)
     assert torch.allclose(net.weight.grad[live], sparse.weight.grad[sparse.edge_alive], atol=1e-5)
-    assert torch.allclose(net.last_activity[:n], sparse.last_activity[:n], atol=1e-6)
+    activity, sparse_activity = traces[id(net)].activity(), traces[id(sparse)].activity()
+    assert activity.shape == (5, net.capacity)
+    assert torch.allclose(activity[:, :n], sparse_activity[:, :n], atol=1e-6)
 
 
 def test_dag_equals_recurrent_mode_with_steps_equal_depth():

@@ -209,7 +209,7 @@ def test_parameter_count_leaves_out_input_biases_held_at_zero():
 def test_urn_reads_w_as_a_masked_view_and_missing_pairs_stay_zero():
     torch.manual_seed(0)
     net = URN(3, 2, size=12, steps=3, c_weight=1e-3)
-    assert net._get_plan().r_view  # no gather/scatter of S*S weights per step
+    assert net.plan().view  # no gather/scatter of S*S weights per step
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
     for _ in range(5):

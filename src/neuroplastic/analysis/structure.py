@@ -26,38 +26,8 @@ import numbers
 import numpy as np
 import torch
 
+from ..core.paths import longest_path_lengths, shortest_path_lengths
 from ..errors import ConfigError
-
-
-def _bfs_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """Shortest-path distance from `start` neurons along edges (vectorised frontier BFS)."""
-    inf = n + 1
-    dist = torch.full((n,), inf, dtype=torch.long)
-    dist[start] = 0
-    frontier = torch.zeros(n, dtype=torch.bool)
-    frontier[start] = True
-    k = 0
-    while bool(frontier.any()):
-        k += 1
-        hit = torch.zeros(n, dtype=torch.bool)
-        hit[dst[frontier[src]]] = True
-        frontier = hit & (dist == inf)
-        dist[frontier] = k
-    return dist
-
-
-def _longest_layers(n: int, src: torch.Tensor, dst: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """Longest-path distance from `start` neurons along the edges of a DAG (vectorised
-    relaxation, one pass per level); unreachable neurons get n + 1, as in `_bfs_layers`."""
-    dist = torch.full((n,), -1, dtype=torch.long)
-    dist[start] = 0
-    for _ in range(n):
-        reached = dist[src] >= 0
-        relaxed = dist.scatter_reduce(0, dst[reached], dist[src][reached] + 1, reduce="amax")
-        if torch.equal(relaxed, dist):
-            break
-        dist = relaxed
-    return torch.where(dist < 0, n + 1, dist)
 
 
 def activity_layers(net, x: torch.Tensor, min_activity: float = 1e-4,
@@ -71,7 +41,7 @@ def activity_layers(net, x: torch.Tensor, min_activity: float = 1e-4,
     with torch.no_grad():
         _, states = net(x, return_states=True)
         _, baseline = net(torch.zeros_like(x[:1]), return_states=True)
-    plan = net._get_plan()
+    plan = net.plan()
     if len(states) > 1:
         states, baseline = states[:-1], baseline[:-1]
     signal = torch.stack([(s - b).abs().mean(0) for s, b in zip(states, baseline)]).cpu()  # (I-1, m)
@@ -132,10 +102,10 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
         return empty
     live = w.abs() > threshold * w.abs().max()
     src, dst, w = src[live], dst[live], w[live]
-    forward = _bfs_layers(n, src, dst, torch.arange(n_in))
-    backward = _bfs_layers(n, dst, src, torch.arange(n_in, n_fixed))
+    forward = shortest_path_lengths(n, src, dst, torch.arange(n_in))
+    backward = shortest_path_lengths(n, dst, src, torch.arange(n_in, n_fixed))
     if net.mode == "dag":
-        forward = _longest_layers(n, src, dst, torch.arange(n_in))
+        forward = longest_path_lengths(n, src, dst, torch.arange(n_in))
     on_path = (forward <= n) & (backward <= n)
     hidden = torch.zeros(n, dtype=torch.bool)
     hidden[n_fixed:] = True

@@ -102,9 +102,10 @@ def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None
         "net": None if net is None else {
             "class": type(net).__name__, "config": net.config(),
             "live": _live_slots(net), "capacity": net.capacity, "edge_capacity": net.edge_capacity,
-            "next_uid": net._next_uid, "positions": _positions(net)},
+            "next_uid": net.next_uid, "positions": _positions(net)},
         "optimizer": _optimizer_state(net, optimizer) if net is not None else None,
         "rule": rule.state_dict() if rule is not None else None,
+        "rule_class": type(rule).__name__ if rule is not None else None,
         "rng": rng_state(),
         "step": int(step),
         "extra": extra or {},
@@ -196,6 +197,7 @@ def load(path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {reason}") from exc
     return {"net": net, "optimizer": _torch_optimizer_state(payload["optimizer"]), "rule": payload["rule"],
             "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
+            "rule_class": payload.get("rule_class"),
             "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}
 
 
@@ -230,33 +232,30 @@ def _rebuild_net(saved: dict):
     from .graph import GraphNet
     cfg = {k: v for k, v in saved["config"].items() if k in _GRAPH_ARGS}
     if "live" not in saved:  # files written before live-slot storage: full tensors
-        tensors = saved["tensors"]
-        net = GraphNet(connect="none", neuron_capacity=tensors["bias"].numel(),
-                       edge_capacity=tensors["weight"].numel(), **cfg)
-        net.load_state_dict({k: v for k, v in tensors.items() if k in _GRAPH_TENSORS})
+        tensors = {k: v for k, v in saved["tensors"].items() if k in _GRAPH_TENSORS}
+        dtype = tensors["weight"].dtype
     else:
         live = saved["live"]
-        net = GraphNet(connect="none", neuron_capacity=int(saved["capacity"]),
-                       edge_capacity=int(saved["edge_capacity"]), dtype=live["weight"].dtype, **cfg)
-        if net.capacity != int(saved["capacity"]) or net.edge_capacity != int(saved["edge_capacity"]):
+        n_cap, e_cap = int(saved["capacity"]), int(saved["edge_capacity"])
+        if len(live["neuron"]) and int(live["neuron"].max()) >= n_cap or \
+                len(live["edge_slot"]) and int(live["edge_slot"].max()) >= e_cap:
             raise CheckpointError("checkpoint capacities are inconsistent; the file was not written by save()")
-        with torch.no_grad():
-            net.neuron_alive.zero_()
-            net.neuron_uid.fill_(-1)
-            net.bias.zero_()
-            e, n = live["edge_slot"], live["neuron"]
-            net.weight[e], net.edge_src[e], net.edge_dst[e] = live["weight"], live["edge_src"], live["edge_dst"]
-            net.edge_uid[e], net.edge_alive[e] = live["edge_uid"], True
-            net.bias[n], net.neuron_uid[n], net.neuron_alive[n] = live["bias"], live["neuron_uid"], True
-    net._next_uid = int(saved["next_uid"])
-    net._plan = None
-    net._topology = None
-    if saved["class"] == "URN":
-        from ..train.urn import URN, URNRegulators
-        urn_keys = {"size", "io_edges", *URNRegulators.__dataclass_fields__}
+        dtype = live["weight"].dtype
+        e, n = live["edge_slot"].long(), live["neuron"].long()
+        tensors = {"weight": torch.zeros(e_cap, dtype=dtype).index_put_((e,), live["weight"]),
+                   "bias": torch.zeros(n_cap, dtype=dtype).index_put_((n,), live["bias"]),
+                   "edge_alive": torch.zeros(e_cap, dtype=torch.bool).index_put_((e,), torch.tensor(True)),
+                   "neuron_alive": torch.zeros(n_cap, dtype=torch.bool).index_put_((n,), torch.tensor(True))}
+        for name, slots, size in (("edge_src", e, e_cap), ("edge_dst", e, e_cap), ("edge_uid", e, e_cap),
+                                  ("neuron_uid", n, n_cap)):
+            fill = -1 if name.endswith("uid") else 0
+            tensors[name] = torch.full((size,), fill, dtype=torch.long).index_put_((slots,), live[name].long())
+    net = GraphNet(connect="none", dtype=dtype, **cfg)
+    net.load_state_dict({**tensors, "_extra_state": {"next_uid": int(saved["next_uid"])}})
+    if saved["class"] != "GraphNet":
+        cls = GraphNet.registered_class(saved["class"])
         positions = saved.get("positions")
-        net = URN.from_graph(net, positions=None if positions is None else positions.numpy(),
-                             **{k: v for k, v in saved["config"].items() if k in urn_keys})
+        net = cls.from_saved(net, saved["config"], None if positions is None else positions.numpy())
     return net
 
 

@@ -2,29 +2,37 @@
 
 An `Edits` object only records operations; nothing happens until
 `GraphNet.apply_edits(edits, optimizer=opt)`. Application is all-or-nothing: every op is
-first checked against a Python-side index of the topology (edge lookup, adjacency, a valid
-topological numbering for the DAG check); if any op is invalid, an `EditError` is raised
-and the network and optimizer are untouched. The accepted changes are then written to the
-tensors in one vectorised step (`GraphNet._write_structure`), which is also where optimizer
-state is zeroed for touched slots and carried across any capacity growth.
+first checked against an index of the topology (`EditIndex`: edge existence by sorted keys,
+adjacency by key ranges, a valid topological numbering for the DAG check); if any op is
+invalid, an `EditError` is raised and the network and optimizer are untouched. The accepted
+changes are then written to the tensors in one vectorised step (`GraphNet.write_structure`),
+which is also where optimizer state is zeroed for touched slots and carried across any
+capacity growth.
 
-The cost of applying a few ops is independent of network size: the index is built once
-(on the first edit) and then updated op by op, and the level plan is rebuilt lazily.
+Ops come in two forms that mix freely in one batch, applied in the order recorded:
+* single ops (`add_neuron`, `add_edge`, ...), whose cost does not depend on the network's size;
+* array ops (`add_edges`, `remove_edges`, `set_weights`) taking tensors, checked and applied
+  with tensor operations, so removing 90% of a million edges is one call costing about one
+  training step, not a Python loop.
 """
 from __future__ import annotations
 
 import heapq
 import math
-import warnings
 from collections import defaultdict
 
 import torch
 
 from ..errors import CycleError, EditError
-from .graph import ACTIVATIONS
-from .surgery import _optimizers
+from .execute import ACTIVATIONS, longest_path_levels
+from .surgery import as_optimizer_list
 
 _OUTPUT_LEVEL = math.inf  # outputs are always last in DAG mode
+_SHIFT = 32               # edge key = src << 32 | dst
+_LOW = (1 << _SHIFT) - 1
+# A removal through single ops costs a Python step per edge; above this many edges a
+# neuron's edges are removed as one array op instead.
+_ARRAY_REMOVAL_FROM = 64
 
 
 def _finite(value, name: str) -> float:
@@ -36,6 +44,29 @@ def _finite(value, name: str) -> float:
     if not math.isfinite(value):
         raise EditError(f"{name}={value} is not finite")
     return value
+
+
+def _index_array(values, name: str) -> torch.Tensor:
+    """A 1-D int64 CPU tensor of neuron ids from a tensor, array or list of ints."""
+    t = torch.as_tensor(values)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise EditError(f"{name} must hold integer neuron ids, got {t.dtype}")
+    return t.reshape(-1).to("cpu", torch.long)
+
+
+def _weight_array(values, n: int, name: str) -> torch.Tensor:
+    """A 1-D float64 CPU tensor of n finite values (a scalar is broadcast)."""
+    try:
+        t = torch.as_tensor(values, dtype=torch.float64).detach().reshape(-1).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise EditError(f"{name} must hold numbers") from None
+    if t.numel() == 1 and n != 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise EditError(f"{name} has {t.numel()} values for {n} edges")
+    if not bool(torch.isfinite(t).all()):
+        raise EditError(f"{name} holds {int((~torch.isfinite(t)).sum())} values that are not finite")
+    return t
 
 
 class NeuronRef:
@@ -54,6 +85,11 @@ class NeuronRef:
 
     __index__ = __int__
 
+    @property
+    def resolved(self) -> int | None:
+        """The neuron's index once its Edits were applied, else None."""
+        return self._index
+
     def __repr__(self) -> str:
         return f"NeuronRef({self._index if self._index is not None else 'pending'})"
 
@@ -68,6 +104,7 @@ class Edits:
     def __init__(self):
         self.ops: list[tuple] = []
         self.applied = False
+        self.new_neurons: list[NeuronRef] = []  # filled by from_tensors
 
     def add_neuron(self, between=None, *, weight_in: float = 1.0, weight_out: float = 0.0,
                    bias: float = 0.0) -> NeuronRef:
@@ -110,10 +147,61 @@ class Edits:
         self.ops.append(("remove_dead",))
         return self
 
+    # --- array form: tensors (or arrays, lists) of neuron ids, one entry per edge
+    def add_edges(self, src, dst, weight=0.0) -> "Edits":
+        """Add the edges src[i] -> dst[i] with weight[i] (a scalar weight is shared)."""
+        s, d = _index_array(src, "src"), _index_array(dst, "dst")
+        if len(s) != len(d):
+            raise EditError(f"src has {len(s)} entries and dst {len(d)}; expected one per edge")
+        w = _weight_array(weight, len(s), "weight")
+        if len(s):  # an empty array op is no op at all (so `bool(edits)` stays meaningful)
+            self.ops.append(("add_edges", s, d, w))
+        return self
+
+    def remove_edges(self, src, dst) -> "Edits":
+        """Remove the edges src[i] -> dst[i]; every one must exist."""
+        s, d = _index_array(src, "src"), _index_array(dst, "dst")
+        if len(s) != len(d):
+            raise EditError(f"src has {len(s)} entries and dst {len(d)}; expected one per edge")
+        if len(s):
+            self.ops.append(("remove_edges", s, d))
+        return self
+
+    def set_weights(self, src, dst, weight) -> "Edits":
+        """Set the weights of existing edges (rewinding, or a controller's weight commands).
+        Optimizer state is left as it is: this changes values, not structure."""
+        s, d = _index_array(src, "src"), _index_array(dst, "dst")
+        if len(s) != len(d):
+            raise EditError(f"src has {len(s)} entries and dst {len(d)}; expected one per edge")
+        w = _weight_array(weight, len(s), "weight")
+        if len(s):
+            self.ops.append(("set_weights", s, d, w))
+        return self
+
+    @classmethod
+    def from_tensors(cls, add=None, remove=None, set_weights=None, add_neurons: int = 0) -> "Edits":
+        """Edits from tensors a network produced (a self-editing controller's commands):
+        `add`/`set_weights` = (src, dst, weight), `remove` = (src, dst); `add_neurons`
+        unconnected hidden neurons first (their refs are in `edits.new_neurons`)."""
+        e = cls()
+        e.new_neurons = [e.add_neuron() for _ in range(int(add_neurons))]
+        if remove is not None:
+            e.remove_edges(*remove)
+        if add is not None:
+            e.add_edges(*add)
+        if set_weights is not None:
+            e.set_weights(*set_weights)
+        return e
+
+    # an array op counts as that many single ops
+    _SINGLE_NAME = {"add_edges": "add_edge", "remove_edges": "remove_edge", "set_weights": "set_weight"}
+
     def counts(self) -> dict:
+        """How many of each op the batch holds: {"add_neuron": 2, "remove_edge": 90, ...}."""
         out: dict[str, int] = defaultdict(int)
         for op in self.ops:
-            out[op[0]] += 1
+            name = self._SINGLE_NAME.get(op[0])
+            out[name or op[0]] += len(op[1]) if name else 1
         return dict(out)
 
     def __len__(self) -> int:
@@ -126,38 +214,58 @@ class Edits:
         return f"Edits({self.counts()}, applied={self.applied})"
 
 
-class _Topology:
-    """Python-side index of a GraphNet's topology, kept in step with its tensors."""
+def _sorted_keys(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    keys, order = torch.sort(keys)
+    return keys, values[order]
+
+
+class EditIndex:
+    """Index over a GraphNet's topology, kept in step with its tensors by apply_edits.
+
+    Per-edge parts are tensors built with tensor operations: the live edges' keys
+    (src << 32 | dst) sorted, with their slots, and the same keys by target. Single ops
+    change a small overlay of added and removed edges instead (a sorted tensor cannot take
+    one insertion cheaply); the overlay is folded into the tensors when it grows. Per-neuron
+    parts (liveness, DAG levels) are Python lists: a net has few neurons for its edges.
+    """
+
+    FOLD_AT = 4096
 
     def __init__(self, net):
         self.dag = net.mode == "dag"
         self.n_in, self.n_fixed = net.n_in, net.n_in + net.n_out
         self.alive = net.neuron_alive.tolist()
         slots = net.edge_alive.nonzero().squeeze(1)
-        src, dst = net.edge_src[slots].tolist(), net.edge_dst[slots].tolist()
-        self.slot = dict(zip(zip(src, dst), slots.tolist()))
-        self.succ, self.pred = defaultdict(set), defaultdict(set)
-        for s, d in zip(src, dst):
-            self.succ[s].add(d)
-            self.pred[d].add(s)
+        src, dst = net.edge_src[slots].long().cpu(), net.edge_dst[slots].long().cpu()
+        slots = slots.cpu()
+        self.out_keys, self.out_slots = _sorted_keys((src << _SHIFT) | dst, slots)
+        self.in_keys = torch.sort((dst << _SHIFT) | src).values
+        self.added: dict[tuple[int, int], int] = {}       # overlay: edges not in the tensors
+        self.removed: set[tuple[int, int]] = set()         # overlay: tensor edges that are gone
+        self.added_succ, self.added_pred = defaultdict(set), defaultdict(set)
         self.level = None
         if self.dag:
             self.level = [float(v) for v in net.levels().tolist()]
             for o in range(self.n_in, self.n_fixed):
                 self.level[o] = _OUTPUT_LEVEL
-        n_high = max((i for i, a in enumerate(self.alive) if a), default=0) + 1
-        self.neuron_high = n_high
-        self.free_neurons = [i for i in range(self.n_fixed, n_high) if not self.alive[i]]
+        self.neuron_high = max((i for i, a in enumerate(self.alive) if a), default=0) + 1
+        self.free_neurons = [i for i in range(self.n_fixed, self.neuron_high) if not self.alive[i]]
         heapq.heapify(self.free_neurons)
-        e_high = int(slots.max()) + 1 if len(slots) else 0
-        self.edge_high = e_high
-        # Free slots are handed out lowest first, from heaps: the order then depends only on
-        # which slots are free, so an index rebuilt from the tensors (after npl.load, or after a
-        # refused batch) places later edges exactly where the running index would have.
-        self.free_edges = (~net.edge_alive[:e_high]).nonzero().squeeze(1).tolist()
+        self.edge_high = int(slots.max()) + 1 if len(slots) else 0
+        # Free slots are handed out lowest first: the order then depends only on which slots
+        # are free, so an index rebuilt from the tensors (after npl.load, or after a refused
+        # batch) places later edges exactly where the running index would have. The bulk of
+        # them is a sorted tensor read from `free_at`; slots freed by single ops go to a heap.
+        self.free_slots = (~net.edge_alive[: self.edge_high]).nonzero().squeeze(1).cpu()
+        self.free_at = 0
+        self.freed: list[int] = []
 
+    # --- neurons
     def is_alive(self, i: int) -> bool:
         return 0 <= i < len(self.alive) and self.alive[i]
+
+    def alive_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.alive, dtype=torch.bool)
 
     def new_neuron(self) -> int:
         if self.free_neurons:
@@ -174,12 +282,138 @@ class _Topology:
             self.level[i] = 1.0
         return i
 
+    # --- edge slots
     def new_edge_slot(self) -> int:
-        if self.free_edges:
-            return heapq.heappop(self.free_edges)
+        base = int(self.free_slots[self.free_at]) if self.free_at < len(self.free_slots) else None
+        if self.freed and (base is None or self.freed[0] < base):
+            return heapq.heappop(self.freed)
+        if base is not None:
+            self.free_at += 1
+            return base
         self.edge_high += 1
         return self.edge_high - 1
 
+    def new_edge_slots(self, k: int) -> torch.Tensor:
+        """The k lowest free slots, as one tensor."""
+        pool = torch.cat([self.free_slots[self.free_at:], torch.tensor(sorted(self.freed), dtype=torch.long)])
+        pool = torch.sort(pool).values
+        taken = pool[:k]
+        rest = pool[k:]
+        self.free_slots, self.free_at, self.freed = rest, 0, []
+        extra = k - len(taken)
+        if extra > 0:
+            taken = torch.cat([taken, torch.arange(self.edge_high, self.edge_high + extra)])
+            self.edge_high += extra
+        return taken
+
+    def free_edge_slots(self, slots: torch.Tensor) -> None:
+        if len(slots) <= 8:
+            for s in slots.tolist():
+                heapq.heappush(self.freed, s)
+        else:
+            merged = torch.cat([self.free_slots[self.free_at:], slots,
+                                torch.tensor(self.freed, dtype=torch.long)])
+            self.free_slots, self.free_at, self.freed = torch.sort(merged).values, 0, []
+
+    # --- edges, one at a time
+    def slot_of(self, s: int, d: int) -> int | None:
+        key = (s, d)
+        if key in self.added:
+            return self.added[key]
+        if key in self.removed:
+            return None
+        k = (s << _SHIFT) | d
+        pos = int(torch.searchsorted(self.out_keys, k))
+        if pos < len(self.out_keys) and int(self.out_keys[pos]) == k:
+            return int(self.out_slots[pos])
+        return None
+
+    def successors(self, u: int) -> list[int]:
+        lo, hi = torch.searchsorted(self.out_keys, torch.tensor([u << _SHIFT, (u + 1) << _SHIFT])).tolist()
+        out = [k & _LOW for k in self.out_keys[lo:hi].tolist()]
+        if self.removed:
+            out = [d for d in out if (u, d) not in self.removed]
+        return out + list(self.added_succ.get(u, ()))
+
+    def predecessors(self, v: int) -> list[int]:
+        lo, hi = torch.searchsorted(self.in_keys, torch.tensor([v << _SHIFT, (v + 1) << _SHIFT])).tolist()
+        out = [k & _LOW for k in self.in_keys[lo:hi].tolist()]
+        if self.removed:
+            out = [s for s in out if (s, v) not in self.removed]
+        return out + list(self.added_pred.get(v, ()))
+
+    def add(self, s: int, d: int, slot: int) -> None:
+        self.added[(s, d)] = slot
+        self.added_succ[s].add(d)
+        self.added_pred[d].add(s)
+
+    def remove(self, s: int, d: int) -> None:
+        if (s, d) in self.added:
+            del self.added[(s, d)]
+            self.added_succ[s].discard(d)
+            self.added_pred[d].discard(s)
+        else:
+            self.removed.add((s, d))
+        if len(self.added) + len(self.removed) > self.FOLD_AT:
+            self.fold()
+
+    # --- edges, as arrays
+    def fold(self) -> None:
+        """Move the overlay into the sorted tensors."""
+        if self.removed:
+            gone = torch.tensor([(s << _SHIFT) | d for s, d in self.removed], dtype=torch.long)
+            keep = ~torch.isin(self.out_keys, gone)
+            self.out_keys, self.out_slots = self.out_keys[keep], self.out_slots[keep]
+            gone_in = torch.tensor([(d << _SHIFT) | s for s, d in self.removed], dtype=torch.long)
+            self.in_keys = self.in_keys[~torch.isin(self.in_keys, gone_in)]
+        if self.added:
+            pairs = torch.tensor(list(self.added), dtype=torch.long).reshape(-1, 2)
+            slots = torch.tensor(list(self.added.values()), dtype=torch.long)
+            self.insert(pairs[:, 0], pairs[:, 1], slots)
+        self.added, self.removed = {}, set()
+        self.added_succ, self.added_pred = defaultdict(set), defaultdict(set)
+
+    def insert(self, src: torch.Tensor, dst: torch.Tensor, slots: torch.Tensor) -> None:
+        """Add edges (none of which exists) to the sorted tensors."""
+        self.out_keys, self.out_slots = _sorted_keys(torch.cat([self.out_keys, (src << _SHIFT) | dst]),
+                                                     torch.cat([self.out_slots, slots]))
+        self.in_keys = torch.sort(torch.cat([self.in_keys, (dst << _SHIFT) | src])).values
+
+    def delete(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        """Remove existing edges from the sorted tensors and the overlay."""
+        if self.added:
+            self.fold()
+        keys = (src << _SHIFT) | dst
+        keep = ~torch.isin(self.out_keys, keys)
+        self.out_keys, self.out_slots = self.out_keys[keep], self.out_slots[keep]
+        self.in_keys = self.in_keys[~torch.isin(self.in_keys, (dst << _SHIFT) | src)]
+
+    def slots_of(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """Slot of every edge src[i] -> dst[i], -1 where there is none."""
+        keys = (src << _SHIFT) | dst
+        slots = torch.full_like(keys, -1)
+        if len(self.out_keys):
+            pos = torch.searchsorted(self.out_keys, keys).clamp(max=len(self.out_keys) - 1)
+            hit = self.out_keys[pos] == keys
+            slots = torch.where(hit, self.out_slots[pos], slots)
+        if self.removed:
+            gone = torch.tensor([(s << _SHIFT) | d for s, d in self.removed], dtype=torch.long)
+            slots[torch.isin(keys, gone)] = -1
+        if self.added:
+            added_keys, added_slots = _sorted_keys(
+                torch.tensor([(s << _SHIFT) | d for s, d in self.added], dtype=torch.long),
+                torch.tensor(list(self.added.values()), dtype=torch.long))
+            pos = torch.searchsorted(added_keys, keys).clamp(max=len(added_keys) - 1)
+            hit = added_keys[pos] == keys
+            slots = torch.where(hit, added_slots[pos], slots)
+        return slots
+
+    def live_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(src, dst, slot) of every live edge."""
+        self.fold()
+        return self.out_keys >> _SHIFT, self.out_keys & _LOW, self.out_slots
+
+    # --- DAG levels
     def reaches(self, start: int, target: int) -> bool:
         """Is there a path start ~> target? Only neurons below target's level can lie on it."""
         limit = self.level[target]
@@ -188,7 +422,7 @@ class _Topology:
             u = stack.pop()
             if u == target:
                 return True
-            for v in self.succ[u]:
+            for v in self.successors(u):
                 if v not in seen and self.level[v] <= limit:
                     seen.add(v)
                     stack.append(v)
@@ -202,33 +436,36 @@ class _Topology:
         stack = [dst]
         while stack:
             u = stack.pop()
-            for v in self.succ[u]:
+            for v in self.successors(u):
                 if self.level[v] <= self.level[u]:
                     self.level[v] = self.level[u] + 1
                     stack.append(v)
 
 
 class _Batch:
-    """Validates ops against the topology index and collects the tensor writes."""
+    """Validates ops against the index and collects the tensor writes."""
 
-    def __init__(self, net, topo: _Topology):
-        self.net, self.t = net, topo
+    def __init__(self, net, index: EditIndex):
+        self.net, self.t = net, index
         self.new_neurons: dict[int, float] = {}
         self.dead_neurons: set[int] = set()
-        self.new_edges: dict[int, tuple[int, int, float]] = {}
+        self.new_edges: dict[int, tuple[int, int, float]] = {}   # slot -> edge, from single ops
+        self.new_arrays: list[list[torch.Tensor]] = []           # [slots, src, dst, weight]
         self.dead_edges: set[int] = set()
+        self.dead_arrays: list[torch.Tensor] = []
+        self.weight_sets: list[list[torch.Tensor]] = []           # [slots, weight], in op order
         self.bias_delta: dict[int, float] = defaultdict(float)
         self.refs: list[tuple[NeuronRef, int]] = []
 
     # --- resolving and checking names
     def neuron(self, x, role: str) -> int:
         if isinstance(x, NeuronRef):
-            if x._index is None:
+            if x.resolved is None:
                 for ref, idx in self.refs:
                     if ref is x:
                         return idx
                 raise EditError("a neuron reference from Edits that were never applied was used")
-            i = x._index
+            i = x.resolved
         elif isinstance(x, bool) or (torch.is_tensor(x) and x.dtype == torch.bool):
             raise EditError(f"{role}={x!r} is a bool, not a neuron index")
         elif torch.is_tensor(x) and x.numel() == 1 and not x.is_floating_point():
@@ -241,10 +478,17 @@ class _Batch:
             raise EditError(f"{role}={i} names no live neuron")
         return i
 
+    def neurons(self, ids: torch.Tensor, role: str) -> None:
+        alive = self.t.alive_tensor()
+        bad = (ids < 0) | (ids >= len(alive))
+        bad |= ~alive[ids.clamp(0, max(len(alive) - 1, 0))] if len(alive) else True
+        if bool(bad.any()):
+            raise EditError(f"{role}={int(ids[bad][0])} names no live neuron")
+
     def is_hidden(self, i: int) -> bool:
         return i >= self.t.n_fixed
 
-    # --- ops
+    # --- single ops
     def add_neuron(self, ref, between, w_in, w_out, bias):
         if between is not None:
             src = self.neuron(between[0], "between[0]")
@@ -258,7 +502,7 @@ class _Batch:
 
     def add_edge(self, src, dst, weight):
         s, d = self.neuron(src, "src"), self.neuron(dst, "dst")
-        if (s, d) in self.t.slot:
+        if self.t.slot_of(s, d) is not None:
             raise EditError(f"edge {s} -> {d} already exists")
         if self.t.dag:
             if d < self.t.n_in:
@@ -269,66 +513,205 @@ class _Batch:
                 raise CycleError(f"edge {s} -> {d} would create a cycle; the network runs as a DAG")
             self.t.raise_levels(s, d)
         slot = self.t.new_edge_slot()
-        self.t.slot[(s, d)] = slot
-        self.t.succ[s].add(d)
-        self.t.pred[d].add(s)
+        self.t.add(s, d, slot)
         self.new_edges[slot] = (s, d, weight)
 
     def remove_edge(self, src, dst):
         s, d = self.neuron(src, "src"), self.neuron(dst, "dst")
-        slot = self.t.slot.pop((s, d), None)
+        slot = self.t.slot_of(s, d)
         if slot is None:
             raise EditError(f"edge {s} -> {d} does not exist")
-        self.t.succ[s].discard(d)
-        self.t.pred[d].discard(s)
-        heapq.heappush(self.t.free_edges, slot)
-        if self.new_edges.pop(slot, None) is None:
-            self.dead_edges.add(slot)
+        self.t.remove(s, d)
+        self.t.free_edge_slots(torch.tensor([slot]))
+        self._retire_slots(torch.tensor([slot]))
 
     def remove_neuron(self, neuron):
         i = self.neuron(neuron, "neuron")
         if not self.is_hidden(i):
             raise EditError(f"neuron {i} is an input or output; only hidden neurons can be removed")
-        for d in list(self.t.succ[i]):
-            self.remove_edge(i, d)
-        for s in list(self.t.pred[i]):
-            self.remove_edge(s, i)
-        self.t.alive[i] = False
-        heapq.heappush(self.t.free_neurons, i)
-        self.bias_delta.pop(i, None)
-        if self.new_neurons.pop(i, None) is None:
-            self.dead_neurons.add(i)
+        outs, ins = self.t.successors(i), self.t.predecessors(i)
+        if len(outs) + len(ins) >= _ARRAY_REMOVAL_FROM:
+            ins = [s for s in ins if s != i]  # a self loop is among the outgoing edges already
+            self._remove_edge_arrays(torch.tensor([i] * len(outs) + ins, dtype=torch.long),
+                                     torch.tensor(outs + [i] * len(ins), dtype=torch.long))
+        else:
+            for d in outs:
+                self.remove_edge(i, d)
+            for s in ins:
+                if s != i:
+                    self.remove_edge(s, i)
+        self._retire_neurons([i])
 
-    def weight_of(self, s: int, d: int) -> float:
-        slot = self.t.slot[(s, d)]
-        if slot in self.new_edges:
-            return self.new_edges[slot][2]
-        return float(self.net.weight.detach()[slot])
+    def _retire_neurons(self, ids) -> None:
+        for i in ids:
+            self.t.alive[i] = False
+            heapq.heappush(self.t.free_neurons, i)
+            self.bias_delta.pop(i, None)
+            if self.new_neurons.pop(i, None) is None:
+                self.dead_neurons.add(i)
 
-    def bias_of(self, i: int) -> float:
-        base = self.new_neurons[i] if i in self.new_neurons else float(self.net.bias.detach()[i])
-        return base + self.bias_delta.get(i, 0.0)
+    def _retire_slots(self, slots: torch.Tensor) -> None:
+        """Slots whose edges are gone: a slot this batch filled is simply not written; a slot
+        of the network is retired at commit. Pending weight sets on them are dropped."""
+        single = [s for s in slots.tolist() if s in self.new_edges] if self.new_edges else []
+        for s in single:
+            del self.new_edges[s]
+        new_here = torch.zeros(len(slots), dtype=torch.bool)
+        if single:
+            new_here |= torch.isin(slots, torch.tensor(single))
+        for arrays in self.new_arrays:
+            mine = torch.isin(arrays[0], slots)
+            if bool(mine.any()):
+                new_here |= torch.isin(slots, arrays[0][mine])
+                arrays[:] = [a[~mine] for a in arrays]
+        slots = slots[~new_here]
+        if self.weight_sets:
+            for pair in self.weight_sets:
+                keep = ~torch.isin(pair[0], slots)
+                pair[:] = [p[keep] for p in pair]
+        if len(slots) <= 8:
+            self.dead_edges.update(slots.tolist())
+        else:
+            self.dead_arrays.append(slots)
+
+    # --- array ops
+    def add_edges(self, s: torch.Tensor, d: torch.Tensor, w: torch.Tensor):
+        if not len(s):
+            return
+        self.neurons(s, "src")
+        self.neurons(d, "dst")
+        keys = (s << _SHIFT) | d
+        if len(torch.unique(keys)) != len(keys):
+            sorted_keys = torch.sort(keys).values
+            k = int(sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]][0])
+            raise EditError(f"edge {k >> _SHIFT} -> {k & _LOW} is listed twice")
+        existing = self.t.slots_of(s, d) >= 0
+        if bool(existing.any()):
+            i = int(existing.nonzero()[0])
+            raise EditError(f"edge {int(s[i])} -> {int(d[i])} already exists")
+        if self.t.dag:
+            self._check_dag_arrays(s, d)
+        slots = self.t.new_edge_slots(len(s))
+        self.t.insert(s, d, slots)
+        self.new_arrays.append([slots, s, d, w])
+
+    def _check_dag_arrays(self, s: torch.Tensor, d: torch.Tensor) -> None:
+        t = self.t
+        bad = d < t.n_in
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise EditError(f"edge {int(s[i])} -> {int(d[i])}: input neurons take no incoming edges in DAG mode")
+        bad = (s >= t.n_in) & (s < t.n_fixed)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise EditError(f"edge {int(s[i])} -> {int(d[i])}: output neurons have no outgoing edges in DAG mode")
+        level = torch.tensor(t.level, dtype=torch.float64)
+        if bool((level[s] < level[d]).all()):
+            return  # the numbering stays topological: no cycle is possible
+        src, dst, _ = t.live_edges()
+        alive = t.alive_tensor()
+        try:  # one vectorised longest-path pass over the graph with the new edges
+            new_level = longest_path_levels(alive, torch.cat([src, s]), torch.cat([dst, d]), t.n_in,
+                                            t.n_fixed - t.n_in)
+        except CycleError:
+            raise CycleError(f"the {len(s)} new edges would create a cycle; the network runs as a DAG") from None
+        t.level = [float(v) if v >= 0 else -1.0 for v in new_level.tolist()]
+        for o in range(t.n_in, t.n_fixed):
+            t.level[o] = _OUTPUT_LEVEL
+
+    def remove_edges(self, s: torch.Tensor, d: torch.Tensor):
+        if not len(s):
+            return
+        keys = (s << _SHIFT) | d
+        if len(torch.unique(keys)) != len(keys):
+            raise EditError("remove_edges lists an edge twice")
+        self._remove_edge_arrays(s, d)
+
+    def _remove_edge_arrays(self, s: torch.Tensor, d: torch.Tensor) -> None:
+        slots = self.t.slots_of(s, d)
+        missing = slots < 0
+        if bool(missing.any()):
+            i = int(missing.nonzero()[0])
+            raise EditError(f"edge {int(s[i])} -> {int(d[i])} does not exist")
+        self.t.delete(s, d)
+        self.t.free_edge_slots(slots)
+        self._retire_slots(slots)
+
+    def set_weights(self, s: torch.Tensor, d: torch.Tensor, w: torch.Tensor):
+        slots = self.t.slots_of(s, d)
+        missing = slots < 0
+        if bool(missing.any()):
+            i = int(missing.nonzero()[0])
+            raise EditError(f"edge {int(s[i])} -> {int(d[i])} does not exist")
+        self.weight_sets.append([slots, w])
+
+    # --- remove_dead, vectorised over neurons and edges
+    def current_weights(self, slots: torch.Tensor) -> torch.Tensor:
+        """Weights of live slots as they will be after this batch so far."""
+        w = torch.zeros(len(slots), dtype=torch.float64)
+        stored = slots < self.net.edge_capacity
+        w[stored] = self.net.weight.detach()[slots[stored].to(self.net.weight.device)].double().cpu()
+        for arrays in self.new_arrays:
+            w = self._overwrite(w, slots, arrays[0], arrays[3])
+        if self.new_edges:
+            single = torch.tensor(list(self.new_edges), dtype=torch.long)
+            values = torch.tensor([v[2] for v in self.new_edges.values()], dtype=torch.float64)
+            w = self._overwrite(w, slots, single, values)
+        for pair in self.weight_sets:
+            w = self._overwrite(w, slots, pair[0], pair[1])
+        return w
+
+    @staticmethod
+    def _overwrite(w: torch.Tensor, slots: torch.Tensor, at: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        if not len(at):
+            return w
+        order = torch.argsort(at)
+        at, values = at[order], values[order]
+        pos = torch.searchsorted(at, slots).clamp(max=len(at) - 1)
+        return torch.where(at[pos] == slots, values[pos], w)
+
+    def current_biases(self, n: int) -> torch.Tensor:
+        b = torch.zeros(n, dtype=torch.float64)
+        k = min(n, self.net.capacity)
+        b[:k] = self.net.bias.detach()[:k].double().cpu()
+        for i, v in self.new_neurons.items():
+            b[i] = v
+        for i, v in self.bias_delta.items():
+            b[i] += v
+        return b
 
     def remove_dead(self):
         act = ACTIVATIONS[self.net.activation]
-        queue = [i for i in range(self.t.n_fixed, len(self.t.alive)) if self.t.alive[i]]
-        while queue:
-            i = queue.pop()
-            if not self.t.alive[i]:
-                continue
-            outs = self.t.succ[i] - {i}
-            ins = self.t.pred[i]
-            if outs and ins:
-                continue
-            if outs:  # no inputs: a constant source
-                const = float(act(torch.tensor(self.bias_of(i))))
-                if not self.t.dag and (ins or const != 0.0):
-                    continue  # in recurrent mode the constant appears only from step 1 on
-                for d in outs:
-                    self.bias_delta[d] += self.weight_of(i, d) * const
-            neighbours = (outs | ins) - {i}
-            self.remove_neuron(i)
-            queue.extend(n for n in neighbours if n >= self.t.n_fixed)
+        t = self.t
+        while True:
+            src, dst, slots = t.live_edges()
+            alive = t.alive_tensor()
+            n = len(alive)
+            hidden = alive.clone()
+            hidden[: t.n_fixed] = False
+            proper = src != dst
+            outdeg = torch.bincount(src[proper], minlength=n)[:n]
+            indeg = torch.bincount(dst, minlength=n)[:n]
+            no_out = hidden & (outdeg == 0)
+            source = hidden & (indeg == 0) & (outdeg > 0)
+            const = act(self.current_biases(n))
+            if not t.dag:  # in recurrent mode the constant appears only from step 1 on
+                source &= const == 0
+            gone = no_out | source
+            if not bool(gone.any()):
+                return
+            folding = source[src]
+            if bool(folding.any()):
+                targets = dst[folding]
+                delta = self.current_weights(slots[folding]) * const[src[folding]]
+                sums = torch.zeros(n, dtype=torch.float64).index_add_(0, targets, delta)
+                for i in sums.nonzero().squeeze(1).tolist():
+                    if not gone[i]:
+                        self.bias_delta[i] += float(sums[i])
+            touching = gone[src] | gone[dst]
+            if bool(touching.any()):
+                self._remove_edge_arrays(src[touching], dst[touching])
+            self._retire_neurons(gone.nonzero().squeeze(1).tolist())
 
     def run(self, edits: Edits):
         for op in edits.ops:
@@ -336,31 +719,46 @@ class _Batch:
 
     def commit(self, optimizer):
         alive_deltas = [(i, v) for i, v in self.bias_delta.items() if v != 0.0]
-        self.net._write_structure(
-            dead_edge_slots=sorted(self.dead_edges), dead_neurons=sorted(self.dead_neurons),
+        single_slots = list(self.new_edges)
+        new_slots = torch.cat([torch.tensor(single_slots, dtype=torch.long)] + [a[0] for a in self.new_arrays])
+        new_src = torch.cat([torch.tensor([v[0] for v in self.new_edges.values()], dtype=torch.long)]
+                            + [a[1] for a in self.new_arrays])
+        new_dst = torch.cat([torch.tensor([v[1] for v in self.new_edges.values()], dtype=torch.long)]
+                            + [a[2] for a in self.new_arrays])
+        new_weight = torch.cat([torch.tensor([v[2] for v in self.new_edges.values()], dtype=torch.float64)]
+                               + [a[3] for a in self.new_arrays])
+        dead = torch.cat([torch.tensor(sorted(self.dead_edges), dtype=torch.long)] + self.dead_arrays)
+        sets = [(s, w) for s, w in self.weight_sets if len(s)]
+        self.net.write_structure(
+            dead_edge_slots=dead, dead_neurons=sorted(self.dead_neurons),
             new_neurons=list(self.new_neurons), new_bias=list(self.new_neurons.values()),
-            new_edge_slots=list(self.new_edges),
-            new_src=[v[0] for v in self.new_edges.values()],
-            new_dst=[v[1] for v in self.new_edges.values()],
-            new_weight=[v[2] for v in self.new_edges.values()],
+            new_edge_slots=new_slots, new_src=new_src, new_dst=new_dst, new_weight=new_weight,
             bias_ids=[i for i, _ in alive_deltas], bias_delta=[v for _, v in alive_deltas],
+            weight_slots=torch.cat([s for s, _ in sets]) if sets else None,
+            weight_values=torch.cat([w for _, w in sets]) if sets else None,
             optimizer=optimizer)
+
+
+def edit_index(net) -> EditIndex:
+    """The net's index, built (with tensor operations) on first use."""
+    if net.edit_index is None:
+        net.edit_index = EditIndex(net)
+    return net.edit_index
 
 
 def apply_edits(net, edits: Edits, optimizer=None) -> Edits:
     """Apply `edits` to `net` atomically; returns `edits` with its references resolved."""
+    import warnings
     if not isinstance(edits, Edits):
         raise EditError(f"expected an Edits object, got {type(edits).__name__}")
     if edits.applied:
         raise EditError("these Edits were already applied; build a new Edits for new changes")
-    optimizer = _optimizers(optimizer)  # checked before anything is written
-    if net._topology is None:
-        net._topology = _Topology(net)
-    batch = _Batch(net, net._topology)
+    optimizer = as_optimizer_list(optimizer)  # checked before anything is written
+    batch = _Batch(net, edit_index(net))
     try:
         batch.run(edits)
     except Exception:
-        net._topology = None  # the index saw half the batch; rebuild it from the tensors
+        net.edit_index = None  # the index saw half the batch; rebuild it from the tensors
         raise
     params = (net.weight, net.bias)
     # A Parameter with a gradient has been trained, most likely by an optimizer that was not

@@ -1,9 +1,9 @@
 """Export a GraphNet as a plain torch module (torch.fx) or ONNX file.
 
-The exported module unrolls the level plan (DAG) or the sweeps (recurrent) into straight
-torch code with dense weight blocks as ordinary Parameters. Tracing it with torch.fx yields a
-`GraphModule` whose code and attributes are pure torch, so a saved copy loads without this
-library.
+The exported module holds the plan's dense weight blocks as ordinary Parameters and runs them
+with the same executor functions as GraphNet (`execute.run_levels` / `execute.run_sweeps`).
+Tracing it with torch.fx inlines those functions, so the resulting `GraphModule`'s code and
+attributes are pure torch, and a saved copy loads without this library.
 """
 from __future__ import annotations
 
@@ -11,64 +11,52 @@ import torch
 from torch import fx, nn
 
 from ..errors import ConfigError
-from .graph import ACTIVATIONS
+from . import execute
 
 
 class _UnrolledDag(nn.Module):
     def __init__(self, net):
         super().__init__()
-        plan = net._get_plan()
+        plan = net.plan()
         self.blocks = nn.ParameterList()
         self.biases = nn.ParameterList()
-        self.layout = []
+        self.layouts = [lv.layout for lv in plan.levels]
+        self.n_in = net.n_in
         with torch.no_grad():
             for lv in plan.levels:
-                w, b = net._level_block(lv)
+                w, b = execute.level_block(net, lv)
                 if lv.sparse:  # materialise the sparse level's block densely
-                    rows = len(lv.row_ids)
-                    w = w.new_zeros(rows, lv.width).index_put((lv.dst_local, lv.src_local), w)
+                    w = w.new_zeros(len(lv.row_ids), lv.width).index_put((lv.dst_local, lv.src_local), w)
                 self.blocks.append(nn.Parameter(w.detach().clone()))
                 self.biases.append(nn.Parameter(b.detach().clone()))
-                self.layout.append((lv.src_part, lv.src_offset, lv.width, lv.is_output))
-        self.act = ACTIVATIONS[net.activation]
-        self.out_act = ACTIVATIONS[net.output_activation]
+        self.act = execute.ACTIVATIONS[net.activation]
+        self.out_act = execute.ACTIVATIONS[net.output_activation]
 
     def forward(self, x):
-        outs = [x]
-        for i, (part, offset, width, is_output) in enumerate(self.layout):
-            b = self.biases[i]
-            if width == 0:
-                z = b.expand(x.shape[0], b.shape[0])
-            else:
-                src = outs[part] if part == len(outs) - 1 else torch.cat(outs[part:], 1)
-                z = torch.addmm(b, src[:, offset:offset + width], self.blocks[i].t())
-            outs.append(self.out_act(z) if is_output else self.act(z))
-        return outs[-1]
+        return execute.run_levels(x, self.n_in, self.layouts, list(self.blocks), list(self.biases), self.act, self.out_act)
 
 
 class _UnrolledRecurrent(nn.Module):
     def __init__(self, net):
         super().__init__()
-        plan = net._get_plan()
-        m = len(plan.ids)
+        plan = net.plan()
         with torch.no_grad():
-            w = torch.zeros(m, m, dtype=net.weight.dtype, device=net.weight.device)
-            w[plan.r_dst, plan.r_src] = net.weight[plan.r_eids]
-        self.w = nn.Parameter(w)
-        self.b = nn.Parameter(net.bias.detach()[plan.ids].clone())
-        self.n_in, self.n_fixed, self.m = net.n_in, net.n_in + net.n_out, m
+            w_t, b = execute.recurrent_weights(net, plan)
+            if plan.sparse and not plan.view:  # materialise the edge list densely
+                m = len(plan.ids)
+                w_t = w_t.new_zeros(m, m).index_put((plan.src_pos, plan.dst_pos), w_t)
+        self.w_t = nn.Parameter(w_t.detach().clone().contiguous())
+        self.b = nn.Parameter(b.detach().clone())
+        self.register_buffer("is_output", plan.is_output.clone())
+        self.n_in, self.n_out = net.n_in, net.n_out
         self.steps, self.clamp = net.steps, net.clamp_inputs
-        self.act = ACTIVATIONS[net.activation]
-        self.out_act = ACTIVATIONS[net.output_activation]
+        self.act = execute.ACTIVATIONS[net.activation]
+        self.out_act = execute.ACTIVATIONS[net.output_activation]
 
     def forward(self, x):
-        h = torch.cat([x, x.new_zeros(x.shape[0], self.m - self.n_in)], 1)
-        for _ in range(self.steps):
-            z = torch.addmm(self.b, h, self.w.t())
-            first = x if self.clamp else self.act(z[:, : self.n_in])
-            h = torch.cat([first, self.out_act(z[:, self.n_in:self.n_fixed]),
-                           self.act(z[:, self.n_fixed:])], 1)
-        return h[:, self.n_in:self.n_fixed]
+        states = execute.run_sweeps(x, self.w_t, self.b, self.steps, self.is_output, self.act, self.out_act,
+                                    self.clamp)
+        return states[-1][:, self.n_in:self.n_in + self.n_out]
 
 
 def export_module(net) -> nn.Module:

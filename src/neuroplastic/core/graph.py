@@ -2,71 +2,44 @@
 
 Storage is capacity-padded. All edge weights live in one flat Parameter `weight` and all
 biases in one flat Parameter `bias`, each with spare room and a boolean mask of live slots.
-Neuron ids index `bias`; an edge is a slot of `weight` with its `edge_src`/`edge_dst`. So an
-edit inside capacity flips mask bits and zeroes optimizer state for the touched slots; the
-set of Parameters never changes, and an optimizer built once keeps working. Only an
-overflow reallocates (doubling) and then `surgery` carries every surviving slot's state.
+Neuron ids index `bias`; an edge is a slot of `weight` with its `edge_src`/`edge_dst` (32-bit:
+a net has far fewer than 2**31 neurons). So an edit inside capacity flips mask bits and zeroes
+optimizer state for the touched slots; the set of Parameters never changes, and an optimizer
+built once keeps working. Only an overflow reallocates (doubling) and then `surgery` carries
+every surviving slot's state, and any pending gradient.
 
-Execution (one executor, two modes):
-
-* DAG: neurons are ordered by level (inputs 0, outputs always last). A level's sources fall in
-  one contiguous range of earlier positions, so each level is one dense `addmm` with the block
-  `W[level, lo:hi]`. For an MLP built by `GraphNet.mlp` those blocks are plain views of
-  `weight` (no copy), which is why a layered GraphNet trains at MLP speed. Big, mostly empty
-  blocks use a gather/index_add kernel instead.
-* recurrent: `steps` synchronous sweeps h <- act(W h + b) over all live neurons, inputs
-  written once at the start (or clamped every sweep).
-
-The level plan is derived state: it is rebuilt lazily after an edit, never per forward pass.
-Topology changes only through `apply_edits` (see `edits.py`).
+This module is the storage; `execute.py` holds the plans and kernels that run it, and
+`edits.py` the only path that changes it (`apply_edits`).
 """
 from __future__ import annotations
 
-import bisect
 import math
 import numbers
-from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-from ..errors import ConfigError, CycleError
+from ..errors import ConfigError
+from . import execute
+from .execute import ACTIVATION_MODULES, ACTIVATIONS  # noqa: F401  (re-exported)
+from .trace import Trace
+from .validate import check_choice, check_device, check_int
 
-ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "identity": lambda z: z,
-}
-# The same activations as torch.nn modules, for plain-torch models built from or beside a GraphNet.
-ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+_check_device = check_device  # older private name (see the end of the module)
+
 MODES = ("dag", "recurrent")
 KERNELS = ("auto", "dense", "sparse")
+INDEX_DTYPE = torch.int32   # edge_src / edge_dst / uids: 4 bytes per edge instead of 8
+UID_LIMIT = 2**31 - 1
 
 
-def _check_activation(name: str, what: str) -> str:
+def check_activation(name: str, what: str) -> str:
     if name == "linear":
         name = "identity"
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ConfigError(f"{what}={name!r} is not supported; expected one of {sorted(ACTIVATIONS)}")
     return name
-
-
-def _check_count(value, what: str, minimum: int) -> int:
-    """An int (numpy integers too, bools never) >= minimum, as a Python int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"{what}={value!r} must be an integer >= {minimum}")
-    return int(value)
-
-
-def _check_device(device) -> str:
-    """'cpu', 'cuda' or 'cuda:N', and CUDA only where torch sees it."""
-    device = str(device)
-    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
-        raise ConfigError(f"device={device!r} must be 'cpu', 'cuda' or 'cuda:N'")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but torch sees no CUDA device; use device='cpu' here")
-    return device
 
 
 def _capacity_for(n: int) -> int:
@@ -75,38 +48,14 @@ def _capacity_for(n: int) -> int:
     return max(16, n)
 
 
-@dataclass
-class _Level:
-    """One DAG level: its neurons, the edges into them, and how to run them."""
-
-    row_ids: torch.Tensor      # neuron ids of the level, sorted
-    bias_slice: tuple | None   # (lo, hi) when row_ids is a contiguous id range
-    src_part: int              # index of the first earlier level output the sources touch
-    src_offset: int            # column offset into the concatenation from src_part on
-    width: int                 # number of source positions the block spans
-    eids: torch.Tensor         # live edge slots into this level, in block (row-major) order
-    weight_slice: tuple | None  # (lo, hi) when the block is exactly weight[lo:hi]
-    flat: torch.Tensor         # dense kernel: flat position of each edge in the block
-    src_local: torch.Tensor    # sparse kernel: source column of each edge
-    dst_local: torch.Tensor    # sparse kernel: row of each edge
-    sparse: bool
-    is_output: bool
-
-
-@dataclass
-class _Plan:
-    levels: list               # list[_Level] for DAG; empty for recurrent
-    level_of: torch.Tensor     # (capacity,) level per neuron, -1 if dead (DAG)
-    starts: list               # first position of each level's output, inputs included
-    ids: torch.Tensor          # recurrent: live neuron ids in compact order
-    r_eids: torch.Tensor       # recurrent: live edge slots
-    r_src: torch.Tensor        # recurrent: compact source position of each edge
-    r_dst: torch.Tensor        # recurrent: compact target position of each edge
-    r_sparse: bool
-    r_view: bool = False       # recurrent: every live edge in slot dst*m + src -> weight[:m*m].view
-    r_dead: torch.Tensor | None = None  # recurrent view: the pairs with no edge (masked to 0)
-    r_is_output: torch.Tensor | None = None  # recurrent: which compact positions are outputs
-    compact_flat: torch.Tensor | None = None  # small nets: flat (row, col) position of every edge
+def resized(t: torch.Tensor, size: int, fill, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """A new 1-D tensor of `size` holding t[keep] (default: all of t) at the front, `fill` after."""
+    out = torch.full((size,), fill, dtype=t.dtype, device=t.device)
+    if keep is None:
+        out[: t.numel()] = t
+    else:
+        out[: len(keep)] = t[keep]
+    return out
 
 
 class GraphNet(nn.Module):
@@ -128,6 +77,26 @@ class GraphNet(nn.Module):
     # Small irregular nets (grown ones) build one dense position-ordered matrix per forward
     # and slice every level's block out of it: one scatter instead of one per level.
     COMPACT_MAX_ENTRIES = 1 << 18
+    # Subclasses by name, so a checkpoint restores the class it was saved from (`from_saved`).
+    _classes: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        GraphNet._classes[cls.__name__] = cls
+
+    @classmethod
+    def registered_class(cls, name: str) -> type:
+        from ..errors import CheckpointError
+        if name == "GraphNet":
+            return GraphNet
+        if name not in GraphNet._classes:
+            raise CheckpointError(f"the checkpoint holds a {name!r}, which is not a known GraphNet class")
+        return GraphNet._classes[name]
+
+    @classmethod
+    def from_saved(cls, net: "GraphNet", config: dict, positions) -> "GraphNet":
+        """A subclass's instance holding `net`'s graph, from the `config()` it was saved with."""
+        return net
 
     def __init__(self, n_in: int, n_out: int, activation: str = "tanh",
                  output_activation: str = "identity", *, mode: str = "dag", steps: int = 1,
@@ -136,18 +105,15 @@ class GraphNet(nn.Module):
                  edge_capacity: int | None = None, dtype: torch.dtype = torch.float32,
                  device=None):
         super().__init__()
-        self.n_in = _check_count(n_in, "n_in", 1)
-        self.n_out = _check_count(n_out, "n_out", 1)
-        self.activation = _check_activation(activation, "activation")
-        self.output_activation = _check_activation(output_activation, "output_activation")
-        if mode not in MODES:
-            raise ConfigError(f"mode={mode!r} is not supported; expected one of {MODES}")
-        if kernel not in KERNELS:
-            raise ConfigError(f"kernel={kernel!r} is not supported; expected one of {KERNELS}")
-        if connect not in ("dense", "none"):
-            raise ConfigError(f"connect={connect!r} is not supported; expected 'dense' or 'none'")
+        self.n_in = check_int(n_in, "n_in", 1)
+        self.n_out = check_int(n_out, "n_out", 1)
+        self.activation = check_activation(activation, "activation")
+        self.output_activation = check_activation(output_activation, "output_activation")
+        check_choice(mode, "mode", MODES)
+        check_choice(kernel, "kernel", KERNELS)
+        check_choice(connect, "connect", ("dense", "none"))
         self.mode, self.kernel = mode, kernel
-        self.steps = _check_count(steps, "steps", 1)
+        self.steps = check_int(steps, "steps", 1)
         self.clamp_inputs = bool(clamp_inputs)
         self.seed = seed
         n_fixed = n_in + n_out
@@ -157,17 +123,16 @@ class GraphNet(nn.Module):
         self.weight = nn.Parameter(torch.zeros(cap_e, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.zeros(cap_n, dtype=dtype, device=device))
         self.register_buffer("neuron_alive", torch.zeros(cap_n, dtype=torch.bool, device=device))
-        self.register_buffer("neuron_uid", torch.full((cap_n,), -1, dtype=torch.long, device=device))
+        self.register_buffer("neuron_uid", torch.full((cap_n,), -1, dtype=INDEX_DTYPE, device=device))
         self.register_buffer("edge_alive", torch.zeros(cap_e, dtype=torch.bool, device=device))
-        self.register_buffer("edge_src", torch.zeros(cap_e, dtype=torch.long, device=device))
-        self.register_buffer("edge_dst", torch.zeros(cap_e, dtype=torch.long, device=device))
-        self.register_buffer("edge_uid", torch.full((cap_e,), -1, dtype=torch.long, device=device))
-        self._next_uid = 0
-        self._plan: _Plan | None = None
-        self._topology = None  # edits._Topology, built on the first edit
-        self.track_activity = False
-        self.last_activity: torch.Tensor | None = None
-        self._write_structure(new_neurons=torch.arange(n_fixed), new_bias=torch.zeros(n_fixed))
+        self.register_buffer("edge_src", torch.zeros(cap_e, dtype=INDEX_DTYPE, device=device))
+        self.register_buffer("edge_dst", torch.zeros(cap_e, dtype=INDEX_DTYPE, device=device))
+        self.register_buffer("edge_uid", torch.full((cap_e,), -1, dtype=INDEX_DTYPE, device=device))
+        self.next_uid = 0          # owner ids: a slot's uid changes whenever it gets a new edge
+        self._plan: execute.Plan | None = None
+        self.edit_index = None     # edits.EditIndex, built on the first edit, dropped on refusal
+        self._trace_hooks: dict = {}
+        self.write_structure(new_neurons=torch.arange(n_fixed), new_bias=torch.zeros(n_fixed))
         if connect == "dense":
             self._add_initial_edges(torch.arange(n_in).repeat(n_out),
                                     torch.arange(n_in, n_fixed).repeat_interleave(n_in))
@@ -179,12 +144,12 @@ class GraphNet(nn.Module):
             output_activation: str = "identity", seed: int = 0, **kwargs) -> "GraphNet":
         """Fully connected layers n_in -> hidden[0] -> ... -> n_out, initialised like nn.Linear.
         `hidden`: a list of widths (one int is one hidden layer)."""
-        n_in, n_out = _check_count(n_in, "n_in", 1), _check_count(n_out, "n_out", 1)
+        n_in, n_out = check_int(n_in, "n_in", 1), check_int(n_out, "n_out", 1)
         if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
             hidden = [hidden]
         if isinstance(hidden, str) or not hasattr(hidden, "__iter__"):
             raise ConfigError(f"hidden={hidden!r} must be a list of layer widths, e.g. [64, 64]")
-        hidden = [_check_count(h, "hidden width", 1) for h in hidden]
+        hidden = [check_int(h, "hidden width", 1) for h in hidden]
         src, dst, ids = [], [], []
         prev = torch.arange(n_in)
         first = n_in + n_out
@@ -203,7 +168,7 @@ class GraphNet(nn.Module):
                   neuron_capacity=max(first, kwargs.pop("neuron_capacity", None) or 0),
                   edge_capacity=max(n_edges, kwargs.pop("edge_capacity", None) or 0), **kwargs)
         if ids:
-            net._write_structure(new_neurons=torch.cat(ids), new_bias=torch.zeros(first - n_in - n_out))
+            net.write_structure(new_neurons=torch.cat(ids), new_bias=torch.zeros(first - n_in - n_out))
         net._add_initial_edges(torch.cat(src), torch.cat(dst))
         net._init_uniform(torch.arange(n_in, first))
         return net
@@ -215,8 +180,8 @@ class GraphNet(nn.Module):
 
         Missing weights/biases are drawn like nn.Linear's (uniform, scaled by fan-in).
         """
-        n_in, n_out = _check_count(n_in, "n_in", 1), _check_count(n_out, "n_out", 1)
-        n_hidden = _check_count(n_hidden, "n_hidden", 0)
+        n_in, n_out = check_int(n_in, "n_in", 1), check_int(n_out, "n_out", 1)
+        n_hidden = check_int(n_hidden, "n_hidden", 0)
         src = torch.as_tensor(src, dtype=torch.long).reshape(-1)
         dst = torch.as_tensor(dst, dtype=torch.long).reshape(-1)
         n_total = n_in + n_out + n_hidden
@@ -231,12 +196,9 @@ class GraphNet(nn.Module):
         net = cls(n_in, n_out, connect="none", seed=seed, neuron_capacity=n_total,
                   edge_capacity=len(src), **kwargs)
         hidden = torch.arange(n_in + n_out, n_total)
-        net._write_structure(new_neurons=hidden, new_bias=torch.zeros(n_hidden))
+        net.write_structure(new_neurons=hidden, new_bias=torch.zeros(n_hidden))
         from .edits import Edits  # edges go through the edit path so they are validated
-        e = Edits()
-        for s, d, x in zip(src.tolist(), dst.tolist(), (w if w is not None else torch.zeros(len(src))).tolist()):
-            e.add_edge(s, d, weight=x)
-        net.apply_edits(e)
+        net.apply_edits(Edits().add_edges(src, dst, w if w is not None else torch.zeros(len(src))))
         saved = net.weight.detach().clone()
         net._init_uniform(torch.arange(n_in, n_total))
         with torch.no_grad():
@@ -255,7 +217,7 @@ class GraphNet(nn.Module):
         Edge slot dst*m + src holds W[dst, src], so the executor runs `weight` as an m x m
         view with no scatter. Weights ~ N(0, init_std^2), He init sqrt(2/m) by default.
         """
-        _check_count(n_hidden, "n_hidden", 0)
+        check_int(n_hidden, "n_hidden", 0)
         m = n_in + n_out + n_hidden
         net = cls(n_in, n_out, activation, output_activation, mode="recurrent", steps=steps,
                   clamp_inputs=clamp_inputs, connect="none", seed=seed, neuron_capacity=m,
@@ -270,7 +232,7 @@ class GraphNet(nn.Module):
         only written, outputs only read."""
         first = self.n_in + self.n_out
         m = first + n_hidden
-        self._write_structure(new_neurons=torch.arange(first, m), new_bias=torch.zeros(n_hidden))
+        self.write_structure(new_neurons=torch.arange(first, m), new_bias=torch.zeros(n_hidden))
         src, dst = torch.arange(m).repeat(m), torch.arange(m).repeat_interleave(m)
         if not io_edges:
             keep = (dst >= self.n_in) & ((src < self.n_in) | (src >= first))
@@ -278,8 +240,8 @@ class GraphNet(nn.Module):
         if self.n_edges:
             raise RuntimeError("_connect_all_pairs runs on a network without edges")
         slots = dst * m + src  # the recurrent executor then reads W as a view of `weight`
-        self._write_structure(new_edge_slots=slots, new_src=src, new_dst=dst, new_weight=torch.zeros(len(src)))
-        self._topology = None
+        self.write_structure(new_edge_slots=slots, new_src=src, new_dst=dst, new_weight=torch.zeros(len(src)))
+        self.edit_index = None
         gen = torch.Generator().manual_seed(int(self.seed))
         std = init_std if init_std is not None else math.sqrt(2.0 / m)
         with torch.no_grad():
@@ -289,15 +251,15 @@ class GraphNet(nn.Module):
         """Constructor-only: append edges in consecutive slots, so blocks are weight views."""
         live = self.edge_alive.nonzero()
         start = int(live.max()) + 1 if len(live) else 0
-        self._write_structure(new_edge_slots=torch.arange(start, start + len(src)), new_src=src,
+        self.write_structure(new_edge_slots=torch.arange(start, start + len(src)), new_src=src,
                               new_dst=dst, new_weight=torch.zeros(len(src)))
-        self._topology = None
+        self.edit_index = None
 
     def _init_uniform(self, bias_ids: torch.Tensor) -> None:
         """nn.Linear-style init of all live edges and of `bias_ids`: U(-1/sqrt(fan_in), +)."""
         gen = torch.Generator().manual_seed(int(self.seed))
         slots = self.edge_alive.nonzero().squeeze(1)
-        dst = self.edge_dst[slots].cpu()
+        dst = self.edge_dst[slots].cpu().long()
         fan_in = torch.bincount(dst, minlength=self.capacity).clamp(min=1).float()
         w = (torch.rand(len(slots), generator=gen) * 2 - 1) * fan_in[dst].rsqrt()
         b = (torch.rand(len(bias_ids), generator=gen) * 2 - 1) * fan_in[bias_ids].rsqrt()
@@ -363,16 +325,19 @@ class GraphNet(nn.Module):
         return apply_edits(self, edits, optimizer)
 
     def _take_uids(self, k: int) -> torch.Tensor:
-        uids = torch.arange(self._next_uid, self._next_uid + k)
-        self._next_uid += k
-        return uids
+        # uids only tell whether a slot changed owner between two looks at it, so they wrap
+        # around within 32 bits instead of costing 8 bytes per edge
+        uids = torch.arange(self.next_uid, self.next_uid + k) % UID_LIMIT
+        self.next_uid = (self.next_uid + k) % UID_LIMIT
+        return uids.to(INDEX_DTYPE)
 
-    def _write_structure(self, *, new_neurons=None, new_bias=None, dead_neurons=None,
-                         new_edge_slots=None, new_src=None, new_dst=None, new_weight=None,
-                         dead_edge_slots=None, bias_ids=None, bias_delta=None,
-                         optimizer=None) -> None:
+    def write_structure(self, *, new_neurons=None, new_bias=None, dead_neurons=None,
+                        new_edge_slots=None, new_src=None, new_dst=None, new_weight=None,
+                        dead_edge_slots=None, bias_ids=None, bias_delta=None,
+                        weight_slots=None, weight_values=None, optimizer=None) -> None:
         """The one place tensors change liveness (and, when full, shape; `pack_edges` is the
-        other place shapes change). Removals first, then additions."""
+        other place shapes change), called by `apply_edits` once a batch is checked. Removals
+        first, then additions. Not for direct use: it checks nothing."""
         dev = self.weight.device
 
         def as_long(x):
@@ -397,14 +362,19 @@ class GraphNet(nn.Module):
                 self._admit(self.bias, self.neuron_alive, self.neuron_uid, as_long(new_neurons), new_bias,
                             optimizer)
             if present(new_edge_slots):
-                s = as_long(new_edge_slots)
-                self.edge_src[s] = as_long(new_src)
-                self.edge_dst[s] = as_long(new_dst)
-                self._admit(self.weight, self.edge_alive, self.edge_uid, s, new_weight, optimizer)
+                slots = as_long(new_edge_slots)
+                self.edge_src[slots] = torch.as_tensor(new_src).reshape(-1).to(dev, INDEX_DTYPE)
+                self.edge_dst[slots] = torch.as_tensor(new_dst).reshape(-1).to(dev, INDEX_DTYPE)
+                self._admit(self.weight, self.edge_alive, self.edge_uid, slots, new_weight, optimizer)
             if present(bias_ids):
                 self.bias.index_add_(0, as_long(bias_ids),
                                      torch.as_tensor(bias_delta, dtype=self.bias.dtype).to(dev))
-        self._plan = None
+            if present(weight_slots):  # value changes of existing edges (set_weights), last
+                self.weight[as_long(weight_slots)] = torch.as_tensor(weight_values).to(dev, self.weight.dtype)
+        structural = (new_neurons, dead_neurons, new_edge_slots, dead_edge_slots)
+        if any(present(x) for x in structural):
+            self._plan = None  # weight and bias values alone leave the plan as it is
+            self._structure_changed()
 
     @staticmethod
     def _retire(param, alive, uid, slots, optimizer) -> None:
@@ -424,28 +394,50 @@ class GraphNet(nn.Module):
         zero_slots(optimizer, param, slots)
 
     def _grow(self, need_neurons: int, need_edges: int, optimizer) -> None:
-        """Reallocate to at least double capacity; optimizer state follows every slot."""
-        from .surgery import replace_parameter
-
-        def grown(t: torch.Tensor, size: int, fill) -> torch.Tensor:
-            out = torch.full((size,), fill, dtype=t.dtype, device=t.device)
-            out[: t.numel()] = t
-            return out
-
+        """Reallocate to at least double capacity; optimizer state and gradients follow every slot."""
         if need_neurons > self.capacity:
-            size = max(2 * self.capacity, need_neurons)
-            new = nn.Parameter(grown(self.bias.detach(), size, 0))
-            replace_parameter(optimizer, self.bias, new)
-            self.bias = new
-            self._bias_replaced()
-            self.neuron_alive = grown(self.neuron_alive, size, False)
-            self.neuron_uid = grown(self.neuron_uid, size, -1)
+            self._move_neurons(max(2 * self.capacity, need_neurons), optimizer)
         if need_edges > self.edge_capacity:
-            every_slot = torch.arange(self.edge_capacity, device=self.weight.device)
-            self._move_edges(max(2 * self.edge_capacity, need_edges), every_slot, optimizer)
+            self._move_edges(max(2 * self.edge_capacity, need_edges), None, optimizer)
+
+    def _replace_parameter(self, name: str, size: int, keep: torch.Tensor | None, optimizer) -> None:
+        """`name` as a new Parameter of `size` slots holding the old slots `keep` (default:
+        all) at the front: values, gradient, requires_grad and optimizer state move along, so
+        an edit between backward() and step() loses nothing."""
+        from .surgery import replace_parameter
+        old = getattr(self, name)
+        new = nn.Parameter(resized(old.detach(), size, 0, keep), requires_grad=old.requires_grad)
+        if old.grad is not None:
+            new.grad = resized(old.grad, size, 0, keep)
+        slots = keep if keep is not None else torch.arange(old.numel(), device=old.device)
+        replace_parameter(optimizer, old, new, old_slots=slots)
+        setattr(self, name, new)
+
+    def _move_neurons(self, size: int, optimizer) -> None:
+        self._replace_parameter("bias", size, None, optimizer)
+        self._bias_replaced()
+        self.neuron_alive = resized(self.neuron_alive, size, False)
+        self.neuron_uid = resized(self.neuron_uid, size, -1)
+        self._storage_resized()
+
+    def _move_edges(self, size: int, keep: torch.Tensor | None, optimizer) -> None:
+        """New edge storage of `size` slots holding old slots `keep` at the front (growth keeps
+        every slot, packing the live ones)."""
+        self._replace_parameter("weight", size, keep, optimizer)
+        for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
+            setattr(self, name, resized(getattr(self, name), size, fill, keep))
+        self._storage_resized()
 
     def _bias_replaced(self) -> None:
         """Called after `bias` became a new Parameter (subclasses re-attach hooks here)."""
+
+    def _storage_resized(self) -> None:
+        """Called after the neuron or edge storage changed size or slot order."""
+        self._structure_changed()
+
+    def _structure_changed(self) -> None:
+        """Called after neurons or edges came or went (subclasses drop what they derive from
+        the topology here)."""
 
     def pack_edges(self, optimizer=None) -> None:
         """Move the live edges to the front slots and shrink the edge storage to fit them.
@@ -460,137 +452,63 @@ class GraphNet(nn.Module):
         if size >= self.edge_capacity:
             return
         self._move_edges(size, live, optimizer)
-        self._topology = None  # slot numbers changed
+        self.edit_index = None  # slot numbers changed
         self._plan = None
 
-    def _move_edges(self, size: int, keep: torch.Tensor, optimizer) -> None:
-        """New edge storage of `size` slots holding old slots `keep` at the front (growth keeps
-        every slot, packing the live ones); values, grads and optimizer state move with them."""
-        from .surgery import replace_parameter
+    # ----------------------------------------------------------------- state dicts
+    def get_extra_state(self) -> dict:
+        return {"next_uid": self.next_uid}
 
-        def moved(t: torch.Tensor, fill) -> torch.Tensor:
-            out = torch.full((size,), fill, dtype=t.dtype, device=t.device)
-            out[: len(keep)] = t[keep]
-            return out
+    def set_extra_state(self, state) -> None:
+        self.next_uid = int(state["next_uid"]) if isinstance(state, dict) and "next_uid" in state else 0
 
-        new = nn.Parameter(moved(self.weight.detach(), 0), requires_grad=self.weight.requires_grad)
-        if self.weight.grad is not None:  # an edit between backward() and step() loses nothing
-            new.grad = moved(self.weight.grad, 0)
-        replace_parameter(optimizer, self.weight, new, old_slots=keep)
-        self.weight = new
-        for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
-            setattr(self, name, moved(getattr(self, name), fill))
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Adopt the saved topology and capacity: a grown net's state dict loads into a freshly
+        built one (the usual `torch.save(net.state_dict())` / Lightning checkpoints). The storage
+        is reallocated to the saved sizes first; an optimizer must be built after loading."""
+        weight, bias = state_dict.get(prefix + "weight"), state_dict.get(prefix + "bias")
+        if torch.is_tensor(weight) and torch.is_tensor(bias) and weight.dim() == bias.dim() == 1:
+            if bias.numel() != self.capacity:
+                self._move_neurons(bias.numel(), None) if bias.numel() > self.capacity else \
+                    self._shrink("bias", bias.numel())
+            if weight.numel() != self.edge_capacity:
+                self._move_edges(weight.numel(), None if weight.numel() > self.edge_capacity
+                                 else torch.arange(weight.numel(), device=self.weight.device), None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        self._plan = None
+        self.edit_index = None
+
+    def _shrink(self, name: str, size: int) -> None:
+        assert name == "bias"
+        keep = torch.arange(size, device=self.bias.device)
+        self._replace_parameter("bias", size, keep, None)
+        self._bias_replaced()
+        self.neuron_alive = resized(self.neuron_alive, size, False, keep)
+        self.neuron_uid = resized(self.neuron_uid, size, -1, keep)
+        self._storage_resized()
 
     # ----------------------------------------------------------------- planning
     def levels(self) -> torch.Tensor:
-        """Level of every neuron slot (DAG mode): inputs 0, outputs last, -1 for dead slots."""
-        return self._get_plan().level_of
-
-    def _compute_levels(self) -> torch.Tensor:
-        alive = self.neuron_alive
-        n_fixed = self.n_in + self.n_out
-        slots = self.edge_alive.nonzero().squeeze(1)
-        src, dst = self.edge_src[slots], self.edge_dst[slots]
-        hidden_edge = dst >= n_fixed
-        src_h, dst_h = src[hidden_edge], dst[hidden_edge]
-        level = torch.where(alive, 1, -1).to(torch.long)
-        level[: self.n_in] = 0
-        # Longest-path relaxation, vectorised over edges; converges in depth+1 rounds.
-        for _ in range(int(alive.sum()) + 1):
-            new = level.scatter_reduce(0, dst_h, level[src_h] + 1, reduce="amax")
-            if torch.equal(new, level):
-                break
-            level = new
-        else:
-            raise CycleError("the graph has a cycle, so it cannot run in DAG mode")
-        hidden = alive.clone()
-        hidden[:n_fixed] = False
-        top = int(level[hidden].max()) if bool(hidden.any()) else 0
-        level[self.n_in:n_fixed] = top + 1
-        return level
+        """Level of every neuron slot: inputs 0, hidden 1 + the longest path from a source,
+        outputs last, -1 for dead slots. In recurrent mode too, as long as the graph is
+        acyclic (a CycleError otherwise: a recurrent net's layers are `analysis.structure`'s)."""
+        if self.mode == "dag":
+            return self.plan().level_of
+        return execute.longest_path_levels(self.neuron_alive, self.edge_src[self.edge_alive],
+                                           self.edge_dst[self.edge_alive], self.n_in, self.n_out)
 
     def _apply(self, fn, *args, **kwargs):
         self._plan = None  # the plan holds index tensors on the old device
         return super()._apply(fn, *args, **kwargs)
 
-    def _get_plan(self) -> _Plan:
+    def plan(self) -> execute.Plan:
+        """The execution plan of the current topology (built once after each edit)."""
         if self._plan is None:
-            self._plan = self._build_dag_plan() if self.mode == "dag" else self._build_recurrent_plan()
+            build = execute.build_dag_plan if self.mode == "dag" else execute.build_recurrent_plan
+            self._plan = build(self)
         return self._plan
-
-    def _use_sparse(self, n_edges: int, entries: int, recurrent: bool = False) -> bool:
-        if self.kernel != "auto":
-            return self.kernel == "sparse"
-        max_density = self.SPARSE_MAX_DENSITY_RECURRENT if recurrent else self.SPARSE_MAX_DENSITY
-        return entries >= self.SPARSE_MIN_ENTRIES and n_edges < max_density * entries
-
-    def _build_recurrent_plan(self) -> _Plan:
-        dev = self.weight.device
-        ids = self.neuron_alive.nonzero().squeeze(1)
-        pos = torch.full((self.capacity,), -1, dtype=torch.long, device=dev)
-        pos[ids] = torch.arange(len(ids), device=dev)
-        eids = self.edge_alive.nonzero().squeeze(1)
-        m = len(ids)
-        r_src, r_dst = pos[self.edge_src[eids]], pos[self.edge_dst[eids]]
-        # Every live edge in slot dst*m + src (how dense_recurrent and URN lay them out): W is a
-        # view of `weight`. Missing pairs are masked, so their gradient is zero and they stay 0.
-        view = bool(m and len(eids) and m * m <= self.edge_capacity and int(ids[-1]) == m - 1
-                    and torch.equal(r_dst * m + r_src, eids))
-        dead = ~self.edge_alive[: m * m] if view and len(eids) < m * m else None
-        is_output = torch.zeros(m, dtype=torch.bool, device=dev)
-        is_output[self.n_in:self.n_in + self.n_out] = True
-        sparse = self._use_sparse(len(eids), m * m, recurrent=True)
-        return _Plan([], pos, [], ids, eids, r_src, r_dst, sparse, view, r_dead=dead, r_is_output=is_output)
-
-    def _build_dag_plan(self) -> _Plan:
-        dev = self.weight.device
-        level = self._compute_levels()
-        ids = self.neuron_alive.nonzero().squeeze(1)
-        order = ids[torch.argsort(level[ids] * self.capacity + ids)]
-        pos = torch.full((self.capacity,), -1, dtype=torch.long, device=dev)
-        pos[order] = torch.arange(len(order), device=dev)
-        counts = torch.bincount(level[order]).tolist()
-        starts = [0]
-        for c in counts:
-            starts.append(starts[-1] + c)
-        eids = self.edge_alive.nonzero().squeeze(1)
-        e_dst_pos, e_src_pos = pos[self.edge_dst[eids]], pos[self.edge_src[eids]]
-        e_level = level[self.edge_dst[eids]]
-        # Sort edges by (level, row, column): each level's edges then come out in block order.
-        key = e_dst_pos * len(order) + e_src_pos
-        perm = torch.argsort(key)
-        eids, e_dst_pos, e_src_pos, e_level = eids[perm], e_dst_pos[perm], e_src_pos[perm], e_level[perm]
-        per_level = torch.bincount(e_level, minlength=len(counts)).tolist()
-        edge_start = 0
-        levels = []
-        top = len(counts) - 1
-        for lv in range(1, len(counts)):
-            a, b = starts[lv], starts[lv + 1]
-            k = per_level[lv]
-            le = eids[edge_start:edge_start + k]
-            ps = e_src_pos[edge_start:edge_start + k]
-            pd = e_dst_pos[edge_start:edge_start + k]
-            edge_start += k
-            lo = int(ps.min()) if k else a
-            width, rows = a - lo, b - a
-            part = bisect.bisect_right(starts, lo) - 1
-            flat = (pd - a) * width + (ps - lo)
-            row_ids = order[a:b]
-            weight_slice = None
-            if k == rows * width and k and int(le[-1] - le[0]) == k - 1 and bool((le[1:] - le[:-1] == 1).all()):
-                weight_slice = (int(le[0]), int(le[-1]) + 1)
-            bias_slice = None
-            if int(row_ids[-1] - row_ids[0]) == rows - 1:
-                bias_slice = (int(row_ids[0]), int(row_ids[-1]) + 1)
-            levels.append(_Level(row_ids, bias_slice, part, lo - starts[part], width, le,
-                                 weight_slice, flat, ps - lo, pd - a,
-                                 self._use_sparse(k, rows * width), lv == top))
-        compact = None
-        m = len(order)
-        if m * m <= self.COMPACT_MAX_ENTRIES and self.kernel == "auto" \
-                and not all(lv.weight_slice for lv in levels):
-            compact = e_dst_pos * m + e_src_pos
-        return _Plan(levels, level, starts, order, eids, e_src_pos, e_dst_pos, False, compact_flat=compact)
 
     # ----------------------------------------------------------------- execution
     def forward(self, x: torch.Tensor, return_states: bool = False):
@@ -606,115 +524,31 @@ class GraphNet(nn.Module):
                               f"expected (batch, {self.n_in})")
         squeeze = x.dim() == 1
         x = x.reshape(-1, self.n_in).to(self.weight.dtype)
-        plan = self._get_plan()
+        plan = self.plan()
+        traced = bool(self._trace_hooks)
         if self.mode == "dag":
-            y, states = self._forward_dag(x, plan), None
+            y, state = execute.forward_dag(self, x, plan, keep=traced)
+            states = [state] if traced else None
         else:
-            y, states = self._forward_recurrent(x, plan)
+            y, states = execute.forward_recurrent(self, x, plan)
+            if traced:
+                start = torch.cat([x, x.new_zeros(x.shape[0], len(plan.ids) - self.n_in)], 1)
+                trace_states = [start, *states]
+        if traced:
+            trace = Trace(x, plan.ids, states if self.mode == "dag" else trace_states, self.capacity,
+                          recurrent=self.mode == "recurrent")
+            for hook in list(self._trace_hooks.values()):
+                hook(self, trace)
         if squeeze:
             y = y[0]
         return (y, states) if return_states else y
 
-    def _level_block(self, lv: _Level) -> tuple[torch.Tensor, torch.Tensor]:
-        bias = self.bias[lv.bias_slice[0]:lv.bias_slice[1]] if lv.bias_slice else self.bias[lv.row_ids]
-        if lv.sparse:
-            return self.weight[lv.eids], bias
-        rows = len(lv.row_ids)
-        if lv.weight_slice:
-            w = self.weight[lv.weight_slice[0]:lv.weight_slice[1]]
-        else:
-            w = self.weight.new_zeros(rows * lv.width).index_put((lv.flat,), self.weight[lv.eids])
-        return w.view(rows, lv.width), bias
-
-    def _forward_dag(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        if plan.compact_flat is not None:
-            return self._forward_dag_compact(x, plan)
-        outs = [x]
-        act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
-        activity = None
-        if self.track_activity:
-            activity = x.new_zeros(self.capacity)
-            activity[: self.n_in] = x.detach().abs().mean(0)
-        for lv in plan.levels:
-            rows = len(lv.row_ids)
-            w, b = self._level_block(lv)
-            if lv.width == 0:
-                z = b.expand(x.shape[0], rows)
-            else:
-                parts = outs[lv.src_part:]
-                src = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-                if lv.src_offset or src.shape[1] != lv.width:
-                    src = src[:, lv.src_offset:lv.src_offset + lv.width]
-                if lv.sparse:
-                    z = b.expand(x.shape[0], rows).index_add(1, lv.dst_local, src[:, lv.src_local] * w)
-                else:
-                    z = torch.addmm(b, src, w.t())
-            h = (out_act if lv.is_output else act)(z)
-            if activity is not None:
-                activity[lv.row_ids] = h.detach().abs().mean(0)
-            outs.append(h)
-        if activity is not None:
-            self.last_activity = activity
-        return outs[-1]
-
-    def _forward_dag_compact(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        """Small irregular DAGs (grown nets): one dense (m, m) matrix in level order and one
-        (batch, m) state that each level writes its slice into. Every level reads the whole
-        state (columns not yet computed meet zero weights), so a deep net costs a constant
-        number of autograd nodes per level instead of a concatenation of all earlier levels."""
-        m = len(plan.ids)
-        sizes = [b - a for a, b in zip(plan.starts, plan.starts[1:])]
-        w_all = self.weight.new_zeros(m * m).index_put((plan.compact_flat,), self.weight[plan.r_eids])
-        w_rows, b_rows = w_all.view(m, m).split(sizes), self.bias[plan.ids].split(sizes)
-        act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
-        state = torch.cat([x, x.new_zeros(x.shape[0], m - sizes[0])], 1)
-        top = len(sizes) - 1
-        for i in range(1, top + 1):
-            h = (out_act if i == top else act)(torch.addmm(b_rows[i], state, w_rows[i].t()))
-            if i < top or self.track_activity:
-                state = state.slice_scatter(h, 1, plan.starts[i], plan.starts[i + 1])
-        if self.track_activity:
-            activity = x.new_zeros(self.capacity)
-            activity[plan.ids] = state.detach().abs().mean(0)
-            self.last_activity = activity
-        return h
-
-    def _forward_recurrent(self, x: torch.Tensor, plan: _Plan):
-        m = len(plan.ids)
-        n_in, n_fixed = self.n_in, self.n_in + self.n_out
-        b = self.bias[:m] if plan.r_view else self.bias[plan.ids]
-        if plan.r_view:
-            w_flat = self.weight[: m * m]
-            if plan.r_dead is not None:
-                w_flat = w_flat.masked_fill(plan.r_dead, 0)
-            w_dense = w_flat.view(m, m)
-        else:
-            w = self.weight[plan.r_eids]
-            if not plan.r_sparse:
-                w_dense = w.new_zeros(m * m).index_put((plan.r_dst * m + plan.r_src,), w).view(m, m)
-        act, out_act = ACTIVATIONS[self.activation], ACTIVATIONS[self.output_activation]
-        if not plan.r_sparse:
-            # Transposed once, outside the sweeps: the I weight gradients then meet and sum in
-            # the layout mm produces them in (summing I strided S x S views was 2x slower).
-            w_t = w_dense.t()
-        h = torch.cat([x, x.new_zeros(x.shape[0], m - n_in)], 1)
-        states = []
-        for _ in range(self.steps):
-            if plan.r_sparse:
-                z = b.expand(x.shape[0], m).index_add(1, plan.r_dst, h[:, plan.r_src] * w)
-            else:
-                z = torch.addmm(b, h, w_t)
-            # one select rather than slicing z into inputs, outputs and hidden and concatenating
-            # them again: fewer autograd nodes per sweep, which is most of a small net's step
-            h = torch.where(plan.r_is_output, out_act(z), act(z))
-            if self.clamp_inputs:
-                h = torch.cat([x, h[:, n_in:]], 1)
-            states.append(h)
-        if self.track_activity:
-            activity = x.new_zeros(self.capacity)
-            activity[plan.ids] = torch.stack([s.detach().abs().mean(0) for s in states]).mean(0)
-            self.last_activity = activity
-        return h[:, n_in:n_fixed], states
+    def register_trace_hook(self, hook) -> RemovableHandle:
+        """Call `hook(net, trace)` after every forward pass with the per-sample activity of every
+        live neuron (a `Trace`); `handle.remove()` stops it. What local rules read."""
+        handle = RemovableHandle(self._trace_hooks)
+        self._trace_hooks[handle.id] = hook
+        return handle
 
     # ----------------------------------------------------------------- export
     def to_module(self) -> nn.Module:
@@ -730,3 +564,8 @@ class GraphNet(nn.Module):
         """Write an ONNX file of `to_module()` (needs the `onnx` extra)."""
         from .export import export_onnx
         export_onnx(self, path, batch_size)
+
+
+# Older private names, kept until every caller imports from core.validate.
+_check_count = check_int
+_check_activation = check_activation

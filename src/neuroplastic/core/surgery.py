@@ -26,7 +26,7 @@ import torch
 from ..errors import EditError
 
 
-def _optimizers(optimizer) -> list[torch.optim.Optimizer]:
+def as_optimizer_list(optimizer) -> list[torch.optim.Optimizer]:
     """`optimizer` as a list: None, one optimizer, or a list or tuple of them; anything else is
     an EditError (raised by apply_edits before any tensor is written)."""
     if optimizer is None:
@@ -66,7 +66,7 @@ def zero_slots(optimizer, param: torch.Tensor, slots: torch.Tensor) -> None:
     with torch.no_grad():
         if param.grad is not None:
             param.grad[slots] = 0
-        for opt in _optimizers(optimizer):
+        for opt in as_optimizer_list(optimizer):
             for key, t in _elementwise_state(opt, param):
                 t[slots] = _initial_value(opt, param, key)
 
@@ -79,7 +79,7 @@ def replace_parameter(optimizer, old: torch.nn.Parameter, new: torch.nn.Paramete
     if old_slots is None:
         old_slots = torch.arange(old.numel(), device=old.device)
     n = len(old_slots)
-    for opt in _optimizers(optimizer):
+    for opt in as_optimizer_list(optimizer):
         for group in opt.param_groups:
             group["params"] = [new if p is old else p for p in group["params"]]
         state = opt.state.pop(old, None)

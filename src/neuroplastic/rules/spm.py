@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.edits import Edits
+from ..core.edits import Edits, edit_index
 from ..errors import ConfigError
+from .base import Rule
 
 
 @dataclass
@@ -154,9 +155,10 @@ class _Ring:
         self.size = self.count.numel()
 
 
-class SPM:
-    """Structural Plasticity Module: call `observe(net)` after every `optimizer.step()` and
-    `step(net, optimizer)` after that; `step` returns the Edits it applied (often empty).
+class SPM(Rule):
+    """Structural Plasticity Module: call `observe(net, trace)` after every `optimizer.step()`
+    and `step(net, optimizer)` after that; `step` returns the Edits it applied (often empty).
+    It reads per-sample activity (a trace) only with `prune_inactive`.
 
     Growth-only is `SPM(prune=False)`, growth-disabled `SPM(edge_growth=False,
     random_growth=False)`: configurations of one rule, not copies of it.
@@ -175,9 +177,13 @@ class SPM:
         self._prev: torch.Tensor | None = None
         self.events: list[dict] = []
 
+    @property
+    def wants_trace(self) -> bool:
+        return self.config.prune_inactive
+
     # ------------------------------------------------------------------ statistics
-    def observe(self, net) -> None:
-        """Record this step's Δw per edge slot and activity per neuron (vectorised)."""
+    def observe(self, net, trace=None) -> None:
+        """Record this step's Δw per edge slot and, from `trace`, activity per neuron."""
         w = net.weight.detach().to("cpu", torch.float32)
         uid = torch.where(net.edge_alive, net.edge_uid, -1).cpu()
         if w.numel() < self.delta.size:  # the storage was packed (slots renumbered): restart
@@ -196,9 +202,9 @@ class SPM:
             self.age = torch.cat([self.age, torch.zeros(w.numel() - self.age.numel(), dtype=torch.long)])
         self.age = torch.where(uid < 0, 0, torch.where(newborn, 1, self.age + 1))
         self._prev = w.clone()
-        if net.last_activity is not None:
+        if trace is not None:
             nid = torch.where(net.neuron_alive, net.neuron_uid, -1).cpu()
-            self.activity.push(self.t, net.last_activity.detach().float().cpu(), nid)
+            self.activity.push(self.t, trace.mean_abs().float().cpu(), nid)
         self.t += 1
 
     def edge_statistics(self):
@@ -247,8 +253,7 @@ class SPM:
             weight = net.weight.detach().cpu()[:n]
             candidate = live & (weight.abs() <= c.tau_w) & (mean.abs() <= c.tau_delta)
             chosen = candidate & (torch.rand(n, generator=self.gen) < c.eta_prune)
-            for slot in chosen.nonzero().squeeze(1).tolist():
-                edits.remove_edge(int(src[slot]), int(dst[slot]))
+            edits.remove_edges(src[chosen], dst[chosen])
             event["pruned_edges"] = int(chosen.sum())
 
         if c.prune_inactive:
@@ -279,15 +284,16 @@ class SPM:
         ok = s != d
         if net.mode == "dag":
             ok &= level[s] < level[d]
-        existing = set(zip(*(t.tolist() for t in net.edges()[:2])))
-        pairs: list[tuple[int, int]] = []
-        for a, b in zip(s[ok].tolist(), d[ok].tolist()):
-            if (a, b) not in existing:
-                existing.add((a, b))
-                pairs.append((a, b))
-                if len(pairs) == k:
-                    break
-        return pairs
+        s, d = s[ok], d[ok]
+        new = edit_index(net).slots_of(s, d) < 0
+        s, d = s[new], d[new]
+        # the first draw of every pair, in draw order, up to k of them
+        keys = s * net.capacity + d
+        order = torch.argsort(keys, stable=True)
+        first = torch.ones(len(keys), dtype=torch.bool)
+        first[order[1:]] = keys[order[1:]] != keys[order[:-1]]
+        keep = first.nonzero().squeeze(1)[:k]
+        return list(zip(s[keep].tolist(), d[keep].tolist()))
 
     def step(self, net, optimizer=None) -> Edits:
         """Apply the scheduled structural event, if one is due; returns the applied Edits."""

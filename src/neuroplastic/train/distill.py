@@ -34,7 +34,9 @@ from torch import nn
 
 from ..core import checkpoint as ckpt
 from ..errors import CheckpointError, ConfigError, UnknownNameError
-from ..core.graph import ACTIVATION_MODULES, GraphNet, _check_activation
+from ..core.graph import ACTIVATION_MODULES, GraphNet, check_activation
+from ..core.validate import plain
+from ..rules.base import RuleDriver, rule_from_state
 from ..rules.spm import SPM, SPMConfig
 from ..tasks.control import (
     DATA_SEED_BASE,
@@ -102,29 +104,8 @@ class DistillConfig:
                 isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be a list of positive integers")
         self.hidden = list(self.hidden)
-        self.activation = _check_activation(self.activation, "activation")
+        self.activation = check_activation(self.activation, "activation")
         self.env_kwargs = _check_env_kwargs(self.env_kwargs)
-
-
-def plain(value):
-    """numpy scalars, also inside lists, tuples and dicts, as the Python values they stand for.
-
-    Configs often come from numpy code (seeds from np.arange, sweeps from np.linspace). The
-    checks here and in SPMConfig test for Python types, and checkpoints and results.json must
-    hold plain data, so values are converted once, at the boundary. np.bool_ becomes bool, and
-    so is still refused wherever a bool is.
-    """
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, list | tuple):
-        return type(value)(plain(v) for v in value) if type(value) in (list, tuple) else value
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
 
 
 def _is_plain_data(value) -> bool:
@@ -300,7 +281,7 @@ def _targets(actions: np.ndarray, spec: ActionSpec) -> torch.Tensor:
     return torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(len(actions), spec.n_out))
 
 
-def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
+def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, rule=None,
             checkpoint=None, progress: bool = False, **options) -> dict:
     """Train a student to imitate `teacher` on `env_id`; returns metrics and history.
 
@@ -309,6 +290,8 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
     ("mlp-64x64" = model "mlp" with hidden=[64, 64]; a different explicit `hidden=` is an error).
     Options are DistillConfig fields and SPM options (see `neuroplastic.rules.SPMConfig`);
     numpy scalars are accepted wherever Python numbers are.
+    `rule`: any rule of the protocol (`neuroplastic.rules.Rule`) to drive the GraphNet student
+    instead of the model's own SPM; it is observed and stepped after every optimizer step.
     With `checkpoint=PATH` the run saves every `checkpoint_every` steps and resumes from
     PATH if it exists, ending with the same numbers as an uninterrupted run.
     """
@@ -320,111 +303,219 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *,
         teacher = get_teacher(env_id)
     if not callable(teacher):
         raise ConfigError(f"teacher must be a callable obs -> action, got {type(teacher).__name__}")
+    if rule is not None:
+        if kind == "mlp":
+            raise ConfigError("rule= acts on a GraphNet student; model 'mlp' is a plain torch MLP")
+        if spm_options:
+            raise ConfigError(f"SPM option {sorted(spm_options)[0]!r} given together with rule=; "
+                              "configure the rule you pass instead")
+        if not all(callable(getattr(rule, name, None)) for name in ("observe", "step", "state_dict")):
+            raise ConfigError(f"rule={type(rule).__name__} does not follow the rule protocol "
+                              "(observe, step, state_dict; see neuroplastic.rules.Rule)")
     env = make_env(env_id, cfg.env_kwargs)
     try:
         spec, obs_spec = ActionSpec.of(env.action_space), ObsSpec(env.observation_space)
     finally:
         env.close()
     spm_config = None
-    if kind in _SPM_OVERRIDES:
+    if kind in _SPM_OVERRIDES and rule is None:
         spm_config = SPMConfig.from_dict({"seed": seed, "lambda_edge": cfg.lr, **spm_options,
                                           **_SPM_OVERRIDES[kind]})
     elif spm_options:
         raise ConfigError(f"SPM option {sorted(spm_options)[0]!r} given for model {model!r}, which has no SPM")
+    run = _Run(env_id, teacher, kind, seed, cfg, spec, obs_spec)
     with _torch_threads(cfg.threads):
-        result = _train(env_id, teacher, kind, seed, cfg, spm_config, spec, obs_spec, checkpoint, progress)
+        result = run.train(spm_config, rule, checkpoint, progress)
     result["model"] = model  # the name the caller used, e.g. "mlp-64x64" for a table row
     return result
 
 
-def _train(env_id, teacher, model, seed, cfg, spm_config, spec, obs_spec, checkpoint, progress) -> dict:
-    started = time.perf_counter()
-    state = _load_or_start(checkpoint, env_id, model, seed, cfg, spm_config)
-    if state is not None:  # wall_s counts the time spent before the interruption too
-        started -= float(state["extra"].get("wall_s", 0.0))
-    if state is None:
-        obs, actions = _collect(env_id, teacher, spec, obs_spec, cfg, seed)
-        torch.manual_seed(seed)
-        core = build_core(model, obs_spec.n_in, spec.n_out, cfg, seed)
+@dataclass
+class DistillState:
+    """Everything a distillation run carries from one step to the next, and into checkpoints."""
+
+    student: Student
+    optimizer: torch.optim.Optimizer
+    rule: object | None
+    gen: torch.Generator
+    obs: np.ndarray
+    actions: np.ndarray
+    history: list = field(default_factory=list)
+    step: int = 0
+    dagger_done: int = 0
+    teacher_return: tuple | None = None
+    last_loss: float = float("nan")
+    wall_before: float = 0.0   # seconds spent before the run was interrupted and resumed
+
+    @property
+    def core(self) -> nn.Module:
+        return self.student.core
+
+
+@dataclass
+class _Run:
+    """One distillation run: its fixed inputs, and the loop that advances a DistillState."""
+
+    env_id: str
+    teacher: object
+    model: str
+    seed: int
+    cfg: DistillConfig
+    spec: ActionSpec
+    obs_spec: ObsSpec
+
+    def train(self, spm_config, rule, checkpoint, progress: bool) -> dict:
+        started = time.perf_counter()
+        cfg = self.cfg
+        state = self.resume(checkpoint, spm_config, rule)
+        if state is None:
+            state = self.start(spm_config, rule)
+        started -= state.wall_before  # wall_s counts the time spent before an interruption too
+        if state.teacher_return is None:
+            returns, _ = rollout(self.env_id, teacher_batch(self.teacher, self.spec), cfg.eval_episodes,
+                                 EVAL_SEED_BASE, env_kwargs=cfg.env_kwargs)
+            state.teacher_return = (float(returns.mean()), float(returns.std()))
+        policy = _student_policy(state.student, self.obs_spec)
+        inputs, targets = torch.as_tensor(state.obs, dtype=torch.float32), _targets(state.actions, self.spec)
+        loss_fn = nn.CrossEntropyLoss() if self.spec.discrete else nn.MSELoss()
+        driver = RuleDriver(state.rule, state.core) if state.rule is not None else None
+        round_len = cfg.steps // (cfg.dagger_rounds + 1)
+        bar = _progress(progress, cfg.steps, state.step, f"{self.env_id} {self.model} seed={self.seed}")
+        loss = torch.tensor(state.last_loss)
+        try:
+            for step in range(state.step + 1, cfg.steps + 1):
+                idx = torch.randint(len(inputs), (cfg.batch_size,), generator=state.gen)
+                loss = loss_fn(state.student(inputs[idx]), targets[idx])
+                state.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                state.optimizer.step()
+                if driver is not None:
+                    driver.after_step(state.optimizer)
+                state.step, state.last_loss = step, float(loss.detach())
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    returns, _ = rollout(self.env_id, policy, cfg.curve_episodes, EVAL_SEED_BASE,
+                                         env_kwargs=cfg.env_kwargs)
+                    state.history.append({"step": step, "return": float(returns.mean()),
+                                          "loss": state.last_loss, **size_of(state.core)})
+                    if bar:
+                        bar.set_postfix(ret=f"{returns.mean():.1f}", params=size_of(state.core)["n_params"])
+                if cfg.dagger_rounds and state.dagger_done < cfg.dagger_rounds \
+                        and step == round_len * (state.dagger_done + 1):
+                    self.relabel(state, policy)
+                    inputs, targets = torch.as_tensor(state.obs, dtype=torch.float32), \
+                        _targets(state.actions, self.spec)
+                if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    state.wall_before = time.perf_counter() - started
+                    self.save(checkpoint, state, spm_config)
+                if bar:
+                    bar.update(1)
+        finally:
+            if driver is not None:
+                driver.close()
+            if bar:
+                bar.close()
+        returns, _ = rollout(self.env_id, policy, cfg.eval_episodes, EVAL_SEED_BASE, env_kwargs=cfg.env_kwargs)
+        config = dataclasses.asdict(cfg)
+        config.pop("init_hidden" if self.model == "mlp" else "hidden")  # what this student does not use
+        rule = state.rule
+        result = {
+            "env_id": self.env_id, "model": self.model, "seed": self.seed,
+            "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "teacher_return_mean": state.teacher_return[0], "teacher_return_std": state.teacher_return[1],
+            **size_of(state.core),
+            "final_loss": state.last_loss, "n_data": len(state.obs),
+            "wall_s": time.perf_counter() - started,
+            "history": state.history,
+            "events": list(getattr(rule, "events", [])),
+            "config": config,
+            "spm": dataclasses.asdict(rule.config) if isinstance(rule, SPM) else None,
+            "rule": type(rule).__name__ if rule is not None else None,
+        }
+        result["student"] = state.student
+        return result
+
+    def start(self, spm_config, rule) -> DistillState:
+        obs, actions = _collect(self.env_id, self.teacher, self.spec, self.obs_spec, self.cfg, self.seed)
+        torch.manual_seed(self.seed)
+        core = build_core(self.model, self.obs_spec.n_in, self.spec.n_out, self.cfg, self.seed)
         # A feature the teacher's data never varies (a one-hot state it never visits) would
         # otherwise be scaled by 1e6 when the student meets it; such features keep scale 1.
         std = obs.std(0)
         mean, std = obs.mean(0), np.where(std < 1e-4, 1.0, std + 1e-6)
-        student = Student(core, spec, mean, std)
-        optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
-        spm = SPM(spm_config) if spm_config else None
-        gen = torch.Generator().manual_seed(seed)
-        history: list[dict] = []
-        start_step, dagger_done = 0, 0
-        teacher_ret = None
-        last_loss = float("nan")
-    else:
-        student, optimizer, spm, gen, history, obs, actions, start_step, dagger_done, teacher_ret = \
-            _restore(state, spec, cfg, model)
-        core = student.core
+        student = Student(core, self.spec, mean, std)
+        optimizer = torch.optim.Adam(student.parameters(), lr=self.cfg.lr)
+        if rule is None and spm_config is not None:
+            rule = SPM(spm_config)
+        return DistillState(student, optimizer, rule, torch.Generator().manual_seed(self.seed), obs, actions)
+
+    def relabel(self, state: DistillState, policy) -> None:
+        """DAgger: label the states the student reaches with the teacher's actions."""
+        _, visited = rollout(self.env_id, policy, self.cfg.dagger_episodes,
+                             DATA_SEED_BASE + 50_000 + self.seed * 100_000 + state.dagger_done * 1000,
+                             record=True, env_kwargs=self.cfg.env_kwargs)
+        state.obs = np.concatenate([state.obs, self.obs_spec.flatten(visited)])
+        state.actions = np.concatenate([state.actions, np.asarray(teacher_batch(self.teacher, self.spec)(visited))])
+        state.dagger_done += 1
+
+    # --------------------------------------------------------------- checkpoints
+    def identity(self, spm_config, rule) -> dict:
+        """What must match for a checkpoint to continue this run (the step budget may grow)."""
+        c = dataclasses.asdict(self.cfg)
+        c.pop("steps")
+        c.pop("threads")  # how fast, not what: a run may resume on a machine with more cores
+        if not c["env_kwargs"]:  # so checkpoints written before env_kwargs existed still match
+            c.pop("env_kwargs")
+        out = {"env_id": self.env_id, "model": self.model, "seed": self.seed, "config": c,
+               "spm": dataclasses.asdict(spm_config) if spm_config else None}
+        if rule is not None:  # a rule passed in: checkpoints written with it name it
+            out["rule"] = type(rule).__name__
+        return out
+
+    def save(self, path, state: DistillState, spm_config) -> None:
+        passed_rule = state.rule if spm_config is None else None
+        extra = {"identity": self.identity(spm_config, passed_rule),
+                 "gen": state.gen.get_state(), "history": state.history, "obs": torch.as_tensor(state.obs),
+                 "actions": torch.as_tensor(np.asarray(state.actions)), "dagger_done": state.dagger_done,
+                 "teacher_return": list(state.teacher_return),
+                 "obs_norm": {"obs_mean": state.student.obs_mean, "obs_std": state.student.obs_std},
+                 "optimizer": state.optimizer.state_dict(), "wall_s": state.wall_before,
+                 "last_loss": state.last_loss}
+        if isinstance(state.core, GraphNet):
+            ckpt.save(path, state.core, rule=state.rule, step=state.step, extra=extra)
+        else:  # an MLP student: store it through the same atomic, checksummed container
+            extra["mlp_state"] = {k: v.detach().clone() for k, v in state.core.state_dict().items()}
+            ckpt.save(path, None, step=state.step, extra=extra)
+
+    def resume(self, path, spm_config, rule) -> DistillState | None:
+        if not path or not Path(path).exists():
+            return None
+        saved = ckpt.load(path)
+        extra = saved["extra"]
+        if extra.get("identity") != self.identity(spm_config, rule):
+            raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run "
+                                  f"(env, model, seed or options differ); use another path")
+        obs, actions = extra["obs"].numpy(), extra["actions"].numpy()
+        if self.model == "mlp":
+            core = build_core("mlp", obs.shape[1], self.spec.n_out, self.cfg, 0)
+            core.load_state_dict(extra["mlp_state"])
+        else:
+            core = saved["net"]
+        norm = extra["obs_norm"]
+        student = Student(core, self.spec, norm["obs_mean"].numpy(), norm["obs_std"].numpy())
+        optimizer = torch.optim.Adam(student.parameters(), lr=self.cfg.lr)
+        optimizer.load_state_dict(extra["optimizer"])
+        if saved["rule"] is not None:
+            if rule is not None:
+                rule.load_state_dict(saved["rule"])
+            else:
+                rule = rule_from_state({"class": saved.get("rule_class") or "SPM", "state": saved["rule"]})
+        gen = torch.Generator()
+        gen.set_state(extra["gen"])
+        ckpt.set_rng_state(saved["rng"])
         # a checkpoint taken at the last step resumes straight into the final evaluation
-        last_loss = state["extra"].get("last_loss", float("nan"))
-    if teacher_ret is None:
-        returns, _ = rollout(env_id, teacher_batch(teacher, spec), cfg.eval_episodes, EVAL_SEED_BASE,
-                             env_kwargs=cfg.env_kwargs)
-        teacher_ret = (float(returns.mean()), float(returns.std()))
-
-    policy = _student_policy(student, obs_spec)
-    inputs, targets = torch.as_tensor(obs, dtype=torch.float32), _targets(actions, spec)
-    loss_fn = nn.CrossEntropyLoss() if spec.discrete else nn.MSELoss()
-    if isinstance(core, GraphNet):
-        core.track_activity = bool(spm and spm.config.prune_inactive)
-    round_len = cfg.steps // (cfg.dagger_rounds + 1)
-    bar = _progress(progress, cfg.steps, start_step, f"{env_id} {model} seed={seed}")
-    loss = torch.tensor(last_loss)
-    for step in range(start_step + 1, cfg.steps + 1):
-        idx = torch.randint(len(inputs), (cfg.batch_size,), generator=gen)
-        loss = loss_fn(student(inputs[idx]), targets[idx])
-        optimizer.zero_grad(set_to_none=False)
-        loss.backward()
-        optimizer.step()
-        if spm is not None:
-            spm.observe(core)
-            spm.step(core, optimizer)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            returns, _ = rollout(env_id, policy, cfg.curve_episodes, EVAL_SEED_BASE, env_kwargs=cfg.env_kwargs)
-            history.append({"step": step, "return": float(returns.mean()), "loss": float(loss.detach()),
-                            **size_of(core)})
-            if bar:
-                bar.set_postfix(ret=f"{returns.mean():.1f}", params=size_of(core)["n_params"])
-        if cfg.dagger_rounds and dagger_done < cfg.dagger_rounds and step == round_len * (dagger_done + 1):
-            # DAgger: label the states the student reaches with the teacher's actions.
-            _, visited = rollout(env_id, policy, cfg.dagger_episodes,
-                                 DATA_SEED_BASE + 50_000 + seed * 100_000 + dagger_done * 1000, record=True,
-                                 env_kwargs=cfg.env_kwargs)
-            obs = np.concatenate([obs, obs_spec.flatten(visited)])
-            actions = np.concatenate([actions, np.asarray(teacher_batch(teacher, spec)(visited))])
-            inputs, targets = torch.as_tensor(obs, dtype=torch.float32), _targets(actions, spec)
-            dagger_done += 1
-        if checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            _save(checkpoint, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions,
-                  step, dagger_done, teacher_ret, student, wall_s=time.perf_counter() - started,
-                  last_loss=float(loss.detach()))
-        if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-
-    returns, _ = rollout(env_id, policy, cfg.eval_episodes, EVAL_SEED_BASE, env_kwargs=cfg.env_kwargs)
-    result = {
-        "env_id": env_id, "model": model, "seed": seed,
-        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-        "teacher_return_mean": teacher_ret[0], "teacher_return_std": teacher_ret[1],
-        **size_of(core),
-        "final_loss": float(loss.detach()), "n_data": len(obs),
-        "wall_s": time.perf_counter() - started,
-        "history": history,
-        "events": list(spm.events) if spm else [],
-        "config": dataclasses.asdict(cfg),
-        "spm": dataclasses.asdict(spm.config) if spm else None,
-    }
-    result["student"] = student
-    return result
+        return DistillState(student, optimizer, rule, gen, obs, actions, list(extra["history"]),
+                            int(saved["step"]), int(extra["dagger_done"]), tuple(extra["teacher_return"]),
+                            float(extra.get("last_loss", float("nan"))), float(extra.get("wall_s", 0.0)))
 
 
 def _progress(enabled: bool, total: int, initial: int, desc: str):
@@ -432,62 +523,3 @@ def _progress(enabled: bool, total: int, initial: int, desc: str):
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc=desc, leave=False, mininterval=1.0)
-
-
-# ----------------------------------------------------------------------- checkpoints
-def _identity(env_id, model, seed, cfg, spm_config) -> dict:
-    """What must match for a checkpoint to continue this run (the step budget may grow)."""
-    c = dataclasses.asdict(cfg)
-    c.pop("steps")
-    c.pop("threads")  # how fast, not what: a run may resume on a machine with more cores
-    if not c["env_kwargs"]:  # so checkpoints written before env_kwargs existed still match
-        c.pop("env_kwargs")
-    return {"env_id": env_id, "model": model, "seed": seed, "config": c,
-            "spm": dataclasses.asdict(spm_config) if spm_config else None}
-
-
-def _save(path, env_id, model, seed, cfg, core, optimizer, spm, gen, history, obs, actions, step,
-          dagger_done, teacher_ret, student, wall_s: float, last_loss: float):
-    extra = {"identity": _identity(env_id, model, seed, cfg, spm.config if spm else None),
-             "gen": gen.get_state(), "history": history, "obs": torch.as_tensor(obs),
-             "actions": torch.as_tensor(np.asarray(actions)), "dagger_done": dagger_done,
-             "teacher_return": list(teacher_ret), "obs_norm": {"obs_mean": student.obs_mean, "obs_std": student.obs_std},
-             "optimizer": optimizer.state_dict(), "wall_s": wall_s, "last_loss": last_loss}
-    if isinstance(core, GraphNet):
-        ckpt.save(path, core, rule=spm, step=step, extra=extra)
-    else:  # an MLP student: store it through the same atomic, checksummed container
-        extra["mlp_state"] = {k: v.detach().clone() for k, v in core.state_dict().items()}
-        ckpt.save(path, None, step=step, extra=extra)
-
-
-def _load_or_start(path, env_id, model, seed, cfg, spm_config):
-    if not path or not Path(path).exists():
-        return None
-    state = ckpt.load(path)
-    if state["extra"].get("identity") != _identity(env_id, model, seed, cfg, spm_config):
-        raise CheckpointError(f"checkpoint {str(path)!r} belongs to a different run "
-                              f"(env, model, seed or options differ); use another path")
-    return state
-
-
-def _restore(state, spec, cfg, model):
-    extra = state["extra"]
-    buffers = extra["obs_norm"]
-    obs, actions = extra["obs"].numpy(), extra["actions"].numpy()
-    if model == "mlp":
-        core = build_core("mlp", obs.shape[1], spec.n_out, cfg, 0)
-        core.load_state_dict(extra["mlp_state"])
-    else:
-        core = state["net"]
-    student = Student(core, spec, buffers["obs_mean"].numpy(), buffers["obs_std"].numpy())
-    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
-    optimizer.load_state_dict(extra["optimizer"])
-    spm = None
-    if state["rule_state"] is not None:
-        spm = SPM()
-        spm.load_state_dict(state["rule_state"])
-    gen = torch.Generator()
-    gen.set_state(extra["gen"])
-    ckpt.set_rng_state(state["rng"])
-    return (student, optimizer, spm, gen, list(extra["history"]), obs, actions, int(state["step"]),
-            int(extra["dagger_done"]), tuple(extra["teacher_return"]))

@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..core.graph import ACTIVATION_MODULES, GraphNet, _check_count, _check_device
+from ..core.graph import ACTIVATION_MODULES, GraphNet
+from ..core.paths import shortest_path_lengths
+from ..core.validate import check_device, check_int, check_number
 
 
 @dataclass
@@ -70,12 +72,12 @@ class URN(GraphNet):
     def __init__(self, n_in: int, n_out: int, size: int = 5000, steps: int = 4, *, positions=None,
                  activation: str = "relu", clamp_inputs: bool = False, io_edges: bool = False, seed: int = 0,
                  **regulators):
-        n_in, n_out = _check_count(n_in, "n_in", 1), _check_count(n_out, "n_out", 1)
+        n_in, n_out = check_int(n_in, "n_in", 1), check_int(n_out, "n_out", 1)
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < n_in + n_out + 1:
             raise ConfigError(f"size={size!r} must be an integer > n_in + n_out = {n_in + n_out} "
                               "(the inputs and outputs are neurons of the network)")
         size = int(size)
-        steps = _check_count(steps, "steps", 1)
+        steps = check_int(steps, "steps", 1)
         regulators = URNRegulators.from_options(regulators)
         if regulators.c_local and positions is None:
             raise ConfigError(f"c_local={regulators.c_local} needs positions (one point per input): "
@@ -105,30 +107,36 @@ class URN(GraphNet):
         self.regulators = regulators
         self.size, self.io_edges, self.positions = size, io_edges, positions
         self.holds_input_biases = not io_edges and not self.clamp_inputs
+        self._distance = None  # per-slot edge lengths, derived from positions when first needed
         self._bias_replaced()
-        self.register_buffer("edge_distance", self._edge_distance())
 
     @classmethod
     def from_graph(cls, net: GraphNet, *, size: int, io_edges: bool = False, positions=None,
                    **regulators) -> "URN":
-        """The URN whose topology and weights `net` holds (how `npl.load` restores a URN)."""
+        """A new URN holding `net`'s topology and weights (how `npl.load` restores a URN);
+        `positions`: one point per neuron slot, or None. `net` itself is left as it is."""
         regulators = URNRegulators.from_options(regulators)
         if net.mode != "recurrent":
             raise ConfigError("a URN is a GraphNet in recurrent mode")
-        net.__class__ = cls
-        net._set_urn_settings(size, io_edges, regulators,
+        urn = cls.__new__(cls)  # without URN.__init__, which would allocate all S x S edges
+        GraphNet.__init__(urn, net.n_in, net.n_out, net.activation, net.output_activation, mode="recurrent",
+                          steps=net.steps, clamp_inputs=net.clamp_inputs, connect="none", kernel=net.kernel,
+                          seed=net.seed, neuron_capacity=net.capacity, edge_capacity=net.edge_capacity,
+                          dtype=net.weight.dtype, device=net.weight.device)
+        urn._set_urn_settings(size, io_edges, regulators,
                               None if positions is None else np.asarray(positions, dtype=np.float32))
-        return net
+        urn.load_state_dict(net.state_dict())
+        return urn
+
+    @classmethod
+    def from_saved(cls, net: GraphNet, config: dict, positions) -> "URN":
+        keys = {"size", "io_edges", *URNRegulators.__dataclass_fields__}
+        return cls.from_graph(net, positions=positions, **{k: v for k, v in config.items() if k in keys})
 
     @property
     def n_params(self) -> int:
         """Live edges plus trainable biases (input biases held at 0 are not counted)."""
         return super().n_params - (self.n_in if self.holds_input_biases else 0)
-
-    def pack_edges(self, optimizer=None) -> None:
-        super().pack_edges(optimizer)
-        with torch.no_grad():
-            self.edge_distance = self._edge_distance().to(self.weight.device)
 
     def __setstate__(self, state):
         # copy.deepcopy and pickling (Ray) rebuild the Parameters without their hooks
@@ -145,17 +153,33 @@ class URN(GraphNet):
         grad[: self.n_in] = 0
         return grad
 
-    def _edge_distance(self) -> torch.Tensor:
-        if self.positions is None:
-            return torch.zeros(self.edge_capacity)
-        pos = torch.as_tensor(self.positions, device=self.edge_src.device)
-        d = (pos[self.edge_src] - pos[self.edge_dst]).norm(dim=1)
-        return torch.nan_to_num(d, nan=0.0) * self.edge_alive
+    @property
+    def edge_distance(self) -> torch.Tensor:
+        """Length of the edge in every slot (0 for dead slots and edges touching an output)."""
+        if self._distance is None or self._distance.numel() != self.edge_capacity \
+                or self._distance.device != self.weight.device:
+            if self.positions is None:
+                self._distance = torch.zeros(self.edge_capacity, device=self.weight.device)
+            else:
+                pos = torch.as_tensor(self.positions, device=self.edge_src.device)
+                d = (pos[self.edge_src.long()] - pos[self.edge_dst.long()]).norm(dim=1)
+                self._distance = torch.nan_to_num(d, nan=0.0) * self.edge_alive
+        return self._distance
 
-    def _write_structure(self, **kwargs) -> None:
-        super()._write_structure(**kwargs)
-        if "edge_distance" in self._buffers and self.edge_distance.numel() != self.edge_capacity:
-            self.edge_distance = self._edge_distance().to(self.weight.device)
+    def _structure_changed(self) -> None:
+        self._distance = None
+
+    def get_extra_state(self) -> dict:
+        state = super().get_extra_state()
+        if self.positions is not None:
+            state["positions"] = torch.as_tensor(self.positions)
+        return state
+
+    def set_extra_state(self, state) -> None:
+        super().set_extra_state(state)
+        if isinstance(state, dict) and "positions" in state:
+            self.positions = np.asarray(state["positions"], dtype=np.float32)
+        self._distance = None
 
     # ------------------------------------------------------------------ loss
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -170,21 +194,32 @@ class URN(GraphNet):
 
     @torch.no_grad()
     def proximal_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """The prox of the L1 terms in Adam's own metric: soft-threshold w_i by
-        lr * c_i / (sqrt(v_i_hat) + eps), the step Adam would take for a gradient of c_i.
-        A weight that gets no task gradient is thus zeroed at once, and the coefficients keep
-        their loss units (comparable with the subgradient form, proximal=False)."""
+        """The prox of the L1 terms after an optimizer step: soft-threshold w_i by lr * c_i.
+
+        Under Adam/AdamW the threshold is taken in Adam's own metric, lr * c_i / (sqrt(v_i_hat)
+        + eps), the step Adam would take for a gradient of c_i: a weight that gets no task
+        gradient is thus zeroed at once, and the coefficients keep their loss units
+        (comparable with the subgradient form, proximal=False). Under any other optimizer it
+        is the plain proximal-gradient threshold lr * c_i."""
         r = self.regulators
         if not r.proximal or (r.c_weight == 0 and r.c_local == 0):
             return
-        group = optimizer.param_groups[0]
-        state = optimizer.state.get(self.weight)
-        if not state or "exp_avg_sq" not in state:
-            return
-        beta2, eps, lr = group["betas"][1], group["eps"], group["lr"]
-        denom = (state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))).sqrt_().add_(eps)
+        group = next((g for g in optimizer.param_groups if any(p is self.weight for p in g["params"])), None)
+        if group is None:
+            raise ConfigError("proximal_step: the optimizer does not hold this URN's weight; build it on "
+                              "net.parameters() and pass it to apply_edits")
         coefficient = r.c_weight + r.c_local * self.edge_distance if r.c_local else r.c_weight
-        threshold = denom.reciprocal_().mul_(coefficient).mul_(lr * r.scale)
+        state = optimizer.state.get(self.weight, {})
+        if "exp_avg_sq" in state and "betas" in group:
+            beta2, eps = group["betas"][1], group["eps"]
+            denom = (state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))).sqrt_().add_(eps)
+            threshold = denom.reciprocal_().mul_(coefficient).mul_(group["lr"] * r.scale)
+        elif isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+            return  # no step taken yet: nothing to threshold against
+        else:
+            threshold = coefficient * (float(group["lr"]) * r.scale)
+            if not torch.is_tensor(threshold):
+                threshold = torch.full_like(self.weight, threshold)
         # soft threshold: w - clamp(w, -t, t) is sign(w) * max(|w| - t, 0)
         self.weight.sub_(torch.clamp(self.weight, min=-threshold, max=threshold))
 
@@ -196,15 +231,12 @@ class URN(GraphNet):
 
         The weak edges it cuts (each below threshold * max|W|) move the logits slightly; `threshold=0` cuts only
         the exact zeros the proximal step leaves, and then the outputs are exactly preserved."""
-        from ..analysis.structure import _bfs_layers
         from ..core.edits import Edits
         src, dst, w = (t.cpu() for t in self.edges())
         cut = w.abs() <= threshold * w.abs().max()
-        e = Edits()
-        for s, d in zip(src[cut].tolist(), dst[cut].tolist()):
-            e.remove_edge(s, d)
+        e = Edits().remove_edges(src[cut], dst[cut])
         n_fixed = self.n_in + self.n_out
-        to_output = _bfs_layers(self.capacity, dst[~cut], src[~cut], torch.arange(self.n_in, n_fixed))
+        to_output = shortest_path_lengths(self.capacity, dst[~cut], src[~cut], torch.arange(self.n_in, n_fixed))
         unreachable = (to_output > self.capacity) & self.neuron_alive.cpu()
         unreachable[:n_fixed] = False
         for i in unreachable.nonzero().squeeze(1).tolist():
@@ -251,11 +283,11 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     the dead edges and neurons are removed through apply_edits with the optimizer, so the
     survivors keep their Adam state and later epochs run on the smaller network."""
     epochs, batch_size, ramp_epochs, compact_every = (
-        _check_count(epochs, "epochs", 1), _check_count(batch_size, "batch_size", 1),
-        _check_count(ramp_epochs, "ramp_epochs", 0), _check_count(compact_every, "compact_every", 0))
+        check_int(epochs, "epochs", 1), check_int(batch_size, "batch_size", 1),
+        check_int(ramp_epochs, "ramp_epochs", 0), check_int(compact_every, "compact_every", 0))
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or not lr > 0:
         raise ConfigError(f"lr={lr!r} must be a finite number > 0")
-    device = _check_device(device)
+    device = check_device(device)
     x, y = (t.detach().cpu().numpy() if torch.is_tensor(t) else t for t in (x, y))
     try:
         x = np.asarray(x, dtype=np.float32)
@@ -310,19 +342,18 @@ def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
     values for every input; their contribution at each sweep is folded into the next layer's
     bias. Any other edge is left out: `structure(...)["is_mlp"]` says when that mass is small.
     """
-    from ..analysis.structure import _bfs_layers
     depth = max(layer_of.values(), default=0)
     groups = [list(range(net.n_in))] + [sorted(i for i, k in layer_of.items() if k == d)
                                          for d in range(1, depth + 1)]
     groups.append(list(range(net.n_in, net.n_in + net.n_out)))
     src, dst, w = (t.detach().cpu() for t in net.edges())
     bias = net.bias.detach().cpu()
-    reached = _bfs_layers(net.capacity, src, dst, torch.arange(net.n_in)) <= net.capacity
+    reached = shortest_path_lengths(net.capacity, src, dst, torch.arange(net.n_in)) <= net.capacity
     constant = net.neuron_alive.cpu() & ~reached
     with torch.no_grad():  # the input-independent neurons' values, sweep by sweep
         _, states = net(torch.zeros(1, net.n_in, dtype=net.weight.dtype, device=net.weight.device),
                         return_states=True)
-    ids = net._get_plan().ids.cpu()
+    ids = net.plan().ids.cpu()
     value_at = [torch.zeros(net.capacity).index_put_((ids,), st[0].detach().cpu().float()) for st in states]
 
     def position_in(group: list[int]) -> torch.Tensor:

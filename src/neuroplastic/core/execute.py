@@ -1,0 +1,301 @@
+"""Plans and kernels: how a GraphNet's storage is run, and the one executor export reuses.
+
+* DAG: neurons are ordered by level (inputs 0, outputs always last). A level's sources fall in
+  one contiguous range of earlier positions, so each level is one dense `addmm` with the block
+  `W[level, lo:hi]`. For an MLP built by `GraphNet.mlp` those blocks are plain views of
+  `weight` (no copy, and no index tensor kept), which is why a layered GraphNet trains at MLP
+  speed. Big, mostly empty blocks use a gather/index_add kernel instead.
+* recurrent: `steps` synchronous sweeps h <- act(W h + b) over all live neurons, inputs
+  written once at the start (or clamped every sweep).
+
+A plan is derived state: built lazily after an edit, never per forward pass. `run_levels` and
+`run_sweeps` are pure torch functions of (input, weights, layout): GraphNet's forward and the
+exported module both call them, so there is one executor.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import CycleError
+
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda z: z,
+}
+# The same activations as torch.nn modules, for plain-torch models built from or beside a GraphNet.
+ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+
+
+@dataclass
+class Level:
+    """One DAG level: its neurons, the edges into them, and how to run them. Index tensors are
+    kept only for the kernel that needs them (a weight-view level needs none)."""
+
+    row_ids: torch.Tensor        # neuron ids of the level, sorted
+    bias_slice: tuple | None     # (lo, hi) when row_ids is a contiguous id range
+    src_part: int                # index of the first earlier level output the sources touch
+    src_offset: int              # column offset into the concatenation from src_part on
+    width: int                   # number of source positions the block spans
+    weight_slice: tuple | None   # (lo, hi) when the block is exactly weight[lo:hi]
+    sparse: bool
+    is_output: bool
+    eids: torch.Tensor | None = None       # live edge slots into this level, in block order
+    flat: torch.Tensor | None = None       # dense kernel: flat position of each edge in the block
+    src_local: torch.Tensor | None = None  # sparse kernel: source column of each edge
+    dst_local: torch.Tensor | None = None  # sparse kernel: row of each edge
+
+    @property
+    def layout(self) -> tuple:
+        return self.src_part, self.src_offset, self.width, len(self.row_ids), self.is_output
+
+
+@dataclass
+class Plan:
+    mode: str
+    ids: torch.Tensor                      # live neuron ids in execution (level / compact) order
+    levels: list = field(default_factory=list)   # DAG: list[Level]
+    level_of: torch.Tensor | None = None   # DAG: level per neuron slot, -1 if dead
+    starts: list = field(default_factory=list)   # DAG: first position of each level's output
+    eids: torch.Tensor | None = None       # live edge slots (recurrent gather; DAG compact kernel)
+    src_pos: torch.Tensor | None = None    # position of each edge's source in `ids`
+    dst_pos: torch.Tensor | None = None
+    sparse: bool = False                   # recurrent: gather/index_add kernel
+    view: bool = False                     # recurrent: weight[:m*m] is W (slot dst*m + src)
+    dead: torch.Tensor | None = None       # recurrent view: the pairs with no edge (masked to 0)
+    is_output: torch.Tensor | None = None  # recurrent: which positions are outputs
+    compact: bool = False                  # DAG: small irregular net, one (m, m) matrix
+
+
+def longest_path_levels(alive: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_in: int,
+                        n_out: int) -> torch.Tensor:
+    """Level of every neuron slot of a DAG: inputs 0, hidden 1 + longest path from a source,
+    outputs all on one level after the deepest hidden one, -1 for dead slots. CycleError if the
+    live edges close a cycle."""
+    n_fixed = n_in + n_out
+    hidden_edge = dst >= n_fixed
+    src_h, dst_h = src[hidden_edge].long(), dst[hidden_edge].long()
+    level = torch.where(alive, 1, -1).to(torch.long)
+    level[:n_in] = 0
+    # Longest-path relaxation, vectorised over edges; converges in depth+1 rounds.
+    for _ in range(int(alive.sum()) + 1):
+        new = level.scatter_reduce(0, dst_h, level[src_h] + 1, reduce="amax")
+        if torch.equal(new, level):
+            break
+        level = new
+    else:
+        raise CycleError("the graph has a cycle, so it cannot run in DAG mode")
+    hidden = alive.clone()
+    hidden[:n_fixed] = False
+    top = int(level[hidden].max()) if bool(hidden.any()) else 0
+    level[n_in:n_fixed] = top + 1
+    return level
+
+
+def use_sparse(kernel: str, n_edges: int, entries: int, max_density: float, min_entries: int) -> bool:
+    if kernel != "auto":
+        return kernel == "sparse"
+    return entries >= min_entries and n_edges < max_density * entries
+
+
+def build_recurrent_plan(net) -> Plan:
+    dev = net.weight.device
+    ids = net.neuron_alive.nonzero().squeeze(1)
+    pos = torch.full((net.capacity,), -1, dtype=torch.long, device=dev)
+    pos[ids] = torch.arange(len(ids), device=dev)
+    eids = net.edge_alive.nonzero().squeeze(1)
+    m = len(ids)
+    src_pos, dst_pos = pos[net.edge_src[eids]], pos[net.edge_dst[eids]]
+    # Every live edge in slot dst*m + src (how dense_recurrent and URN lay them out): W is a
+    # view of `weight`. Missing pairs are masked, so their gradient is zero and they stay 0.
+    view = bool(m and len(eids) and m * m <= net.edge_capacity and int(ids[-1]) == m - 1
+                and torch.equal(dst_pos * m + src_pos, eids))
+    dead = ~net.edge_alive[: m * m] if view and len(eids) < m * m else None
+    is_output = torch.zeros(m, dtype=torch.bool, device=dev)
+    is_output[net.n_in:net.n_in + net.n_out] = True
+    sparse = use_sparse(net.kernel, len(eids), m * m, net.SPARSE_MAX_DENSITY_RECURRENT, net.SPARSE_MIN_ENTRIES)
+    if view:  # the view needs no per-edge index at all (an S=5000 URN has 25M edges)
+        eids = src_pos = dst_pos = None
+    return Plan("recurrent", ids, eids=eids, src_pos=src_pos, dst_pos=dst_pos, sparse=sparse, view=view,
+                dead=dead, is_output=is_output)
+
+
+def build_dag_plan(net) -> Plan:
+    dev = net.weight.device
+    level = longest_path_levels(net.neuron_alive, net.edge_src[net.edge_alive], net.edge_dst[net.edge_alive],
+                                net.n_in, net.n_out)
+    ids = net.neuron_alive.nonzero().squeeze(1)
+    order = ids[torch.argsort(level[ids] * net.capacity + ids)]
+    pos = torch.full((net.capacity,), -1, dtype=torch.long, device=dev)
+    pos[order] = torch.arange(len(order), device=dev)
+    counts = torch.bincount(level[order]).tolist()
+    starts = [0]
+    for c in counts:
+        starts.append(starts[-1] + c)
+    eids = net.edge_alive.nonzero().squeeze(1)
+    e_dst_pos, e_src_pos = pos[net.edge_dst[eids]], pos[net.edge_src[eids]]
+    # Sort edges by (row, column): each level's edges then come out in block order.
+    perm = torch.argsort(e_dst_pos * len(order) + e_src_pos)
+    eids, e_dst_pos, e_src_pos = eids[perm], e_dst_pos[perm], e_src_pos[perm]
+    del perm
+    per_level = torch.bincount(level[net.edge_dst[eids]], minlength=len(counts)).tolist()
+    edge_start = 0
+    levels = []
+    top = len(counts) - 1
+    for lv in range(1, len(counts)):
+        a, b = starts[lv], starts[lv + 1]
+        k = per_level[lv]
+        le = eids[edge_start:edge_start + k]
+        ps = e_src_pos[edge_start:edge_start + k]
+        pd = e_dst_pos[edge_start:edge_start + k]
+        edge_start += k
+        lo = int(ps.min()) if k else a
+        width, rows = a - lo, b - a
+        part = bisect.bisect_right(starts, lo) - 1
+        row_ids = order[a:b]
+        weight_slice = None
+        if k == rows * width and k and int(le[-1] - le[0]) == k - 1 and bool((le[1:] - le[:-1] == 1).all()):
+            weight_slice = (int(le[0]), int(le[-1]) + 1)
+        bias_slice = None
+        if int(row_ids[-1] - row_ids[0]) == rows - 1:
+            bias_slice = (int(row_ids[0]), int(row_ids[-1]) + 1)
+        sparse = use_sparse(net.kernel, k, rows * width, net.SPARSE_MAX_DENSITY, net.SPARSE_MIN_ENTRIES)
+        level_plan = Level(row_ids, bias_slice, part, lo - starts[part], width, weight_slice, sparse, lv == top)
+        if sparse:
+            level_plan.eids, level_plan.src_local, level_plan.dst_local = le.clone(), ps - lo, pd - a
+        elif weight_slice is None:
+            level_plan.eids, level_plan.flat = le.clone(), (pd - a) * width + (ps - lo)
+        levels.append(level_plan)
+    m = len(order)
+    plan = Plan("dag", order, levels=levels, level_of=level, starts=starts)
+    if m * m <= net.COMPACT_MAX_ENTRIES and net.kernel == "auto" and not all(lv.weight_slice for lv in levels):
+        plan.compact, plan.eids, plan.src_pos, plan.dst_pos = True, eids, e_src_pos, e_dst_pos
+    return plan
+
+
+def level_block(net, lv: Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """The level's weights (a dense (rows, width) block, or the edge weights for the sparse
+    kernel) and biases, differentiable with respect to `net.weight` and `net.bias`."""
+    bias = net.bias[lv.bias_slice[0]:lv.bias_slice[1]] if lv.bias_slice else net.bias[lv.row_ids]
+    if lv.sparse:
+        return net.weight[lv.eids], bias
+    rows = len(lv.row_ids)
+    if lv.weight_slice:
+        w = net.weight[lv.weight_slice[0]:lv.weight_slice[1]]
+    else:
+        w = net.weight.new_zeros(rows * lv.width).index_put((lv.flat,), net.weight[lv.eids])
+    return w.view(rows, lv.width), bias
+
+
+def run_levels(x: torch.Tensor, n_in: int, layouts, weights, biases, act, out_act, sparse_index=None,
+               keep: bool = False):
+    """The DAG executor: level by level, each level reading the contiguous range of earlier
+    outputs its block spans. `sparse_index[i]` = (src_local, dst_local) runs level i with the
+    gather/index_add kernel. Returns the output, and with `keep` the list of level outputs."""
+    outs = [x]
+    sizes = [n_in]  # output widths, known without looking at tensors (so torch.fx can trace it)
+    h = x
+    for i, (part, offset, width, rows, is_output) in enumerate(layouts):
+        w, b = weights[i], biases[i]
+        if width == 0:
+            z = b.expand(x.shape[0], rows)
+        else:
+            src = outs[part] if part == len(outs) - 1 else torch.cat(outs[part:], 1)
+            if offset or sum(sizes[part:]) != width:
+                src = src[:, offset:offset + width]
+            index = sparse_index[i] if sparse_index is not None else None
+            if index is not None:
+                z = b.expand(x.shape[0], rows).index_add(1, index[1], src[:, index[0]] * w)
+            else:
+                z = torch.addmm(b, src, w.t())
+        h = out_act(z) if is_output else act(z)
+        outs.append(h)
+        sizes.append(rows)
+    return (h, outs) if keep else h
+
+
+def run_sweeps(x: torch.Tensor, w_t, b: torch.Tensor, steps: int, is_output: torch.Tensor, act, out_act,
+               clamp_inputs: bool, sparse_index=None):
+    """The recurrent executor: `steps` synchronous sweeps h <- act(W h + b) over m neurons
+    (inputs first), inputs written once (or clamped). `w_t` is W transposed (dense kernel) or
+    the edge weights with `sparse_index` = (src_pos, dst_pos). Returns the list of states."""
+    n_in = x.shape[1]
+    m = b.shape[0]
+    h = torch.cat([x, x.new_zeros(x.shape[0], m - n_in)], 1)
+    states = []
+    for _ in range(steps):
+        if sparse_index is not None:
+            z = b.expand(x.shape[0], m).index_add(1, sparse_index[1], h[:, sparse_index[0]] * w_t)
+        else:
+            z = torch.addmm(b, h, w_t)
+        # one select rather than slicing z into inputs, outputs and hidden and concatenating
+        # them again: fewer autograd nodes per sweep, which is most of a small net's step
+        h = torch.where(is_output, out_act(z), act(z))
+        if clamp_inputs:
+            h = torch.cat([x, h[:, n_in:]], 1)
+        states.append(h)
+    return states
+
+
+def forward_dag(net, x: torch.Tensor, plan: Plan, keep: bool = False):
+    """(output, state) where state is None, or with `keep` the (batch, m) activity of every
+    live neuron in `plan.ids` order."""
+    act, out_act = ACTIVATIONS[net.activation], ACTIVATIONS[net.output_activation]
+    if plan.compact:
+        return _forward_dag_compact(net, x, plan, act, out_act, keep)
+    blocks = [level_block(net, lv) for lv in plan.levels]
+    sparse_index = [(lv.src_local, lv.dst_local) if lv.sparse else None for lv in plan.levels]
+    y = run_levels(x, net.n_in, [lv.layout for lv in plan.levels], [w for w, _ in blocks], [b for _, b in blocks],
+                   act, out_act, sparse_index, keep=keep)
+    if not keep:
+        return y, None
+    return y[0], torch.cat(y[1], 1)
+
+
+def _forward_dag_compact(net, x, plan: Plan, act, out_act, keep: bool):
+    """Small irregular DAGs (grown nets): one dense (m, m) matrix in level order and one
+    (batch, m) state that each level writes its slice into. Every level reads the whole
+    state (columns not yet computed meet zero weights), so a deep net costs a constant
+    number of autograd nodes per level instead of a concatenation of all earlier levels."""
+    m = len(plan.ids)
+    sizes = [b - a for a, b in zip(plan.starts, plan.starts[1:])]
+    w_all = net.weight.new_zeros(m * m).index_put((plan.dst_pos * m + plan.src_pos,), net.weight[plan.eids])
+    w_rows, b_rows = w_all.view(m, m).split(sizes), net.bias[plan.ids].split(sizes)
+    state = torch.cat([x, x.new_zeros(x.shape[0], m - sizes[0])], 1)
+    top = len(sizes) - 1
+    h = state[:, :0]
+    for i in range(1, top + 1):
+        h = (out_act if i == top else act)(torch.addmm(b_rows[i], state, w_rows[i].t()))
+        if i < top or keep:
+            state = state.slice_scatter(h, 1, plan.starts[i], plan.starts[i + 1])
+    return h, (state if keep else None)
+
+
+def recurrent_weights(net, plan: Plan):
+    """(W transposed or the edge weights, bias) of a recurrent plan, differentiable."""
+    m = len(plan.ids)
+    b = net.bias[:m] if plan.view else net.bias[plan.ids]
+    if plan.view:
+        w_flat = net.weight[: m * m]
+        if plan.dead is not None:
+            w_flat = w_flat.masked_fill(plan.dead, 0)
+        # Transposed once, outside the sweeps: the I weight gradients then meet and sum in
+        # the layout mm produces them in (summing I strided S x S views was 2x slower).
+        return w_flat.view(m, m).t(), b
+    w = net.weight[plan.eids]
+    if plan.sparse:
+        return w, b
+    return w.new_zeros(m * m).index_put((plan.dst_pos * m + plan.src_pos,), w).view(m, m).t(), b
+
+
+def forward_recurrent(net, x: torch.Tensor, plan: Plan):
+    w_t, b = recurrent_weights(net, plan)
+    act, out_act = ACTIVATIONS[net.activation], ACTIVATIONS[net.output_activation]
+    index = (plan.src_pos, plan.dst_pos) if plan.sparse and not plan.view else None
+    states = run_sweeps(x, w_t, b, net.steps, plan.is_output, act, out_act, net.clamp_inputs, index)
+    return states[-1][:, net.n_in:net.n_in + net.n_out], states
