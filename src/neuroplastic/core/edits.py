@@ -219,103 +219,78 @@ def _sorted_keys(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor
     return keys, values[order]
 
 
-class EditIndex:
-    """Index over a GraphNet's topology, kept in step with its tensors by apply_edits.
+class DenseEdgeTable:
+    """Edge lookup as an (N, N) matrix of slots (-1: no edge): every lookup, insertion and
+    removal is one gather or scatter. Used while N*N is of the order of the edge count."""
 
-    Per-edge parts are tensors built with tensor operations: the live edges' keys
-    (src << 32 | dst) sorted, with their slots, and the same keys by target. Single ops
-    change a small overlay of added and removed edges instead (a sorted tensor cannot take
-    one insertion cheaply); the overlay is folded into the tensors when it grows. Per-neuron
-    parts (liveness, DAG levels) are Python lists: a net has few neurons for its edges.
-    """
+    def __init__(self, n: int, src: torch.Tensor, dst: torch.Tensor, slots: torch.Tensor):
+        self.matrix = torch.full((n, n), -1, dtype=torch.int32)
+        self.matrix[src, dst] = slots.to(torch.int32)
+
+    def ensure(self, n: int) -> None:
+        """Room for neuron ids below n (doubling)."""
+        size = len(self.matrix)
+        if n > size:
+            grown = torch.full((max(2 * size, n),) * 2, -1, dtype=torch.int32)
+            grown[:size, :size] = self.matrix
+            self.matrix = grown
+
+    def slot_of(self, s: int, d: int) -> int | None:
+        if s >= len(self.matrix) or d >= len(self.matrix):
+            return None
+        slot = int(self.matrix[s, d])
+        return None if slot < 0 else slot
+
+    def slots_of(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        n = len(self.matrix)
+        if not len(src) or (int(src.max()) < n and int(dst.max()) < n):
+            return self.matrix[src, dst].long()
+        inside = (src < n) & (dst < n)
+        out = torch.full(src.shape, -1, dtype=torch.long)
+        out[inside] = self.matrix[src[inside], dst[inside]].long()
+        return out
+
+    def successors(self, u: int) -> list[int]:
+        return (self.matrix[u] >= 0).nonzero().squeeze(1).tolist() if u < len(self.matrix) else []
+
+    def predecessors(self, v: int) -> list[int]:
+        return (self.matrix[:, v] >= 0).nonzero().squeeze(1).tolist() if v < len(self.matrix) else []
+
+    def add(self, s: int, d: int, slot: int) -> None:
+        self.ensure(max(s, d) + 1)
+        self.matrix[s, d] = slot
+
+    def remove(self, s: int, d: int) -> None:
+        self.matrix[s, d] = -1
+
+    def insert(self, src: torch.Tensor, dst: torch.Tensor, slots: torch.Tensor) -> None:
+        if len(src):
+            self.ensure(int(torch.maximum(src.max(), dst.max())) + 1)
+            self.matrix[src, dst] = slots.to(torch.int32)
+
+    def delete(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        self.matrix[src, dst] = -1
+
+    def live_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        src, dst = (self.matrix >= 0).nonzero().unbind(1)
+        return src, dst, self.matrix[src, dst].long()
+
+
+class SortedEdgeTable:
+    """Edge lookup by sorted keys (src << 32 | dst) with their slots, and the same keys by
+    target for predecessors: memory proportional to the edges, for big sparse graphs. Single
+    ops change a small overlay of added and removed edges instead (a sorted tensor cannot
+    take one insertion cheaply), folded into the tensors when it grows."""
 
     FOLD_AT = 4096
 
-    def __init__(self, net):
-        self.dag = net.mode == "dag"
-        self.n_in, self.n_fixed = net.n_in, net.n_in + net.n_out
-        self.alive = net.neuron_alive.tolist()
-        slots = net.edge_alive.nonzero().squeeze(1)
-        src, dst = net.edge_src[slots].long().cpu(), net.edge_dst[slots].long().cpu()
-        slots = slots.cpu()
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, slots: torch.Tensor):
         self.out_keys, self.out_slots = _sorted_keys((src << _SHIFT) | dst, slots)
         self.in_keys = torch.sort((dst << _SHIFT) | src).values
         self.added: dict[tuple[int, int], int] = {}       # overlay: edges not in the tensors
         self.removed: set[tuple[int, int]] = set()         # overlay: tensor edges that are gone
         self.added_succ, self.added_pred = defaultdict(set), defaultdict(set)
-        self.level = None
-        if self.dag:
-            self.level = [float(v) for v in net.levels().tolist()]
-            for o in range(self.n_in, self.n_fixed):
-                self.level[o] = _OUTPUT_LEVEL
-        self.neuron_high = max((i for i, a in enumerate(self.alive) if a), default=0) + 1
-        self.free_neurons = [i for i in range(self.n_fixed, self.neuron_high) if not self.alive[i]]
-        heapq.heapify(self.free_neurons)
-        self.edge_high = int(slots.max()) + 1 if len(slots) else 0
-        # Free slots are handed out lowest first: the order then depends only on which slots
-        # are free, so an index rebuilt from the tensors (after npl.load, or after a refused
-        # batch) places later edges exactly where the running index would have. The bulk of
-        # them is a sorted tensor read from `free_at`; slots freed by single ops go to a heap.
-        self.free_slots = (~net.edge_alive[: self.edge_high]).nonzero().squeeze(1).cpu()
-        self.free_at = 0
-        self.freed: list[int] = []
 
-    # --- neurons
-    def is_alive(self, i: int) -> bool:
-        return 0 <= i < len(self.alive) and self.alive[i]
-
-    def alive_tensor(self) -> torch.Tensor:
-        return torch.tensor(self.alive, dtype=torch.bool)
-
-    def new_neuron(self) -> int:
-        if self.free_neurons:
-            i = heapq.heappop(self.free_neurons)
-        else:
-            i = self.neuron_high
-            self.neuron_high += 1
-        while i >= len(self.alive):
-            self.alive.append(False)
-            if self.level is not None:
-                self.level.append(-1.0)
-        self.alive[i] = True
-        if self.level is not None:
-            self.level[i] = 1.0
-        return i
-
-    # --- edge slots
-    def new_edge_slot(self) -> int:
-        base = int(self.free_slots[self.free_at]) if self.free_at < len(self.free_slots) else None
-        if self.freed and (base is None or self.freed[0] < base):
-            return heapq.heappop(self.freed)
-        if base is not None:
-            self.free_at += 1
-            return base
-        self.edge_high += 1
-        return self.edge_high - 1
-
-    def new_edge_slots(self, k: int) -> torch.Tensor:
-        """The k lowest free slots, as one tensor."""
-        pool = torch.cat([self.free_slots[self.free_at:], torch.tensor(sorted(self.freed), dtype=torch.long)])
-        pool = torch.sort(pool).values
-        taken = pool[:k]
-        rest = pool[k:]
-        self.free_slots, self.free_at, self.freed = rest, 0, []
-        extra = k - len(taken)
-        if extra > 0:
-            taken = torch.cat([taken, torch.arange(self.edge_high, self.edge_high + extra)])
-            self.edge_high += extra
-        return taken
-
-    def free_edge_slots(self, slots: torch.Tensor) -> None:
-        if len(slots) <= 8:
-            for s in slots.tolist():
-                heapq.heappush(self.freed, s)
-        else:
-            merged = torch.cat([self.free_slots[self.free_at:], slots,
-                                torch.tensor(self.freed, dtype=torch.long)])
-            self.free_slots, self.free_at, self.freed = torch.sort(merged).values, 0, []
-
-    # --- edges, one at a time
     def slot_of(self, s: int, d: int) -> int | None:
         key = (s, d)
         if key in self.added:
@@ -357,45 +332,49 @@ class EditIndex:
         if len(self.added) + len(self.removed) > self.FOLD_AT:
             self.fold()
 
-    # --- edges, as arrays
     def fold(self) -> None:
         """Move the overlay into the sorted tensors."""
         if self.removed:
-            gone = torch.tensor([(s << _SHIFT) | d for s, d in self.removed], dtype=torch.long)
-            keep = ~torch.isin(self.out_keys, gone)
-            self.out_keys, self.out_slots = self.out_keys[keep], self.out_slots[keep]
-            gone_in = torch.tensor([(d << _SHIFT) | s for s, d in self.removed], dtype=torch.long)
-            self.in_keys = self.in_keys[~torch.isin(self.in_keys, gone_in)]
+            pairs = torch.tensor(list(self.removed), dtype=torch.long).reshape(-1, 2)
+            self.removed = set()
+            self._delete_sorted(pairs[:, 0], pairs[:, 1])
         if self.added:
             pairs = torch.tensor(list(self.added), dtype=torch.long).reshape(-1, 2)
             slots = torch.tensor(list(self.added.values()), dtype=torch.long)
+            self.added = {}
             self.insert(pairs[:, 0], pairs[:, 1], slots)
-        self.added, self.removed = {}, set()
         self.added_succ, self.added_pred = defaultdict(set), defaultdict(set)
 
     def insert(self, src: torch.Tensor, dst: torch.Tensor, slots: torch.Tensor) -> None:
-        """Add edges (none of which exists) to the sorted tensors."""
+        """Add edges (none of which exists)."""
         self.out_keys, self.out_slots = _sorted_keys(torch.cat([self.out_keys, (src << _SHIFT) | dst]),
                                                      torch.cat([self.out_slots, slots]))
         self.in_keys = torch.sort(torch.cat([self.in_keys, (dst << _SHIFT) | src])).values
 
     def delete(self, src: torch.Tensor, dst: torch.Tensor) -> None:
-        """Remove existing edges from the sorted tensors and the overlay."""
-        if self.added:
+        """Remove existing edges."""
+        if self.added or self.removed:
             self.fold()
-        keys = (src << _SHIFT) | dst
-        keep = ~torch.isin(self.out_keys, keys)
-        self.out_keys, self.out_slots = self.out_keys[keep], self.out_slots[keep]
-        self.in_keys = self.in_keys[~torch.isin(self.in_keys, (dst << _SHIFT) | src)]
+        self._delete_sorted(src, dst)
+
+    def _delete_sorted(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        self.out_keys, self.out_slots = self._without(self.out_keys, (src << _SHIFT) | dst, self.out_slots)
+        self.in_keys = self._without(self.in_keys, (dst << _SHIFT) | src)
+
+    @staticmethod
+    def _without(sorted_keys: torch.Tensor, keys: torch.Tensor, values: torch.Tensor | None = None):
+        """`sorted_keys` (and `values` beside them) without `keys`, all of which it holds:
+        found by binary search, dropped by one mask (torch.isin sorts both sides)."""
+        keep = torch.ones(len(sorted_keys), dtype=torch.bool)
+        keep[torch.searchsorted(sorted_keys, keys)] = False
+        return sorted_keys[keep] if values is None else (sorted_keys[keep], values[keep])
 
     def slots_of(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """Slot of every edge src[i] -> dst[i], -1 where there is none."""
         keys = (src << _SHIFT) | dst
         slots = torch.full_like(keys, -1)
         if len(self.out_keys):
-            pos = torch.searchsorted(self.out_keys, keys).clamp(max=len(self.out_keys) - 1)
-            hit = self.out_keys[pos] == keys
-            slots = torch.where(hit, self.out_slots[pos], slots)
+            pos = torch.searchsorted(self.out_keys, keys).clamp_(max=len(self.out_keys) - 1)
+            slots = torch.where(self.out_keys[pos] == keys, self.out_slots[pos], slots)
         if self.removed:
             gone = torch.tensor([(s << _SHIFT) | d for s, d in self.removed], dtype=torch.long)
             slots[torch.isin(keys, gone)] = -1
@@ -404,14 +383,132 @@ class EditIndex:
                 torch.tensor([(s << _SHIFT) | d for s, d in self.added], dtype=torch.long),
                 torch.tensor(list(self.added.values()), dtype=torch.long))
             pos = torch.searchsorted(added_keys, keys).clamp(max=len(added_keys) - 1)
-            hit = added_keys[pos] == keys
-            slots = torch.where(hit, added_slots[pos], slots)
+            slots = torch.where(added_keys[pos] == keys, added_slots[pos], slots)
         return slots
 
     def live_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(src, dst, slot) of every live edge."""
         self.fold()
         return self.out_keys >> _SHIFT, self.out_keys & _LOW, self.out_slots
+
+
+class EditIndex:
+    """Index over a GraphNet's topology, kept in step with its tensors by apply_edits.
+
+    Per-edge parts are an edge table built with tensor operations (`DenseEdgeTable` while
+    the neuron count squared is of the order of the edge count, else `SortedEdgeTable`).
+    Per-neuron parts (liveness, DAG levels, free ids) are Python lists: a net has few
+    neurons for its edges, and single ops read them one at a time.
+    """
+
+    DENSE_MIN_ENTRIES = 1 << 22   # an (N, N) table is always fine below 16 MB
+    DENSE_PER_EDGE = 8            # ... and above it while N*N <= 8 * edges (int32: 32 B an edge)
+
+    def __init__(self, net):
+        self.dag = net.mode == "dag"
+        self.n_in, self.n_fixed = net.n_in, net.n_in + net.n_out
+        self.alive = net.neuron_alive.tolist()
+        slots = net.edge_alive.nonzero().squeeze(1)
+        src, dst = net.edge_src[slots].long().cpu(), net.edge_dst[slots].long().cpu()
+        slots = slots.cpu()
+        n = net.capacity
+        if n * n <= max(self.DENSE_MIN_ENTRIES, self.DENSE_PER_EDGE * len(slots)):
+            self.edges = DenseEdgeTable(n, src, dst, slots)
+        else:
+            self.edges = SortedEdgeTable(src, dst, slots)
+        self.level = None
+        if self.dag:
+            self.level = [float(v) for v in net.levels().tolist()]
+            for o in range(self.n_in, self.n_fixed):
+                self.level[o] = _OUTPUT_LEVEL
+        self.neuron_high = max((i for i, a in enumerate(self.alive) if a), default=0) + 1
+        self.free_neurons = [i for i in range(self.n_fixed, self.neuron_high) if not self.alive[i]]
+        heapq.heapify(self.free_neurons)
+        self.edge_high = int(slots.max()) + 1 if len(slots) else 0
+        # Free slots are handed out lowest first: the order then depends only on which slots
+        # are free, so an index rebuilt from the tensors (after npl.load, or after a refused
+        # batch) places later edges exactly where the running index would have. The bulk of
+        # them is a sorted tensor read from `free_at`; slots freed by single ops go to a heap.
+        self.free_slots = (~net.edge_alive[: self.edge_high]).nonzero().squeeze(1).cpu()
+        self.free_at = 0
+        self.freed: list[int] = []
+        self.freed_arrays: list[torch.Tensor] = []  # merged in only when a slot is asked for
+
+    # --- neurons
+    def is_alive(self, i: int) -> bool:
+        return 0 <= i < len(self.alive) and self.alive[i]
+
+    def alive_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.alive, dtype=torch.bool)
+
+    def new_neuron(self) -> int:
+        if self.free_neurons:
+            i = heapq.heappop(self.free_neurons)
+        else:
+            i = self.neuron_high
+            self.neuron_high += 1
+        while i >= len(self.alive):
+            self.alive.append(False)
+            if self.level is not None:
+                self.level.append(-1.0)
+        self.alive[i] = True
+        if self.level is not None:
+            self.level[i] = 1.0
+        return i
+
+    # --- edge slots
+    def _merge_freed_arrays(self) -> None:
+        if self.freed_arrays:
+            merged = torch.cat([self.free_slots[self.free_at:], *self.freed_arrays])
+            self.free_slots, self.free_at, self.freed_arrays = torch.sort(merged).values, 0, []
+
+    def new_edge_slot(self) -> int:
+        self._merge_freed_arrays()
+        base = int(self.free_slots[self.free_at]) if self.free_at < len(self.free_slots) else None
+        if self.freed and (base is None or self.freed[0] < base):
+            return heapq.heappop(self.freed)
+        if base is not None:
+            self.free_at += 1
+            return base
+        self.edge_high += 1
+        return self.edge_high - 1
+
+    def new_edge_slots(self, k: int) -> torch.Tensor:
+        """The k lowest free slots, as one tensor."""
+        self._merge_freed_arrays()
+        pool = torch.cat([self.free_slots[self.free_at:], torch.tensor(sorted(self.freed), dtype=torch.long)])
+        pool = torch.sort(pool).values
+        taken, rest = pool[:k], pool[k:]
+        self.free_slots, self.free_at, self.freed = rest, 0, []
+        extra = k - len(taken)
+        if extra > 0:
+            taken = torch.cat([taken, torch.arange(self.edge_high, self.edge_high + extra)])
+            self.edge_high += extra
+        return taken
+
+    def free_edge_slots(self, slots: torch.Tensor) -> None:
+        if len(slots) <= 8:
+            for s in slots.tolist():
+                heapq.heappush(self.freed, s)
+        else:
+            self.freed_arrays.append(slots)
+
+    # --- edges (see the edge tables)
+    def slot_of(self, s: int, d: int) -> int | None:
+        return self.edges.slot_of(s, d)
+
+    def slots_of(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """Slot of every edge src[i] -> dst[i], -1 where there is none."""
+        return self.edges.slots_of(src, dst)
+
+    def successors(self, u: int) -> list[int]:
+        return self.edges.successors(u)
+
+    def predecessors(self, v: int) -> list[int]:
+        return self.edges.predecessors(v)
+
+    def live_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(src, dst, slot) of every live edge, sorted by (src, dst)."""
+        return self.edges.live_edges()
 
     # --- DAG levels
     def reaches(self, start: int, target: int) -> bool:
@@ -513,7 +610,7 @@ class _Batch:
                 raise CycleError(f"edge {s} -> {d} would create a cycle; the network runs as a DAG")
             self.t.raise_levels(s, d)
         slot = self.t.new_edge_slot()
-        self.t.add(s, d, slot)
+        self.t.edges.add(s, d, slot)
         self.new_edges[slot] = (s, d, weight)
 
     def remove_edge(self, src, dst):
@@ -521,7 +618,7 @@ class _Batch:
         slot = self.t.slot_of(s, d)
         if slot is None:
             raise EditError(f"edge {s} -> {d} does not exist")
-        self.t.remove(s, d)
+        self.t.edges.remove(s, d)
         self.t.free_edge_slots(torch.tensor([slot]))
         self._retire_slots(torch.tensor([slot]))
 
@@ -592,7 +689,7 @@ class _Batch:
         if self.t.dag:
             self._check_dag_arrays(s, d)
         slots = self.t.new_edge_slots(len(s))
-        self.t.insert(s, d, slots)
+        self.t.edges.insert(s, d, slots)
         self.new_arrays.append([slots, s, d, w])
 
     def _check_dag_arrays(self, s: torch.Tensor, d: torch.Tensor) -> None:
@@ -622,9 +719,6 @@ class _Batch:
     def remove_edges(self, s: torch.Tensor, d: torch.Tensor):
         if not len(s):
             return
-        keys = (s << _SHIFT) | d
-        if len(torch.unique(keys)) != len(keys):
-            raise EditError("remove_edges lists an edge twice")
         self._remove_edge_arrays(s, d)
 
     def _remove_edge_arrays(self, s: torch.Tensor, d: torch.Tensor) -> None:
@@ -633,7 +727,9 @@ class _Batch:
         if bool(missing.any()):
             i = int(missing.nonzero()[0])
             raise EditError(f"edge {int(s[i])} -> {int(d[i])} does not exist")
-        self.t.delete(s, d)
+        if int(torch.bincount(slots).max()) > 1:
+            raise EditError("remove_edges lists an edge twice")
+        self.t.edges.delete(s, d)
         self.t.free_edge_slots(slots)
         self._retire_slots(slots)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -131,7 +132,7 @@ class GraphNet(nn.Module):
         self.next_uid = 0          # owner ids: a slot's uid changes whenever it gets a new edge
         self._plan: execute.Plan | None = None
         self.edit_index = None     # edits.EditIndex, built on the first edit, dropped on refusal
-        self._trace_hooks: dict = {}
+        self._trace_hooks: OrderedDict = OrderedDict()  # RemovableHandle needs a weak-referable dict
         self.write_structure(new_neurons=torch.arange(n_fixed), new_bias=torch.zeros(n_fixed))
         if connect == "dense":
             self._add_initial_edges(torch.arange(n_in).repeat(n_out),
