@@ -70,31 +70,53 @@ class Plan:
     dead: torch.Tensor | None = None       # recurrent view: the pairs with no edge (masked to 0)
     is_output: torch.Tensor | None = None  # recurrent: which positions are outputs
     compact: bool = False                  # DAG: small irregular net, one (m, m) matrix
+    # DAG: `weight.split(weight_split)` yields every weight-view level's block as one piece
+    # (piece weight_piece[i] for level i), and likewise for biases: a split's backward writes
+    # one gradient, where one slice per level would each allocate a zeroed full-size one.
+    weight_split: list | None = None
+    weight_piece: list | None = None
+    bias_split: list | None = None
+    bias_piece: list | None = None
+
+
+def _pieces(ranges: list, total: int) -> tuple[list, list]:
+    """Split sizes covering [0, total) so that each (lo, hi) in `ranges` (or None) is one
+    piece, and the piece index of each range (None for None)."""
+    cuts = sorted({0, total, *(x for r in ranges if r for x in r)})
+    sizes = [b - a for a, b in zip(cuts, cuts[1:])]
+    where = {lo: i for i, lo in enumerate(cuts[:-1])}
+    return sizes, [where[r[0]] if r else None for r in ranges]
 
 
 def longest_path_levels(alive: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_in: int,
-                        n_out: int) -> torch.Tensor:
+                        n_out: int, edge_alive: torch.Tensor | None = None) -> torch.Tensor:
     """Level of every neuron slot of a DAG: inputs 0, hidden 1 + longest path from a source,
-    outputs all on one level after the deepest hidden one, -1 for dead slots. CycleError if the
-    live edges close a cycle."""
+    outputs all on one level after the deepest hidden one, -1 for dead slots. The edges are
+    src[i] -> dst[i] (only where edge_alive[i], if given). CycleError if they close a cycle."""
     n_fixed = n_in + n_out
-    hidden_edge = dst >= n_fixed
-    src_h, dst_h = src[hidden_edge].long(), dst[hidden_edge].long()
-    level = torch.where(alive, 1, -1).to(torch.long)
+    level = torch.where(alive, 1, -1).to(torch.int32)
     level[:n_in] = 0
-    # Longest-path relaxation, vectorised over edges; converges in depth+1 rounds.
+    # Longest-path relaxation, vectorised over edges and in place, a chunk of edges at a time
+    # (the int64 scatter index of a whole million-edge net would cost more than its weights);
+    # converges in at most depth + 1 rounds.
     for _ in range(int(alive.sum()) + 1):
-        new = level.scatter_reduce(0, dst_h, level[src_h] + 1, reduce="amax")
-        if torch.equal(new, level):
+        before = level.clone()
+        for lo in range(0, len(src), _CHUNK):
+            s, d = src[lo:lo + _CHUNK], dst[lo:lo + _CHUNK]
+            into_hidden = d >= n_fixed
+            if edge_alive is not None:
+                into_hidden &= edge_alive[lo:lo + _CHUNK]
+            s, d = s[into_hidden], d[into_hidden]
+            level.scatter_reduce_(0, d.long(), level[s] + 1, reduce="amax")
+        if torch.equal(before, level):
             break
-        level = new
     else:
         raise CycleError("the graph has a cycle, so it cannot run in DAG mode")
     hidden = alive.clone()
     hidden[:n_fixed] = False
     top = int(level[hidden].max()) if bool(hidden.any()) else 0
     level[n_in:n_fixed] = top + 1
-    return level
+    return level.long()
 
 
 def use_sparse(kernel: str, n_edges: int, entries: int, max_density: float, min_entries: int) -> bool:
@@ -125,28 +147,82 @@ def build_recurrent_plan(net) -> Plan:
                 dead=dead, is_output=is_output)
 
 
+_CHUNK = 1 << 20  # edges per step of the passes below: bounded scratch memory on big nets
+
+
+def _layered_blocks(net, level: torch.Tensor, pos: torch.Tensor, starts: list) -> list | None:
+    """Weight slices (lo, hi) per level when the live edges fill the first slots in block
+    order and every level's block is full (a net built layer by layer, GraphNet.mlp), found
+    in one chunked pass without any per-edge array; None otherwise."""
+    n = net.n_edges
+    if n == 0 or bool((~net.edge_alive[:n]).any()) or bool(net.edge_alive[n:].any()):
+        return None
+    m = len(starts) and starts[-1]
+    n_levels = len(starts) - 1
+    counts = torch.zeros(n_levels, dtype=torch.long)
+    lowest = torch.full((n_levels,), m, dtype=torch.long)
+    last = -1
+    for lo in range(0, n, _CHUNK):
+        d, s = net.edge_dst[lo:lo + _CHUNK], net.edge_src[lo:lo + _CHUNK]
+        key = pos[d].long() * m + pos[s].long()
+        if int(key[0]) <= last or (len(key) > 1 and not bool((key[1:] > key[:-1]).all())):
+            return None
+        last = int(key[-1])
+        lv = level[d].cpu()
+        counts += torch.bincount(lv, minlength=n_levels)
+        lowest.scatter_reduce_(0, lv, pos[s].long().cpu(), reduce="amin")
+    slices, at = [], 0
+    for lv in range(1, n_levels):
+        rows, k = starts[lv + 1] - starts[lv], int(counts[lv])
+        if k == 0 or k != rows * (starts[lv] - int(lowest[lv])):
+            return None
+        slices.append((at, at + k, int(lowest[lv])))
+        at += k
+    return slices
+
+
 def build_dag_plan(net) -> Plan:
     dev = net.weight.device
-    level = longest_path_levels(net.neuron_alive, net.edge_src[net.edge_alive], net.edge_dst[net.edge_alive],
-                                net.n_in, net.n_out)
+    level = longest_path_levels(net.neuron_alive, net.edge_src, net.edge_dst, net.n_in, net.n_out,
+                                edge_alive=net.edge_alive)
     ids = net.neuron_alive.nonzero().squeeze(1)
     order = ids[torch.argsort(level[ids] * net.capacity + ids)]
-    pos = torch.full((net.capacity,), -1, dtype=torch.long, device=dev)
-    pos[order] = torch.arange(len(order), device=dev)
+    m = len(order)
+    # 32-bit positions and keys where they fit: the plan of a big MLP then costs little memory
+    small = m * m < 2**31
+    index_type = torch.int32 if small else torch.long
+    pos = torch.full((net.capacity,), -1, dtype=index_type, device=dev)
+    pos[order] = torch.arange(m, device=dev, dtype=index_type)
     counts = torch.bincount(level[order]).tolist()
     starts = [0]
     for c in counts:
         starts.append(starts[-1] + c)
-    eids = net.edge_alive.nonzero().squeeze(1)
+    top = len(counts) - 1
+    layered = _layered_blocks(net, level, pos, starts)
+    if layered is not None:
+        levels = []
+        for lv, (w_lo, w_hi, src_lo) in zip(range(1, len(counts)), layered):
+            a, b = starts[lv], starts[lv + 1]
+            row_ids = order[a:b]
+            part = bisect.bisect_right(starts, src_lo) - 1
+            bias_slice = (int(row_ids[0]), int(row_ids[-1]) + 1) if int(row_ids[-1] - row_ids[0]) == b - a - 1 \
+                else None
+            levels.append(Level(row_ids, bias_slice, part, src_lo - starts[part], a - src_lo, (w_lo, w_hi),
+                                False, lv == top))
+        return _finish_dag_plan(net, order, levels, level, starts)
+    eids = torch.arange(net.edge_capacity, device=dev, dtype=torch.int32 if small else torch.long)[net.edge_alive]
     e_dst_pos, e_src_pos = pos[net.edge_dst[eids]], pos[net.edge_src[eids]]
-    # Sort edges by (row, column): each level's edges then come out in block order.
-    perm = torch.argsort(e_dst_pos * len(order) + e_src_pos)
-    eids, e_dst_pos, e_src_pos = eids[perm], e_dst_pos[perm], e_src_pos[perm]
-    del perm
-    per_level = torch.bincount(level[net.edge_dst[eids]], minlength=len(counts)).tolist()
+    # Sort edges by (row, column): each level's edges then come out in block order. A net
+    # built layer by layer (GraphNet.mlp) is in that order already.
+    key = e_dst_pos * m + e_src_pos
+    if len(key) > 1 and not bool((key[1:] >= key[:-1]).all()):
+        perm = torch.argsort(key)
+        eids, e_dst_pos, e_src_pos = eids[perm], e_dst_pos[perm], e_src_pos[perm]
+        del perm
+    del key
+    per_level = torch.bincount(level.to(torch.int32)[net.edge_dst[eids]], minlength=len(counts)).tolist()
     edge_start = 0
     levels = []
-    top = len(counts) - 1
     for lv in range(1, len(counts)):
         a, b = starts[lv], starts[lv + 1]
         k = per_level[lv]
@@ -159,7 +235,7 @@ def build_dag_plan(net) -> Plan:
         part = bisect.bisect_right(starts, lo) - 1
         row_ids = order[a:b]
         weight_slice = None
-        if k == rows * width and k and int(le[-1] - le[0]) == k - 1 and bool((le[1:] - le[:-1] == 1).all()):
+        if k == rows * width and k and int(le[-1] - le[0]) == k - 1 and bool((le[1:] > le[:-1]).all()):
             weight_slice = (int(le[0]), int(le[-1]) + 1)
         bias_slice = None
         if int(row_ids[-1] - row_ids[0]) == rows - 1:
@@ -167,26 +243,36 @@ def build_dag_plan(net) -> Plan:
         sparse = use_sparse(net.kernel, k, rows * width, net.SPARSE_MAX_DENSITY, net.SPARSE_MIN_ENTRIES)
         level_plan = Level(row_ids, bias_slice, part, lo - starts[part], width, weight_slice, sparse, lv == top)
         if sparse:
-            level_plan.eids, level_plan.src_local, level_plan.dst_local = le.clone(), ps - lo, pd - a
+            level_plan.eids, level_plan.src_local, level_plan.dst_local = le.long(), (ps - lo).long(), (pd - a).long()
         elif weight_slice is None:
-            level_plan.eids, level_plan.flat = le.clone(), (pd - a) * width + (ps - lo)
+            level_plan.eids, level_plan.flat = le.long(), ((pd - a) * width + (ps - lo)).long()
         levels.append(level_plan)
-    m = len(order)
-    plan = Plan("dag", order, levels=levels, level_of=level, starts=starts)
+    plan = _finish_dag_plan(net, order, levels, level, starts)
     if m * m <= net.COMPACT_MAX_ENTRIES and net.kernel == "auto" and not all(lv.weight_slice for lv in levels):
-        plan.compact, plan.eids, plan.src_pos, plan.dst_pos = True, eids, e_src_pos, e_dst_pos
+        plan.compact, plan.eids, plan.src_pos, plan.dst_pos = True, eids.long(), e_src_pos.long(), e_dst_pos.long()
     return plan
 
 
-def level_block(net, lv: Level) -> tuple[torch.Tensor, torch.Tensor]:
+def _finish_dag_plan(net, order, levels, level, starts) -> Plan:
+    plan = Plan("dag", order, levels=levels, level_of=level, starts=starts)
+    plan.weight_split, plan.weight_piece = _pieces([lv.weight_slice for lv in levels], net.edge_capacity)
+    plan.bias_split, plan.bias_piece = _pieces([lv.bias_slice for lv in levels], net.capacity)
+    return plan
+
+
+def level_block(net, lv: Level, weight_piece=None, bias_piece=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The level's weights (a dense (rows, width) block, or the edge weights for the sparse
-    kernel) and biases, differentiable with respect to `net.weight` and `net.bias`."""
-    bias = net.bias[lv.bias_slice[0]:lv.bias_slice[1]] if lv.bias_slice else net.bias[lv.row_ids]
+    kernel) and biases, differentiable with respect to `net.weight` and `net.bias`. The
+    pieces, when given, are the level's weight and bias ranges cut out by one split."""
+    if bias_piece is not None:
+        bias = bias_piece
+    else:
+        bias = net.bias[lv.bias_slice[0]:lv.bias_slice[1]] if lv.bias_slice else net.bias[lv.row_ids]
     if lv.sparse:
         return net.weight[lv.eids], bias
     rows = len(lv.row_ids)
     if lv.weight_slice:
-        w = net.weight[lv.weight_slice[0]:lv.weight_slice[1]]
+        w = weight_piece if weight_piece is not None else net.weight[lv.weight_slice[0]:lv.weight_slice[1]]
     else:
         w = net.weight.new_zeros(rows * lv.width).index_put((lv.flat,), net.weight[lv.eids])
     return w.view(rows, lv.width), bias
@@ -248,7 +334,9 @@ def forward_dag(net, x: torch.Tensor, plan: Plan, keep: bool = False):
     act, out_act = ACTIVATIONS[net.activation], ACTIVATIONS[net.output_activation]
     if plan.compact:
         return _forward_dag_compact(net, x, plan, act, out_act, keep)
-    blocks = [level_block(net, lv) for lv in plan.levels]
+    weights, biases = net.weight.split(plan.weight_split), net.bias.split(plan.bias_split)
+    blocks = [level_block(net, lv, None if wi is None else weights[wi], None if bi is None else biases[bi])
+              for lv, wi, bi in zip(plan.levels, plan.weight_piece, plan.bias_piece)]
     sparse_index = [(lv.src_local, lv.dst_local) if lv.sparse else None for lv in plan.levels]
     y = run_levels(x, net.n_in, [lv.layout for lv in plan.levels], [w for w, _ in blocks], [b for _, b in blocks],
                    act, out_act, sparse_index, keep=keep)

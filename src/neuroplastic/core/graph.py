@@ -151,26 +151,24 @@ class GraphNet(nn.Module):
         if isinstance(hidden, str) or not hasattr(hidden, "__iter__"):
             raise ConfigError(f"hidden={hidden!r} must be a list of layer widths, e.g. [64, 64]")
         hidden = [check_int(h, "hidden width", 1) for h in hidden]
-        src, dst, ids = [], [], []
-        prev = torch.arange(n_in)
-        first = n_in + n_out
-        for width in hidden:
-            layer = torch.arange(first, first + width)
-            first += width
-            src.append(prev.repeat(width))
-            dst.append(layer.repeat_interleave(len(prev)))
-            ids.append(layer)
-            prev = layer
-        out = torch.arange(n_in, n_in + n_out)
-        src.append(prev.repeat(n_out))
-        dst.append(out.repeat_interleave(len(prev)))
-        n_edges = sum(len(s) for s in src)
+        widths = [n_in, *hidden, n_out]
+        n_edges = sum(a * b for a, b in zip(widths, widths[1:]))
+        first = n_in + n_out + sum(hidden)
         net = cls(n_in, n_out, activation, output_activation, connect="none", seed=seed,
                   neuron_capacity=max(first, kwargs.pop("neuron_capacity", None) or 0),
                   edge_capacity=max(n_edges, kwargs.pop("edge_capacity", None) or 0), **kwargs)
-        if ids:
-            net.write_structure(new_neurons=torch.cat(ids), new_bias=torch.zeros(first - n_in - n_out))
-        net._add_initial_edges(torch.cat(src), torch.cat(dst))
+        if hidden:
+            net.write_structure(new_neurons=torch.arange(n_in + n_out, first),
+                                new_bias=torch.zeros(first - n_in - n_out))
+        # layer by layer, in 32-bit ids: a big MLP's construction then needs little more
+        # memory than the network itself
+        prev, start = torch.arange(n_in, dtype=INDEX_DTYPE), n_in + n_out
+        for width in [*hidden, None]:
+            layer = (torch.arange(n_in, n_in + n_out) if width is None
+                     else torch.arange(start, start + width)).to(INDEX_DTYPE)
+            start += width or 0
+            net._add_initial_edges(prev.repeat(len(layer)), layer.repeat_interleave(len(prev)))
+            prev = layer
         net._init_uniform(torch.arange(n_in, first))
         return net
 
@@ -253,16 +251,19 @@ class GraphNet(nn.Module):
         live = self.edge_alive.nonzero()
         start = int(live.max()) + 1 if len(live) else 0
         self.write_structure(new_edge_slots=torch.arange(start, start + len(src)), new_src=src,
-                              new_dst=dst, new_weight=torch.zeros(len(src)))
+                             new_dst=dst, new_weight=0.0)
         self.edit_index = None
 
     def _init_uniform(self, bias_ids: torch.Tensor) -> None:
         """nn.Linear-style init of all live edges and of `bias_ids`: U(-1/sqrt(fan_in), +)."""
         gen = torch.Generator().manual_seed(int(self.seed))
-        slots = self.edge_alive.nonzero().squeeze(1)
-        dst = self.edge_dst[slots].cpu().long()
+        n = self.n_edges
+        # the usual case (constructors): the live edges are exactly the first n slots
+        slots = slice(0, n) if bool(self.edge_alive[:n].all()) else self.edge_alive.nonzero().squeeze(1)
+        dst = self.edge_dst[slots].cpu()
         fan_in = torch.bincount(dst, minlength=self.capacity).clamp(min=1).float()
-        w = (torch.rand(len(slots), generator=gen) * 2 - 1) * fan_in[dst].rsqrt()
+        w = torch.rand(n, generator=gen).mul_(2).sub_(1).mul_(fan_in[dst].rsqrt_())
+        del dst
         b = (torch.rand(len(bias_ids), generator=gen) * 2 - 1) * fan_in[bias_ids].rsqrt()
         with torch.no_grad():
             self.weight[slots] = w.to(self.weight)
@@ -328,9 +329,12 @@ class GraphNet(nn.Module):
     def _take_uids(self, k: int) -> torch.Tensor:
         # uids only tell whether a slot changed owner between two looks at it, so they wrap
         # around within 32 bits instead of costing 8 bytes per edge
-        uids = torch.arange(self.next_uid, self.next_uid + k) % UID_LIMIT
+        if self.next_uid + k <= UID_LIMIT:
+            uids = torch.arange(self.next_uid, self.next_uid + k, dtype=INDEX_DTYPE)
+        else:
+            uids = (torch.arange(self.next_uid, self.next_uid + k) % UID_LIMIT).to(INDEX_DTYPE)
         self.next_uid = (self.next_uid + k) % UID_LIMIT
-        return uids.to(INDEX_DTYPE)
+        return uids
 
     def write_structure(self, *, new_neurons=None, new_bias=None, dead_neurons=None,
                         new_edge_slots=None, new_src=None, new_dst=None, new_weight=None,
@@ -389,7 +393,7 @@ class GraphNet(nn.Module):
     def _admit(self, param, alive, uid, slots, values, optimizer) -> None:
         """Occupy slots of a Parameter with `values`, a new owner id each, fresh optimizer state."""
         from .surgery import zero_slots
-        param[slots] = torch.as_tensor(values, dtype=param.dtype).to(param.device)
+        param[slots] = values if isinstance(values, float) else torch.as_tensor(values, dtype=param.dtype).to(param.device)
         alive[slots] = True
         uid[slots] = self._take_uids(len(slots)).to(param.device)
         zero_slots(optimizer, param, slots)
