@@ -2,36 +2,48 @@
 
 Each finished job is written at once to DIR/rows/<job>.json (atomically), so an interrupted
 run loses at most the jobs in flight: running the same command again skips finished jobs.
+A file of the folder that cannot be read (a row, config.json, a checkpoint) is named in one
+line and its job runs again. results.json and the report cover every finished row of the
+folder's settings, also rows of seeds, tasks or variants that this command did not ask for.
 Jobs are independent and seeded, and every job runs with one torch thread, so the numbers
 are the same in-process and on any number of Ray workers.
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from ..core.checkpoint import atomic_write_bytes, make_output_dir
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from . import get_experiment
+from .progress import RunBar, job_progress, progress_board
+
+# Keys that only choose which jobs run; every other setting changes what a job computes.
+_JOB_KEYS = ("envs", "variants", "seeds")
+REFRESH_S = 0.5  # how often the driver reads the Ray workers' progress
 
 
 def job_name(job: dict) -> str:
     return f"{job['task']}__{job['variant']}__seed{job['seed']}".replace("/", "_")
 
 
-def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = False) -> dict:
-    """Run one job (also the body of the Ray task). `progress`: a bar inside the job too (only
-    in-process; Ray workers' output is not the user's terminal)."""
+def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = False, board=None) -> dict:
+    """Run one job (also the body of the Ray task). Its trainers' bars report to `board` (a Ray
+    actor) when given, else draw in the terminal when `progress`."""
     torch.set_num_threads(1)
     experiment = get_experiment(name)
+    report = None if board is None else (lambda f: board.report.remote(job_name(job), f))
     started = time.perf_counter()
-    metrics = experiment.run_job(job, config, Path(out_dir), progress=progress)
+    with job_progress(report):
+        metrics = experiment.run_job(job, config, Path(out_dir), progress=progress or board is not None)
     metrics.setdefault("wall_s", time.perf_counter() - started)
     return {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
 
@@ -39,6 +51,11 @@ def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = 
 def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "machine": f"{platform.system()} {platform.machine()}", "cpus": torch.get_num_threads()}
+
+
+def say(text: str) -> None:
+    """One line for the user about the run folder (stderr, so stdout keeps the result)."""
+    print(f"neuroplastic: {text}", file=sys.stderr)
 
 
 def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = False,
@@ -51,12 +68,11 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
         raise ConfigError(f"workers={workers!r} must be an integer >= 1")
     config = experiment.config(quick=quick, full=full, overrides=overrides or {})
     out = Path(out_dir)
-    rows_dir = out / "rows"
     if out.exists() and out.is_dir():
         _check_same_settings(out, config)
     fresh = not out.exists()
     make_output_dir(out, "--out")
-    rows_dir.mkdir(exist_ok=True)
+    (out / "rows").mkdir(exist_ok=True)
     atomic_write_bytes(out / "config.json", json.dumps(config, indent=1).encode())
     try:
         return _run_jobs(experiment, name, config, out, workers, address, progress, command)
@@ -70,7 +86,7 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
 def _run_jobs(experiment, name, config, out, workers, address, progress, command) -> dict:
     rows_dir = out / "rows"
     jobs = experiment.jobs(config)
-    pending = [j for j in jobs if not (rows_dir / f"{job_name(j)}.json").exists()]
+    pending = [j for j in jobs if not _finished(experiment, j, config, out)]
     if progress and len(pending) < len(jobs):
         print(f"resuming: {len(jobs) - len(pending)} of {len(jobs)} jobs already done in {out}")
 
@@ -80,12 +96,25 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
     if workers > 1 or address:
         _run_on_ray(name, pending, config, out, workers, address, progress, save_row)
     else:
-        from tqdm.auto import tqdm
-        for job in tqdm(pending, desc=name, disable=not progress or not pending):
-            save_row(_execute(name, job, config, str(out), progress))
+        bar = RunBar(name, len(pending), progress)
+        try:
+            for job in pending:
+                report = (lambda f, key=job_name(job): bar.fraction(key, f)) if progress else None
+                with job_progress(report):
+                    row = _execute(name, job, config, str(out), progress)
+                save_row(row)
+                bar.finished(job_name(job))
+        except BaseException:
+            bar.close(keep=False)
+            raise
+        bar.close()
 
-    rows = [json.loads((rows_dir / f"{job_name(j)}.json").read_text()) for j in jobs]
-    results = {"experiment": name, "config": config, "environment": environment(), "rows": rows}
+    rows, covered = _all_finished_rows(experiment, config, out, jobs)
+    if len(rows) > len(jobs):
+        extra = [r for r in rows if job_name(r) not in {job_name(j) for j in jobs}]
+        say(f"results.json and report.md also cover {len(extra)} finished row(s) in {rows_dir} beyond "
+            f"this command's {len(jobs)} jobs ({_describe(extra, config)})")
+    results = {"experiment": name, "config": covered, "environment": environment(), "rows": rows}
     if command:
         results["command"] = command
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
@@ -93,27 +122,105 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
     return results
 
 
-# Keys that only choose which jobs run; every other setting changes what a job computes.
-_JOB_KEYS = ("envs", "variants", "seeds")
+def _read_row(path: Path, job: dict | None = None) -> dict | None:
+    """The row in `path`, or None (with one line saying so) when it cannot be read."""
+    try:
+        row = json.loads(path.read_text())
+        ok = isinstance(row, dict) and {"task", "variant", "seed"} <= set(row) and isinstance(row.get("metrics"), dict)
+        if ok and job is not None:
+            ok = all(row[k] == job[k] for k in ("task", "variant", "seed"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        say(f"{path} is damaged (not a row of this job); running that job again")
+        path.unlink(missing_ok=True)
+        return None
+    return row
+
+
+def _finished(experiment, job: dict, config: dict, out: Path) -> bool:
+    """Whether the job's row and its other files are all there and readable. A damaged one is
+    named and removed, and the job counts as not done (a damaged resume checkpoint just means
+    the job starts from its first step)."""
+    row_path = out / "rows" / f"{job_name(job)}.json"
+    done = row_path.exists() and _read_row(row_path, job) is not None
+    for path in getattr(experiment, "job_files", lambda j, c, o: [])(job, config, out):
+        if path.exists() and not _readable_checkpoint(path):
+            say(f"{path} is damaged; job {job_name(job)} runs again from its first step")
+            path.unlink()
+            if done:
+                row_path.unlink()
+                done = False
+    return done
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    from ..core.checkpoint import load
+    try:
+        load(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _all_finished_rows(experiment, config: dict, out: Path, jobs: list[dict]) -> tuple[list[dict], dict]:
+    """Every readable row in DIR/rows (all computed with these settings: the folder refuses
+    others), in the experiment's job order, and the config widened to cover them."""
+    rows = {}
+    for path in sorted((out / "rows").glob("*.json")):
+        row = _read_row(path)
+        if row is not None:
+            rows[job_name(row)] = row
+    covered = dict(config)
+    if "seeds" in config:
+        covered["seeds"] = max([config["seeds"]] + [r["seed"] + 1 for r in rows.values()])
+    for key, field in (("envs", "task"), ("variants", "variant")):
+        if isinstance(config.get(key), list):
+            covered[key] = list(dict.fromkeys(config[key] + [r[field] for r in rows.values()]))
+    ordered = [rows.pop(job_name(j)) for j in experiment.jobs(covered) if job_name(j) in rows]
+    return ordered + [rows[k] for k in sorted(rows)], covered
+
+
+def _describe(rows: list[dict], config: dict) -> str:
+    parts = []
+    for label, field, asked in (("seeds", "seed", range(config.get("seeds", 0))),
+                                ("tasks", "task", config.get("envs") or []),
+                                ("variants", "variant", config.get("variants") or [])):
+        values = sorted({r[field] for r in rows} - set(asked), key=str)
+        if values:
+            parts.append(f"{label} {', '.join(map(str, values))}")
+    return "; ".join(parts) or "other jobs"
 
 
 def _check_same_settings(out: Path, config: dict) -> None:
     """Finished rows are reused on a rerun only if they were computed with the same settings."""
+    saved = None
     for name in ("config.json", "results.json"):  # results.json: runs written before config.json
         path = out / name
-        if path.is_file():
-            try:
-                saved = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                raise ConfigError(f"{path} cannot be read; use another --out or delete it") from None
-            saved = saved.get("config", {}) if name == "results.json" else saved
+        if not path.is_file():
+            continue
+        try:
+            content = json.loads(path.read_text())
+            content = content.get("config") if name == "results.json" else content
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            content = None
+        if isinstance(content, dict):
+            saved = content
             break
-    else:
+        if name == "config.json":
+            say(f"{path} is damaged; it is written again from this command's settings")
+    rows = list((out / "rows").glob("*.json"))
+    if saved is None:
+        if rows and (out / "config.json").exists():
+            # nothing says which settings the rows were computed with: they cannot be reused
+            say(f"no readable settings in {out} for its {len(rows)} finished rows; running those jobs again")
+            for path in rows:
+                path.unlink()
         return
     current = json.loads(json.dumps(config))
     changed = [k for k in sorted(set(saved) | set(current))
                if k not in _JOB_KEYS and saved.get(k) != current.get(k)]
-    if changed and any((out / "rows").glob("*.json")):
+    if changed and rows:
         k = changed[0]
         raise ConfigError(f"{out} holds results computed with other settings ({k}: {saved.get(k)!r} -> "
                           f"{current.get(k)!r}); use another --out, or delete {out / 'rows'} to recompute")
@@ -124,25 +231,44 @@ def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -
         import ray
     except ImportError:
         raise ConfigError("--workers > 1 needs Ray: pip install 'neuroplastic[ray]'") from None
-    if not ray.is_initialized():
-        if address:
-            _check_reachable(address)
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:  # something answers, but not Ray
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ConfigError(f"--address {address!r}: no Ray cluster there ({reason})") from None
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(_execute)
-    futures = [remote.remote(name, job, config, str(out)) for job in jobs]
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(futures), desc=f"{name} (ray)", disable=not progress or not futures)
-    while futures:
-        done, futures = ray.wait(futures, num_returns=1)
-        save_row(ray.get(done[0]))
-        bar.update(1)
+    if address and jobs:
+        _check_reachable(address)
+    bar = RunBar(f"{name} (ray)", len(jobs), progress)
+    try:
+        if jobs:
+            bar.note("starting Ray")
+            _init_ray(ray, workers, address)
+        board = progress_board() if progress and jobs else None
+        remote = ray.remote(num_cpus=1)(_execute)
+        futures = {remote.remote(name, job, config, str(out), False, board): job_name(job) for job in jobs}
+        while futures:
+            done, _ = ray.wait(list(futures), num_returns=1, timeout=REFRESH_S)
+            for future in done:
+                save_row(ray.get(future))
+                bar.finished(futures.pop(future))
+            if board is not None:
+                for key, fraction in ray.get(board.snapshot.remote()).items():
+                    if key in futures.values():
+                        bar.fraction(key, fraction)
+    except BaseException:
+        bar.close(keep=False)
+        raise
     bar.close()
+
+
+def _init_ray(ray, workers: int, address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    import logging
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:  # something answers, but not Ray
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"--address {address!r}: no Ray cluster there ({reason})") from None
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, **quiet)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

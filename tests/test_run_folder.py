@@ -1,0 +1,95 @@
+"""A run folder (DIR) across reruns: damaged files, smaller reruns, what results.json covers."""
+import json
+
+import pytest
+
+from neuroplastic.cli import main
+from neuroplastic.core.checkpoint import load
+
+# One small job per variant: a GraphNet variant (it saves its network) and an MLP.
+TINY = ["--quick", "--no-progress", "--set", "steps=200", "--set", "eval_every=100", "--set", "n_data=500",
+        "--set", "eval_episodes=2", "--set", "curve_episodes=1"]
+
+
+def run(out, *extra):
+    return main(["run", "smgrnn", *TINY, "--out", str(out), *extra])
+
+
+def without_wall_time(rows):
+    return [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "wall_s"}} for r in rows]
+
+
+def rows_of(out):
+    return json.loads((out / "results.json").read_text())["rows"]
+
+
+@pytest.fixture(scope="module")
+def two_seed_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    return out
+
+
+def copy_of(folder, tmp_path):
+    import shutil
+    shutil.copytree(folder, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_a_damaged_row_is_named_in_one_line_and_its_job_runs_again(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    before = rows_of(out)
+    row = out / "rows" / "CartPole-v1__static__seed1.json"
+    row.write_text(row.read_text()[:40])  # truncated
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neuroplastic: {row} is damaged (not a row of this job); running that job again"]
+    redone = json.loads(row.read_text())
+    assert (redone["variant"], redone["seed"]) == ("static", 1)
+    assert without_wall_time(rows_of(out)) == without_wall_time(before)  # the same numbers again
+
+
+def test_a_damaged_config_json_is_named_and_the_jobs_run_again(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    before = rows_of(out)
+    (out / "results.json").unlink()  # nothing else holds the settings
+    (out / "config.json").write_text("{not json")
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "config.json is damaged" in err[0] and "running those jobs again" in err[1]
+    assert json.loads((out / "config.json").read_text())["seeds"] == 2
+    assert without_wall_time(rows_of(out)) == without_wall_time(before)  # recomputed: the same numbers
+
+
+def test_a_damaged_saved_network_is_named_and_its_job_runs_again(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    net = out / "nets" / "CartPole-v1__static__seed0.ckpt"
+    net.write_bytes(net.read_bytes()[:-10])
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neuroplastic: {net} is damaged; job CartPole-v1__static__seed0 runs again from its first step"]
+    assert load(net)["net"].n_edges > 0
+
+
+def test_a_damaged_resume_checkpoint_is_named_and_the_job_starts_from_its_first_step(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    ckpt = out / "checkpoints" / "CartPole-v1__mlp-16__seed0.ckpt"
+    ckpt.write_bytes(b"NPLCKPT garbage")
+    assert run(out, "--set", "variants=['mlp-16']") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neuroplastic: {ckpt} is damaged; job CartPole-v1__mlp-16__seed0 runs again from its first step"]
+    assert len(rows_of(out)) == 1
+
+
+def test_a_smaller_rerun_keeps_every_finished_row_in_results_and_report(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    before = rows_of(out)
+    assert run(out, "--seeds", "1", "--set", "variants=['static']") == 0
+    err = capsys.readouterr().err.strip()
+    assert "also cover 3 finished row(s)" in err and "seeds 1" in err and "variants mlp-16" in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["rows"] == before
+    assert results["config"]["seeds"] == 2 and results["config"]["variants"] == ["static", "mlp-16"]
+    report = (out / "report.md").read_text()
+    assert "Seeds: 2 (0-1)" in report and "| CartPole-v1 | mlp-16 | 2 |" in report
