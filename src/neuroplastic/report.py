@@ -64,8 +64,18 @@ def write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """fig as a PNG at path, written atomically; the figure's own margins are trimmed so that
+    a legend placed beside the axes is kept."""
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def curves(rows: list[dict], key: str) -> dict:
-    """{(task, variant): (steps, mean over seeds, std over seeds)} of history[key]."""
+    """{(task, variant): (steps, mean, std, low, high)} of history[key] over seeds, where low and
+    high are the smallest and largest seed's value at each step."""
     by: dict = defaultdict(list)
     for row in rows:
         hist = row["metrics"].get("history") or []
@@ -75,31 +85,51 @@ def curves(rows: list[dict], key: str) -> dict:
     for k, runs in by.items():
         n = min(len(s) for s, _ in runs)
         values = np.array([v[:n] for _, v in runs], dtype=float)
-        out[k] = (runs[0][0][:n], values.mean(0), values.std(0))
+        out[k] = (runs[0][0][:n], values.mean(0), values.std(0), values.min(0), values.max(0))
     return out
 
 
+def variant_colors(variants) -> dict:
+    """One colour per variant, fixed by its place in `variants`, for every plot of a report."""
+    import matplotlib
+    palette = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"].colors
+    return {v: palette[i % len(palette)] for i, v in enumerate(dict.fromkeys(variants))}
+
+
 def plot_curves(rows: list[dict], key: str, ylabel: str, path, log: bool = False,
-                variants: list[str] | None = None) -> None:
+                variants: list[str] | None = None, colors: dict | None = None) -> None:
+    """One panel per task: the mean over seeds of history[key] against the step, with a band of
+    ± one std over seeds. The band is clipped to the range the seeds span, so it never leaves
+    the values the task can take (a return above CartPole's 500, a negative size). `variants`
+    selects and orders the lines, `colors` maps each variant to its colour (variant_colors)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     data = curves(rows, key)
+    order = list(variants) if variants else sorted({v for _, v in data})
+    colors = colors or variant_colors(order)
     tasks = sorted({t for t, _ in data})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5 * max(len(tasks), 1), 3.8), squeeze=False)
+    handles = {}
     for ax, task in zip(axes[0], tasks):
-        for (t, variant), (steps, mean, std) in sorted(data.items()):
-            if t != task or (variants and variant not in variants):
+        for variant in order:
+            if (task, variant) not in data:
                 continue
-            ax.plot(steps, mean, label=variant)
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+            steps, mean, std, low, high = data[(task, variant)]
+            color = colors.get(variant)
+            (line,) = ax.plot(steps, mean, label=variant, color=color)
+            ax.fill_between(steps, np.maximum(mean - std, low), np.minimum(mean + std, high),
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+            handles.setdefault(variant, line)
         ax.set_title(task)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if handles:  # beside the panels, so that no line is hidden behind it
+        fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5),
+                   fontsize=8, frameon=False)
+    save_figure(fig, path)
     plt.close(fig)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..core.graph import _check_count, _check_device
+from ..core.validate import check_device, check_int
+from ..report import save_figure
 from ..train.urn import URN, accuracy, to_sequential, train_urn, training_epoch
 from . import register
 
@@ -30,7 +31,7 @@ COMMON = {"data": "shells", "size": 500, "steps": 4, "epochs": 60, "lr": 1e-3, "
 QUICK = {"size": 120, "epochs": 15, "ramp_epochs": 5, "seeds": 1}
 
 
-def _parse_variant(name: str) -> dict:
+def parse_variant(name: str) -> dict:
     """'c_weight=1e-3,steps=3' -> {'c_weight': 0.001, 'steps': 3}."""
     out = {}
     for part in filter(None, name.split(",")):
@@ -49,7 +50,7 @@ def _check_settings(config: dict) -> None:
     """Counts are integers in range and coefficients finite numbers >= 0 (lr > 0); in place."""
     for key, minimum in (("size", 1), ("steps", 1), ("epochs", 1), ("batch_size", 1), ("seeds", 1),
                          ("ramp_epochs", 0), ("compact_every", 0)):
-        config[key] = _check_count(config[key], key, minimum)
+        config[key] = check_int(config[key], key, minimum)
     for key in ("lr", "c_weight", "c_activity", "c_local", "threshold"):
         v, positive = config[key], key == "lr"
         if (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
@@ -57,7 +58,24 @@ def _check_settings(config: dict) -> None:
             raise ConfigError(f"{key}={v!r} must be a finite number {'> 0' if positive else '>= 0'}")
 
 
+OPTION_NOTES = {
+    "data": "'shells', 'digits', FILE.npz (X, y, optional positions) or an MNIST IDX directory; also --data",
+    "size": "S, neurons in all (inputs and outputs included)",
+    "steps": "I, sweeps of the one matrix",
+    "variants": "each 'key=value,...' over c_weight, c_activity, c_local, steps, size; 'urn': none",
+    "ramp_epochs": "epochs over which the regulators ramp in",
+    "c_weight": "L1 on W (a proximal step: exact zeros)",
+    "c_activity": "L1 on the activity of every sweep",
+    "c_local": "|W_ij| times the distance of i and j (needs input positions)",
+    "threshold": "|w| below which an edge counts as dead (structure, compaction)",
+    "compact_every": "epochs between compactions during training (0: only at the end)",
+    "device": "cpu or cuda",
+}
+
+
 class URNExperiment:
+    inputs = "data"  # a dataset (--data); control-task experiments take --envs instead
+
     def __init__(self, name: str, description: str, defaults: dict, variants: list[str], full: dict):
         self.name, self.description = name, description
         self.defaults, self.variants, self.full = {**COMMON, **defaults}, variants, full
@@ -74,7 +92,7 @@ class URNExperiment:
             raise ConfigError(f"variants={config['variants']!r} must be a list of strings "
                               "such as 'c_weight=1e-3,steps=3'")
         _check_settings(config)
-        parsed = {variant: _parse_variant(variant) for variant in config["variants"]}
+        parsed = {variant: parse_variant(variant) for variant in config["variants"]}
         for variant, settings in parsed.items():  # a bad variant fails here, before any job starts
             for key in settings:
                 if key not in ("c_weight", "c_activity", "c_local", "steps", "size"):
@@ -84,7 +102,7 @@ class URNExperiment:
                 _check_settings({**config, **settings})
             except ConfigError as exc:
                 raise ConfigError(f"variant {variant!r}: {exc}") from None
-        config["device"] = _check_device(config["device"])
+        config["device"] = check_device(config["device"])
         from ..tasks.datasets import load_data
         data = load_data(config["data"])  # fails early on a bad --data
         size_min = data.n_in + data.n_classes + 1
@@ -111,7 +129,7 @@ class URNExperiment:
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         from ..analysis import structure
         from ..tasks.datasets import load_data
-        settings = {**config, **_parse_variant(job["variant"])}
+        settings = {**config, **parse_variant(job["variant"])}
         data = load_data(config["data"], seed=job["seed"])
         torch.manual_seed(job["seed"])
         net = URN(data.n_in, data.n_classes, size=settings["size"], steps=settings["steps"],
@@ -158,7 +176,21 @@ class URNExperiment:
 
     def report(self, results: dict, out_dir) -> None:
         from .urn_report import write_report
-        write_report(results, Path(out_dir))
+        variants = {r["variant"] for r in results["rows"]} | set(results["config"].get("variants", []))
+        write_report(results, Path(out_dir), variant_settings={v: parse_variant(v) for v in variants})
+
+    def job_files(self, job: dict, config: dict, out_dir: Path) -> list[Path]:
+        """The checkpoint files a job writes: its trained (compacted) network."""
+        from .runner import job_name
+        return [out_dir / "nets" / f"{job_name(job)}.ckpt"]
+
+    def option_groups(self) -> list[tuple[str, dict, dict]]:
+        """(title, {option: default}, {option: note}) for `neuroplastic run NAME --help`."""
+        return [("experiment", {**self.defaults, "variants": self.variants}, OPTION_NOTES)]
+
+    @property
+    def presets(self) -> dict:
+        return {"--quick": QUICK, "--full": self.full}
 
 
 def compaction_timing(net: URN, data, settings: dict) -> dict:
@@ -176,7 +208,7 @@ def compaction_timing(net: URN, data, settings: dict) -> dict:
     removed = net.compact(threshold=settings["threshold"])
     after = epoch_seconds(copy.deepcopy(net))
     return {"epoch_s_dense": before, "epoch_s_compacted": after, "compaction_speedup": before / after,
-            "edges_before_compaction": dense_edges, "sparse_kernel": bool(net._get_plan().r_sparse), **removed}
+            "edges_before_compaction": dense_edges, "sparse_kernel": bool(net.plan().sparse), **removed}
 
 
 def save_weight_plot(net, layer_of: dict, path: Path, title: str) -> None:
@@ -192,8 +224,10 @@ def save_weight_plot(net, layer_of: dict, path: Path, title: str) -> None:
     for s, d, v in zip(src, dst, val):
         if s in index and d in index:
             w[index[d], index[s]] = abs(v)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(w, cmap="Greys", interpolation="nearest", vmax=np.percentile(w[w > 0], 99) if (w > 0).any() else 1)
+    fig, ax = plt.subplots(figsize=(6.2, 5))
+    image = ax.imshow(w, cmap="Greys", interpolation="nearest",
+                      vmax=np.percentile(w[w > 0], 99) if (w > 0).any() else 1)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="|w| (scale capped at the 99th percentile)")
     bounds = np.cumsum([net.n_in] + [sum(1 for k in layer_of.values() if k == d)
                                       for d in range(1, max(layer_of.values(), default=0) + 1)])
     for b in bounds:
@@ -203,7 +237,7 @@ def save_weight_plot(net, layer_of: dict, path: Path, title: str) -> None:
     ax.set_xlabel("source (inputs | layer 1 | ... | outputs)")
     ax.set_ylabel("target")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 

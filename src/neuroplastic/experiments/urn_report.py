@@ -1,11 +1,14 @@
-"""report.md and plots for the URN experiments."""
+"""report.md and plots for the URN experiments.
+
+What the report needs to know of a variant (its settings, parsed from its name by the
+experiment) it takes as an argument."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..report import markdown_table, mean_std, pm, write_text
+from ..report import markdown_table, mean_std, pm, save_figure, write_text
 
 
 def _by_variant(rows):
@@ -28,9 +31,17 @@ def structure_table(rows) -> str:
                       _fmt([x["active_neurons"] for x in s], 0), _fmt([x["depth"] for x in s], 1),
                       " / ".join(str(x["widths"]) for x in s), _fmt([x["mlp_score"] for x in s]),
                       _fmt([x["skip_share"] for x in s]), _fmt([x["self_loop_share"] for x in s]),
-                      _fmt([x["lateral_share"] for x in s]), sum(x["is_mlp"] for x in s)])
+                      _fmt([x["lateral_share"] for x in s]), _mlp_count(s)])
     return markdown_table(["data", "variant", "seeds", "test accuracy", "active neurons", "depth", "widths",
-                           "MLP score", "skip share", "self-loop share", "lateral share", "detected MLP"], table)
+                           "MLP score", "skip share", "self-loop share", "lateral share", "pure MLP"], table)
+
+
+def _mlp_count(structures) -> str:
+    """'2 of 3 seeds': how many runs the detector calls a pure MLP."""
+    n, hits = len(structures), sum(bool(x["is_mlp"]) for x in structures)
+    if n == 1:
+        return "yes" if hits else "no"
+    return f"{hits} of {n} seeds"
 
 
 def locality_table(rows) -> str:
@@ -68,12 +79,12 @@ def export_table(rows) -> str:
         if table else "No run was detected as a pure MLP, so none was exported."
 
 
-def phase_plot(rows, path: Path) -> bool:
-    """Depth and skip share over the (c_weight, steps) grid of urn-sweep."""
-    from .urn import _parse_variant
+def phase_plot(rows, path: Path, variant_settings: dict) -> bool:
+    """Depth and skip share over the (c_weight, steps) grid of urn-sweep; `variant_settings`
+    maps each variant to the settings it overrides."""
     cells = {}
     for (_task, variant), ms in _by_variant(rows).items():
-        v = _parse_variant(variant)
+        v = variant_settings.get(variant, {})
         if set(v) == {"c_weight", "steps"}:  # the grid; variants that also set c_activity are rows only
             cells[(v["c_weight"], v["steps"])] = ms
     if len(cells) < 2:
@@ -102,12 +113,14 @@ def phase_plot(rows, path: Path) -> bool:
         ax.set_title(label)
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 
 
-def write_report(results: dict, out_dir: Path) -> None:
+def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
+    """report.md (and the phase diagram) from results.json's content; `variant_settings`:
+    {variant: the settings it overrides}, e.g. {'c_weight=1e-3,steps=3': {'c_weight': 0.001, 'steps': 3}}."""
     rows, cfg = results["rows"], results["config"]
     text = [f"# {results['experiment']}", "",
             f"Data: {cfg['data']}. S = {cfg['size']} neurons, I = {cfg['steps']} sweeps (unless a variant "
@@ -119,7 +132,8 @@ def write_report(results: dict, out_dir: Path) -> None:
             "Detectors (`npl.analysis.structure`): layer = first sweep at which the activity the test data",
             "causes (beyond what the biases alone produce) reaches 10% of its peak; MLP score = share of",
             "live |W| on layer k -> k+1 edges; skip share = edges skipping layers plus self loops; lateral",
-            "share = the rest (edges within or back to earlier layers).", "",
+            "share = the rest (edges within or back to earlier layers). Pure MLP: how many seeds the",
+            "detector calls a pure MLP (MLP score >= 0.95, no empty layer, and depth = I - 1).", "",
             structure_table(rows), ""]
     loc = locality_table(rows)
     if loc:
@@ -129,7 +143,7 @@ def write_report(results: dict, out_dir: Path) -> None:
                  "index = 1 - radius / control (0: no locality).", "", loc, ""]
     text += ["## Export of emergent MLPs", "", export_table(rows), "",
              "## Compaction (dead edges and neurons removed through apply_edits)", "", compaction_table(rows), ""]
-    if phase_plot(rows, out_dir / "phase_diagram.png"):
+    if phase_plot(rows, out_dir / "phase_diagram.png", variant_settings):
         text += ["## Phase diagram", "", "![phase](phase_diagram.png)", ""]
     text += [f"![W]({p.name})\n" for p in sorted(out_dir.glob("W_*.png"))]
     write_text(out_dir / "report.md", "\n".join(text))
