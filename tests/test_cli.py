@@ -77,7 +77,8 @@ def test_report_command_rewrites_report(quick_run):
     (["run", "urn-shells", "--quick", "--set", "variants=['c_weight=-1']"], "c_weight=-1.0 must be a finite"),
     (["run", "urn-shells", "--quick", "--set", "lr=inf"], "lr=inf must be a finite number > 0"),
     (["run", "urn-shells", "--quick", "--set", "threshold=nan"], "threshold=nan must be a finite"),
-    (["run", "urn-shells", "--quick", "--address", "127.0.0.1:1"], "no Ray cluster answers there"),
+    (["run", "smgrnn", "--quick", "--data", "x.npz"], "--data is for dataset experiments (urn-digits, urn-shells"),
+    (["run", "urn-shells", "--quick", "--envs", "CartPole-v1"], "--envs is for control-task experiments (smgrnn)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     out = tmp_path / "out"
@@ -89,6 +90,15 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing half-written
+
+
+def test_address_where_no_cluster_answers_is_one_line_and_exit_2(tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    assert main(["run", "urn-shells", "--quick", "--address", "127.0.0.1:1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no Ray cluster answers there" in err and len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_checkpoint_every_can_be_set_and_quick_bench_keeps_the_full_file(tmp_path):
@@ -145,12 +155,14 @@ def test_list_names_experiments_and_benchmarks(capsys):
     assert "smgrnn" in out and "graphnet" in out
 
 
-def test_ray_workers_give_the_same_numbers(tmp_path):
+def test_ray_workers_give_the_same_numbers_and_leave_stderr_empty(tmp_path, capfd):
     pytest.importorskip("ray")
     sets = ["--set", "variants=['smgrnn']", "--set", "steps=300", "--seeds", "2"]
     local, remote = tmp_path / "local", tmp_path / "ray"
     assert main(["run", "smgrnn", "--quick", "--no-progress", "--out", str(local), *sets]) == 0
+    capfd.readouterr()
     assert main(["run", "smgrnn", "--quick", "--no-progress", "--out", str(remote), "--workers", "2", *sets]) == 0
+    assert capfd.readouterr().err == ""  # no Ray start-up, token or worker messages
 
     def numbers(path):
         rows = json.loads((path / "results.json").read_text())["rows"]
@@ -170,3 +182,18 @@ def test_a_run_that_fails_before_any_job_finishes_leaves_no_files(tmp_path, monk
     monkeypatch.setattr(get_experiment("urn-shells"), "run_job", failing_job)
     assert main(["run", "urn-shells", "--quick", "--no-progress", "--out", str(tmp_path / "o")]) == 2
     assert "this job cannot run" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "object-array", "npy"])
+def test_data_that_is_not_an_npz_of_arrays_says_what_it_should_be_and_never_pickle(kind, tmp_path, capsys):
+    import numpy as np
+    path = tmp_path / {"text": "notes.txt", "object-array": "objects.npz", "npy": "array.npy"}[kind]
+    if kind == "text":
+        path.write_text("not data\n")
+    elif kind == "object-array":
+        np.savez(path, X=np.array([{"a": 1}] * 8, dtype=object), y=np.arange(8) % 2)
+    else:
+        np.save(path, np.zeros((8, 2)))
+    assert main(["run", "urn-shells", "--quick", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "np.savez(FILE, X=X, y=y)" in err and "pickle" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -47,17 +48,61 @@ def parse_overrides(config_file: str | None, sets: list[str]) -> dict:
     return overrides
 
 
-def build_parser() -> argparse.ArgumentParser:
+def options_help(name: str) -> str | None:
+    """The options `--set` accepts for experiment `name`, with their defaults (None: no such
+    experiment, which `run` then reports)."""
+    from .experiments import get_experiment
+    from .errors import UnknownNameError
+    try:
+        experiment = get_experiment(name)
+    except UnknownNameError:
+        return None
+    presets = getattr(experiment, "presets", {})
+    lines = [f"options of {name} for --set KEY=VALUE or --config FILE.toml (values as TOML reads them),",
+             "with their defaults and the values --quick / --full give them:"]
+    for title, options, notes in experiment.option_groups():
+        lines += ["", f"  {title}:"]
+        for key, default in options.items():
+            text = f"    {key} = {_toml(default)}"
+            changed = [f"{flag} {_toml(preset[key])}" for flag, preset in presets.items()
+                       if key in preset and preset[key] != default]
+            extra = "; ".join(changed + ([notes[key]] if key in notes else []))
+            if not extra:
+                lines.append(text)
+                continue
+            wrapped = textwrap.wrap(extra, 100 - 42)
+            if len(text) > 40:  # a long default gets its own line, the notes go below it
+                lines += [text] + [" " * 42 + w for w in wrapped]
+            else:
+                lines += [f"{text:<40}  {wrapped[0]}"] + [" " * 42 + w for w in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def _toml(value) -> str:
+    """value as it would be written after --set key= (TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def build_parser(run_epilog: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="neuroplastic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="list the registered experiments and benchmarks")
-    run = sub.add_parser("run", help="run an experiment and write results.json, report.md and plots")
+    run = sub.add_parser("run", help="run an experiment and write results.json, report.md and plots",
+                         epilog=run_epilog or "neuroplastic run NAME --help lists the options of experiment NAME",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("name")
     run.add_argument("--config", help="TOML file of option = value lines")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
     run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
-    run.add_argument("--envs", help="comma-separated environment ids")
-    run.add_argument("--data", help="dataset experiments: FILE.npz (X, y, optional positions) or an MNIST IDX dir")
+    run.add_argument("--envs", help="control-task experiments (smgrnn): comma-separated gymnasium ids")
+    run.add_argument("--data", help="dataset experiments (urn-*): FILE.npz (X, y, optional positions) "
+                                    "or an MNIST IDX dir")
     run.add_argument("--quick", action="store_true", help="reduced budget (under a minute), used by tests")
     run.add_argument("--full", action="store_true", help="the full run: all tasks, 5 seeds, full budget")
     run.add_argument("--out", help="output directory (default runs/NAME)")
@@ -75,7 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> None:
+    from .experiments import all_experiments, get_experiment
     from .experiments.runner import run_experiment
+    experiment = get_experiment(args.name)
+    for flag, value, kind, what in (("--data", args.data, "data", "dataset"),
+                                    ("--envs", args.envs, "envs", "control-task")):
+        if value and getattr(experiment, "inputs", None) != kind:
+            takers = [n for n, e in all_experiments().items() if getattr(e, "inputs", None) == kind]
+            other = "--data" if kind == "envs" else "--envs"
+            raise ConfigError(f"{flag} is for {what} experiments ({', '.join(takers)}); {args.name} takes "
+                              f"{other if getattr(experiment, 'inputs', None) else 'neither'}")
     overrides = parse_overrides(args.config, args.set)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
@@ -121,7 +175,12 @@ def _bench(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    epilog = None
+    if argv[:1] == ["run"] and {"-h", "--help"} & set(argv):
+        names = [a for a in argv[1:] if not a.startswith("-")]
+        epilog = options_help(names[0]) if names else None
+    args = build_parser(epilog).parse_args(argv)
     try:
         if args.command == "list":
             _list()

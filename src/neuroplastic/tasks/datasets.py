@@ -113,16 +113,32 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
     return _split("digits", data.data / 16.0, data.target, grid_positions(8, 8), test_fraction, seed)
 
 
+NPZ_FORMAT = ("an archive of numeric arrays as np.savez(FILE, X=X, y=y) writes it: X of shape (n, d) "
+              "or (n, h, w), y of n class ids or names, optionally positions of shape (d, 2)")
+
+
 def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2)."""
+    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2).
+
+    Only plain arrays are read: a file that holds Python objects is refused, never unpickled."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"--data {str(path)!r} does not exist")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file; it should be {NPZ_FORMAT}")
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise ConfigError(f"--data {str(path)!r} does not exist") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file: {exc}") from None
+            for key in f.files:
+                try:
+                    arrays[key] = f[key]
+                except ValueError:  # an object array: numpy would need pickle for it
+                    raise ConfigError(f"--data {str(path)!r}: array {key!r} holds Python objects, not numbers; "
+                                      f"the file should be {NPZ_FORMAT}") from None
+    except ConfigError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError):
+        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file; it should be {NPZ_FORMAT}") from None
     missing = {"X", "y"} - set(arrays)
     if missing:
         raise ConfigError(f"--data {str(path)!r} lacks array(s) {sorted(missing)}; expected X, y "
