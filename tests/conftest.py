@@ -1,8 +1,20 @@
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 import neuroplastic as npl
+
+
+# Property tests: a quick default for CI, and `HYPOTHESIS_PROFILE=thorough` (1,000 examples a
+# property) to run before a change to the core lands.
+settings.register_profile("default", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import neuroplastic as npl
 from conftest import trained
 from neuroplastic.core.edits import EditIndex
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # examples: the profile
 
 
 def live_pairs(net):

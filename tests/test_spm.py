@@ -64,9 +64,10 @@ def test_ablations_are_configurations():
         counts = spm.step(n).counts()
         if spm is grow_only:
             assert counts.get("add_neuron", 0) > 0 and "remove_edge" not in counts
+            assert n.n_hidden == counts["add_neuron"] and n.n_edges >= 2
         else:
             assert "add_neuron" not in counts and "add_edge" not in counts and counts["remove_edge"] == 2
-    assert net.n_hidden == 0
+            assert n.n_hidden == 0 and n.n_edges == 0
 
 
 @pytest.mark.parametrize("options, message", [
@@ -122,20 +123,27 @@ def test_step_after_the_storage_grew_since_observe_treats_new_slots_as_unobserve
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     spm = npl.rules.SPM(warmup=5, interval=5, window=5, min_age=1, prune_inactive=True)
     x = torch.randn(8, 4)
+    events = 0
     for t in range(10):
         opt.zero_grad()
         net(x).pow(2).mean().backward()
         opt.step()
         spm.observe(net)
+        fresh = set()
         if t in (4, 9):
+            before = set(zip(*(v.tolist() for v in net.edges()[:2])))
             e = npl.Edits()
             for _ in range(40):
                 e.add_neuron(between=(0, 4))
             net.apply_edits(e, optimizer=opt)
-        capacity = net.edge_capacity
+            fresh = set(zip(*(v.tolist() for v in net.edges()[:2]))) - before
+            assert net.edge_capacity > spm.delta.size  # the statistics have not seen these slots
         spm.step(net, opt)
-        assert net.edge_capacity >= capacity
-    assert net.n_hidden >= 80
+        if spm.due():
+            events += 1
+        after = set(zip(*(v.tolist() for v in net.edges()[:2])))
+        assert fresh <= after  # unobserved edges are neither pruned nor relayed
+    assert events == 2 and len(spm.events) == 2 and net.n_hidden >= 80
 
 
 def test_a_window_too_large_to_hold_is_a_config_error():

@@ -271,7 +271,7 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048
 
 def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 1e-3, batch_size: int = 128,
               seed: int = 0, device: str = "cpu", progress: bool = False, ramp_epochs: int = 0,
-              compact_every: int = 0, on_epoch=None) -> list[dict]:
+              compact_every: int = 0, on_epoch=None, rule=None) -> list[dict]:
     """Adam + proximal L1 steps over minibatches; returns one row per epoch.
 
     The regulators ramp linearly from 0 to full strength over `ramp_epochs`: the task is
@@ -281,7 +281,9 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
 
     `compact_every=k` (lifetime structure evolution): once the ramp is over, every k epochs
     the dead edges and neurons are removed through apply_edits with the optimizer, so the
-    survivors keep their Adam state and later epochs run on the smaller network."""
+    survivors keep their Adam state and later epochs run on the smaller network.
+
+    `rule`: any rule of the protocol, driven after every step (after the proximal step)."""
     epochs, batch_size, ramp_epochs, compact_every = (
         check_int(epochs, "epochs", 1), check_int(batch_size, "batch_size", 1),
         check_int(ramp_epochs, "ramp_epochs", 0), check_int(compact_every, "compact_every", 0))
@@ -311,6 +313,8 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     history = []
     from tqdm.auto import trange
     import time
+    from ..rules.base import RuleDriver
+    driver = RuleDriver(rule, net) if rule is not None else None
     for epoch in trange(epochs, disable=not progress, desc="URN", leave=False):
         started = time.perf_counter()
         net.regulators.scale = min(1.0, (epoch + 1) / ramp_epochs) if ramp_epochs else 1.0
@@ -323,6 +327,8 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
             loss.backward()
             opt.step()
             net.proximal_step(opt)
+            if driver is not None:
+                driver.after_step(opt)
             total += float(loss.detach()) * len(idx)
         row = {"epoch": epoch + 1, "loss": total / len(xt), **parts, "epoch_s": time.perf_counter() - started,
                "n_edges": net.n_edges, "n_neurons": net.n_neurons}
@@ -331,6 +337,8 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
         if on_epoch is not None:
             row.update(on_epoch(net, opt, epoch + 1) or {})
         history.append(row)
+    if driver is not None:
+        driver.close()
     return history
 
 
