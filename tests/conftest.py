@@ -7,7 +7,6 @@ from hypothesis import HealthCheck, settings
 
 import neuroplastic as npl
 
-
 # Property tests: a quick default for CI, and `HYPOTHESIS_PROFILE=thorough` (1,000 examples a
 # property) to run before a change to the core lands.
 settings.register_profile("default", max_examples=40, deadline=None,

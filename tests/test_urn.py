@@ -1,4 +1,5 @@
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -154,7 +155,8 @@ def test_users_own_npz_data_and_bad_data(tmp_path, capsys):
                  "--data", str(tmp_path / "mine.npz")]) == 0
     assert (out / "results.json").exists()
     np.savez(tmp_path / "bad.npz", X=x, y=y, positions=np.zeros((4, 2)))
-    code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / "o2"), "--set", f"data='{tmp_path / 'bad.npz'}'"])
+    code = main(["run", "urn-digits", "--quick", "--out", str(tmp_path / "o2"),
+                 "--set", f"data='{tmp_path / 'bad.npz'}'"])
     assert code == 2 and "positions has shape (4, 2)" in capsys.readouterr().err
 
 
@@ -182,6 +184,7 @@ def test_lifetime_compaction_during_training_keeps_learning():
 
 def test_mnist_style_idx_directory_is_a_dataset(tmp_path):
     import gzip
+
     from neuroplastic.tasks.datasets import load_data
 
     def idx(data: np.ndarray) -> bytes:

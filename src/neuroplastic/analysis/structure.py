@@ -96,8 +96,8 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     n = net.capacity
     n_in, n_fixed = net.n_in, net.n_in + net.n_out
     empty = {"active_neurons": 0, "active_edges": 0, "depth": 0, "widths": [], "mlp_score": None,
-             "skip_share": None, "self_loop_share": None, "lateral_share": None, "locality_radius": None, "locality_radius_control": None,
-             "locality_index": None, "is_mlp": False, "layer_of": {}}
+             "skip_share": None, "self_loop_share": None, "lateral_share": None, "locality_radius": None,
+             "locality_radius_control": None, "locality_index": None, "is_mlp": False, "layer_of": {}}
     if len(w) == 0 or float(w.abs().max()) == 0:
         return empty
     live = w.abs() > threshold * w.abs().max()

@@ -74,7 +74,7 @@ class NeuronRef:
 
     __slots__ = ("_edits", "_index")
 
-    def __init__(self, edits: "Edits"):
+    def __init__(self, edits: Edits):
         self._edits = edits
         self._index: int | None = None
 
@@ -124,20 +124,20 @@ class Edits:
         self.ops.append(("add_neuron", ref, between, *values))
         return ref
 
-    def add_edge(self, src, dst, weight: float = 0.0) -> "Edits":
+    def add_edge(self, src, dst, weight: float = 0.0) -> Edits:
         self.ops.append(("add_edge", src, dst, _finite(weight, "weight")))
         return self
 
-    def remove_edge(self, src, dst) -> "Edits":
+    def remove_edge(self, src, dst) -> Edits:
         self.ops.append(("remove_edge", src, dst))
         return self
 
-    def remove_neuron(self, neuron) -> "Edits":
+    def remove_neuron(self, neuron) -> Edits:
         """Remove a hidden neuron and all its edges."""
         self.ops.append(("remove_neuron", neuron))
         return self
 
-    def remove_dead(self) -> "Edits":
+    def remove_dead(self) -> Edits:
         """Remove hidden neurons that cannot affect the outputs, repeatedly, keeping the function.
 
         A neuron without outgoing edges is dropped. In DAG mode a neuron without incoming
@@ -148,7 +148,7 @@ class Edits:
         return self
 
     # --- array form: tensors (or arrays, lists) of neuron ids, one entry per edge
-    def add_edges(self, src, dst, weight=0.0) -> "Edits":
+    def add_edges(self, src, dst, weight=0.0) -> Edits:
         """Add the edges src[i] -> dst[i] with weight[i] (a scalar weight is shared)."""
         s, d = _index_array(src, "src"), _index_array(dst, "dst")
         if len(s) != len(d):
@@ -158,7 +158,7 @@ class Edits:
             self.ops.append(("add_edges", s, d, w))
         return self
 
-    def remove_edges(self, src, dst) -> "Edits":
+    def remove_edges(self, src, dst) -> Edits:
         """Remove the edges src[i] -> dst[i]; every one must exist."""
         s, d = _index_array(src, "src"), _index_array(dst, "dst")
         if len(s) != len(d):
@@ -167,7 +167,7 @@ class Edits:
             self.ops.append(("remove_edges", s, d))
         return self
 
-    def set_weights(self, src, dst, weight) -> "Edits":
+    def set_weights(self, src, dst, weight) -> Edits:
         """Set the weights of existing edges (rewinding, or a controller's weight commands).
         Optimizer state is left as it is: this changes values, not structure."""
         s, d = _index_array(src, "src"), _index_array(dst, "dst")
@@ -179,7 +179,7 @@ class Edits:
         return self
 
     @classmethod
-    def from_tensors(cls, add=None, remove=None, set_weights=None, add_neurons: int = 0) -> "Edits":
+    def from_tensors(cls, add=None, remove=None, set_weights=None, add_neurons: int = 0) -> Edits:
         """Edits from tensors a network produced (a self-editing controller's commands):
         `add`/`set_weights` = (src, dst, weight), `remove` = (src, dst); `add_neurons`
         unconnected hidden neurons first (their refs are in `edits.new_neurons`)."""

@@ -33,7 +33,8 @@ class _UnrolledDag(nn.Module):
         self.out_act = execute.ACTIVATIONS[net.output_activation]
 
     def forward(self, x):
-        return execute.run_levels(x, self.n_in, self.layouts, list(self.blocks), list(self.biases), self.act, self.out_act)
+        return execute.run_levels(x, self.n_in, self.layouts, list(self.blocks), list(self.biases), self.act,
+                                  self.out_act)
 
 
 class _UnrolledRecurrent(nn.Module):

@@ -95,7 +95,7 @@ class GraphNet(nn.Module):
         return GraphNet._classes[name]
 
     @classmethod
-    def from_saved(cls, net: "GraphNet", config: dict, positions) -> "GraphNet":
+    def from_saved(cls, net: GraphNet, config: dict, positions) -> GraphNet:
         """A subclass's instance holding `net`'s graph, from the `config()` it was saved with."""
         return net
 
@@ -142,7 +142,7 @@ class GraphNet(nn.Module):
     # ----------------------------------------------------------------- constructors
     @classmethod
     def mlp(cls, n_in: int, hidden, n_out: int, activation: str = "tanh",
-            output_activation: str = "identity", seed: int = 0, **kwargs) -> "GraphNet":
+            output_activation: str = "identity", seed: int = 0, **kwargs) -> GraphNet:
         """Fully connected layers n_in -> hidden[0] -> ... -> n_out, initialised like nn.Linear.
         `hidden`: a list of widths (one int is one hidden layer)."""
         n_in, n_out = check_int(n_in, "n_in", 1), check_int(n_out, "n_out", 1)
@@ -174,7 +174,7 @@ class GraphNet(nn.Module):
 
     @classmethod
     def from_edges(cls, n_in: int, n_out: int, n_hidden: int, src, dst, weight=None,
-                   bias=None, seed: int = 0, **kwargs) -> "GraphNet":
+                   bias=None, seed: int = 0, **kwargs) -> GraphNet:
         """Any graph: hidden neurons get ids n_in+n_out .. n_in+n_out+n_hidden-1.
 
         Missing weights/biases are drawn like nn.Linear's (uniform, scaled by fan-in).
@@ -210,7 +210,7 @@ class GraphNet(nn.Module):
     @classmethod
     def dense_recurrent(cls, n_in: int, n_out: int, n_hidden: int, steps: int, activation: str = "relu",
                         output_activation: str = "identity", clamp_inputs: bool = False, seed: int = 0,
-                        init_std: float | None = None, **kwargs) -> "GraphNet":
+                        init_std: float | None = None, **kwargs) -> GraphNet:
         """Recurrent mode with every ordered pair of neurons connected (self loops included).
 
         Edge slot dst*m + src holds W[dst, src], so the executor runs `weight` as an m x m
@@ -393,7 +393,9 @@ class GraphNet(nn.Module):
     def _admit(self, param, alive, uid, slots, values, optimizer) -> None:
         """Occupy slots of a Parameter with `values`, a new owner id each, fresh optimizer state."""
         from .surgery import zero_slots
-        param[slots] = values if isinstance(values, float) else torch.as_tensor(values, dtype=param.dtype).to(param.device)
+        if not isinstance(values, float):
+            values = torch.as_tensor(values, dtype=param.dtype).to(param.device)
+        param[slots] = values
         alive[slots] = True
         uid[slots] = self._take_uids(len(slots)).to(param.device)
         zero_slots(optimizer, param, slots)

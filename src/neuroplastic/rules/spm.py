@@ -90,7 +90,7 @@ class SPMConfig:
                 raise ConfigError(f"SPM {name}={getattr(self, name)!r} must lie in [0, 1]")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "SPMConfig":
+    def from_dict(cls, values: dict) -> SPMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

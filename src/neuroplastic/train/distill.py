@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from ..core import checkpoint as ckpt
-from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..core.graph import ACTIVATION_MODULES, GraphNet, check_activation
 from ..core.validate import plain
+from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..rules.base import RuleDriver, rule_from_state
 from ..rules.spm import SPM, SPMConfig
 from ..tasks.control import (

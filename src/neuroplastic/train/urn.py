@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from ..core.graph import ACTIVATION_MODULES, GraphNet
 from ..core.paths import shortest_path_lengths
-from ..core.validate import check_device, check_int, check_number
+from ..core.validate import check_device, check_int
+from ..errors import ConfigError
 
 
 @dataclass
@@ -41,7 +41,7 @@ class URNRegulators:
     scale: float = 1.0         # multiplies all three coefficients (train_urn ramps it up)
 
     @classmethod
-    def from_options(cls, options: dict) -> "URNRegulators":
+    def from_options(cls, options: dict) -> URNRegulators:
         unknown = sorted(set(options) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"unknown URN option(s) {unknown}; known: {', '.join(cls.__dataclass_fields__)}, "
@@ -112,7 +112,7 @@ class URN(GraphNet):
 
     @classmethod
     def from_graph(cls, net: GraphNet, *, size: int, io_edges: bool = False, positions=None,
-                   **regulators) -> "URN":
+                   **regulators) -> URN:
         """A new URN holding `net`'s topology and weights (how `npl.load` restores a URN);
         `positions`: one point per neuron slot, or None. `net` itself is left as it is."""
         regulators = URNRegulators.from_options(regulators)
@@ -129,7 +129,7 @@ class URN(GraphNet):
         return urn
 
     @classmethod
-    def from_saved(cls, net: GraphNet, config: dict, positions) -> "URN":
+    def from_saved(cls, net: GraphNet, config: dict, positions) -> URN:
         keys = {"size", "io_edges", *URNRegulators.__dataclass_fields__}
         return cls.from_graph(net, positions=positions, **{k: v for k, v in config.items() if k in keys})
 
@@ -311,8 +311,10 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     history = []
-    from tqdm.auto import trange
     import time
+
+    from tqdm.auto import trange
+
     from ..rules.base import RuleDriver
     driver = RuleDriver(rule, net) if rule is not None else None
     for epoch in trange(epochs, disable=not progress, desc="URN", leave=False):

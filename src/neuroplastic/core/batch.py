@@ -1,0 +1,726 @@
+"""GraphBatch: P graphs with the same inputs and outputs, run as one tensor program.
+
+Layout (population axis first, padded to the largest member):
+
+* edges, `(P, E_cap)`: `src`, `dst` (int32), `weight`, `edge_alive`;
+* neurons, `(P, N_cap)`: `bias`, `activation` (an int8 code, see `ACTIVATION_NAMES`),
+  `neuron_alive`.
+
+A member's neuron ids are its own GraphNet ids (gaps left by removed neurons stay gaps), so
+`from_nets` / `to_nets` convert exactly and Edits name the same neurons in both forms.
+
+Execution, two kernels with the same results (`kernel="auto"` picks one):
+
+* dense: the live weights are scattered once per forward into a padded `(P, m, m)` block
+  holding W^T, and each synchronous sweep h <- act(h W^T + b) is one `torch.baddbmm` over all
+  members plus one `torch.where` per activation kind present. In DAG mode inputs are clamped
+  and depth-many sweeps reach the exact topological result; members run in order of
+  decreasing depth, so sweep k only touches the prefix of members still deeper than k.
+  The choice on CUDA.
+* sparse: the live neurons of all members are the rows of one state matrix, grouped by DAG
+  level, and each level is one sparse (CSR) product with the edges into it, so a forward
+  touches every live edge once instead of m^2 slots per sweep. NEAT-sized populations are
+  mostly empty blocks; it is the CPU choice (faster there even for fully connected members).
+
+In recurrent mode every member runs `steps` synchronous sweeps, as GraphNet's recurrent mode.
+No kernel loops over members: the loops are over sweeps and over the few activation kinds.
+
+Derived state (depth, the scatter index, activation masks) is cached and rebuilt only when a
+topology tensor changes, never per forward.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, CycleError, EditError
+from .edits import Edits
+from .graph import ACTIVATIONS, GraphNet
+from .validate import check_bool, check_choice, check_int
+
+# Activation codes: position in this tuple (tanh 0, relu 1, sigmoid 2, identity 3).
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
+_ALIASES = {"linear": "identity"}
+
+
+def activation_code(name: str) -> int:
+    """The int code of an activation name (a key of ACTIVATIONS; 'linear' is 'identity')."""
+    name = _ALIASES.get(name, name)
+    if name not in ACTIVATION_NAMES:
+        raise ConfigError(f"activation={name!r} is not supported; expected one of {sorted(ACTIVATION_NAMES)}")
+    return ACTIVATION_NAMES.index(name)
+
+
+# In-place forms, for the no-gradient path (that is all of a population evaluation).
+_IN_PLACE = {"tanh": torch.tanh_, "relu": torch.relu_, "sigmoid": torch.sigmoid_, "identity": None}
+
+
+def _activate_(name: str, z: torch.Tensor) -> None:
+    if name not in _IN_PLACE:
+        z.copy_(ACTIVATIONS[name](z))
+    elif _IN_PLACE[name] is not None:
+        _IN_PLACE[name](z)
+
+
+@dataclass
+class _DensePlan:
+    order: torch.Tensor | None   # members by decreasing depth (DAG); None: stored order
+    inverse: torch.Tensor | None  # position of each member in `order`
+    active: list                 # per sweep: how many leading (sorted) members run it
+    w_index: torch.Tensor        # flat positions of the live edges in weight.view(-1)
+    w_target: torch.Tensor       # their flat positions in the (P, m, m) block of W^T
+    kinds: list                  # (function, (P, 1, m) mask of the neurons computed with it)
+
+
+@dataclass
+class _Stage:
+    ra: int                      # state rows [ra, rb) computed by this stage
+    rb: int
+    ea: int                      # edges [ea, eb) into them (sorted by target row)
+    eb: int
+    kinds: list                  # (activation name, lo, hi): rows ra+lo..ra+hi use it
+    csr: torch.Tensor            # (rb - ra, rows) CSR matrix whose values alias the plan's
+
+
+@dataclass
+class _SparsePlan:
+    n_rows: int                  # live neurons of all members
+    in_rows: torch.Tensor        # (P * n_in,) rows of the inputs, member-major
+    inputs_first: bool           # in_rows is 0..P*n_in-1 (DAG)
+    out_rows: torch.Tensor       # (P * n_out,) rows of the outputs, member-major
+    bias_index: torch.Tensor     # per row: its position in bias.view(-1)
+    w_index: torch.Tensor        # per edge (sorted by target row): position in weight.view(-1)
+    src_row: torch.Tensor        # per edge: state row of its source
+    dst_local: torch.Tensor      # per edge: its target row minus its stage's first row
+    values: torch.Tensor         # the edge weights in CSR order, refreshed every forward
+    schedule: list               # the stages in execution order
+
+
+@dataclass
+class _Plan:
+    """What a forward needs that depends only on topology; rebuilt when that changes."""
+
+    key: tuple
+    levels: torch.Tensor | None  # (P, N_cap) GraphNet level of every neuron (DAG)
+    depth: torch.Tensor | None   # (P,) sweeps each member needs (DAG)
+    kernel: str                  # "dense" or "sparse"
+    dense: _DensePlan | None = None
+    sparse: _SparsePlan | None = None
+
+
+class GraphBatch(nn.Module):
+    """P graphs with the same n_in and n_out in padded tensors, run together.
+
+    Build one with `GraphBatch.from_nets(nets)`, or straight from tensors:
+    `GraphBatch(n_in, n_out, src, dst, weight, edge_alive, bias, activation, neuron_alive,
+    mode="dag", steps=1, clamp_inputs=False)` with edge tensors of shape (P, E_cap) and
+    neuron tensors of shape (P, N_cap); `activation` holds codes from `ACTIVATION_NAMES`
+    (use `activation_code(name)`). The tensors are copied; all live on `weight`'s device.
+    Member semantics are GraphNet's: neurons 0..n_in-1 inputs, the next n_out outputs, the
+    rest hidden; in DAG mode inputs take no incoming edges and outputs have no outgoing ones.
+
+    All state is in buffers, so `.to(device)` / `.double()` and `state_dict()` work. The
+    forward is differentiable in `weight` and `bias` once you set `requires_grad` on them;
+    by default (population evaluation) no autograd graph is built. `kernel`: "auto",
+    "dense" or "sparse" (see the module docstring); all give the same outputs.
+    """
+
+    KERNELS = ("auto", "dense", "sparse")
+
+    def __init__(self, n_in: int, n_out: int, src, dst, weight, edge_alive, bias, activation,
+                 neuron_alive, *, mode: str = "dag", steps: int = 1, clamp_inputs: bool = False,
+                 kernel: str = "auto"):
+        super().__init__()
+        self.n_in = check_int(n_in, "n_in", 1)
+        self.n_out = check_int(n_out, "n_out", 1)
+        self.mode = check_choice(mode, "mode", ("dag", "recurrent"))
+        self.steps = check_int(steps, "steps", 1)
+        self.clamp_inputs = check_bool(clamp_inputs, "clamp_inputs")
+        self.kernel = check_choice(kernel, "kernel", self.KERNELS)
+        weight = torch.as_tensor(weight)
+        if not weight.is_floating_point():
+            weight = weight.to(torch.get_default_dtype())
+        dev, dtype = weight.device, weight.dtype
+
+        def take(t, name, kind):
+            t = torch.as_tensor(t).to(dev)
+            if t.dim() != 2:
+                raise ConfigError(f"{name} has shape {tuple(t.shape)}; expected 2-D (P, E_cap) or (P, N_cap)")
+            if kind == "int" and (t.is_floating_point() or t.dtype == torch.bool or t.is_complex()):
+                raise ConfigError(f"{name} must hold integers, got {t.dtype}")
+            if kind == "bool" and t.dtype != torch.bool:
+                raise ConfigError(f"{name} must be a bool tensor, got {t.dtype}")
+            return t.clone()
+
+        src, dst = take(src, "src", "int"), take(dst, "dst", "int")
+        edge_alive, neuron_alive = take(edge_alive, "edge_alive", "bool"), take(neuron_alive, "neuron_alive", "bool")
+        activation, weight = take(activation, "activation", "int"), take(weight, "weight", "float")
+        bad = (activation < 0) | (activation >= len(ACTIVATION_NAMES))
+        if bool(bad.any()):
+            raise ConfigError(f"member {int(bad.nonzero()[0, 0])}: activation codes must be in "
+                              f"0..{len(ACTIVATION_NAMES) - 1} ({', '.join(ACTIVATION_NAMES)})")
+        bias = take(bias, "bias", "float").to(dtype)
+        P, E = weight.shape
+        if P < 1:
+            raise ConfigError("a GraphBatch needs at least one member (P >= 1)")
+        for name, t in (("src", src), ("dst", dst), ("edge_alive", edge_alive)):
+            if t.shape != (P, E):
+                raise ConfigError(f"{name} has shape {tuple(t.shape)}; expected {(P, E)} like weight")
+        N = bias.shape[1]
+        for name, t in (("bias", bias), ("activation", activation), ("neuron_alive", neuron_alive)):
+            if t.shape != (P, N):
+                raise ConfigError(f"{name} has shape {tuple(t.shape)}; expected {(P, N)} like bias")
+        if N < self.n_in + self.n_out:
+            raise ConfigError(f"N_cap={N} is smaller than n_in + n_out = {self.n_in + self.n_out}")
+        # Dead slots are normalised to zeros so that storage compares and round-trips cleanly.
+        src, dst = src.masked_fill(~edge_alive, 0), dst.masked_fill(~edge_alive, 0)
+        self.register_buffer("src", src.to(torch.int32))
+        self.register_buffer("dst", dst.to(torch.int32))
+        self.register_buffer("weight", weight.masked_fill(~edge_alive, 0))
+        self.register_buffer("edge_alive", edge_alive)
+        self.register_buffer("bias", bias.masked_fill(~neuron_alive, 0))
+        self.register_buffer("activation", activation.to(torch.int8))
+        self.register_buffer("neuron_alive", neuron_alive)
+        self._plan: _Plan | None = None
+        self._check_structure(src.long(), dst.long())
+        self._get_plan()  # a DAG with a cycle is refused here, not at the first forward
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_nets(cls, nets, kernel: str = "auto") -> GraphBatch:
+        """Pack GraphNets with the same n_in, n_out and mode (and steps / clamp_inputs in
+        recurrent mode) into one batch. Hidden neurons (and inputs) get the net's activation,
+        outputs its output_activation; everything lands on the first net's device."""
+        if isinstance(nets, GraphNet) or not hasattr(nets, "__len__") or len(nets) == 0:
+            raise ConfigError("from_nets needs a non-empty list of GraphNets")
+        nets = list(nets)
+        for i, net in enumerate(nets):
+            if not isinstance(net, GraphNet):
+                raise ConfigError(f"member {i} is a {type(net).__name__}, not a GraphNet")
+        first = nets[0]
+        keys = ("n_in", "n_out", "mode") + (("steps", "clamp_inputs") if first.mode == "recurrent" else ())
+        for i, net in enumerate(nets):
+            for k in keys:
+                if getattr(net, k) != getattr(first, k):
+                    raise ConfigError(f"member {i} has {k}={getattr(net, k)!r} but member 0 has "
+                                      f"{k}={getattr(first, k)!r}; a GraphBatch needs them equal")
+            if net.bias.dtype != first.bias.dtype:
+                raise ConfigError(f"member {i} is {net.bias.dtype} but member 0 is {first.bias.dtype}")
+        dev, n_fixed = first.bias.device, first.n_in + first.n_out
+        srcs, dsts, ws, alives, biases, codes = [], [], [], [], [], []
+        for net in nets:  # reading P nets is a loop by nature; packing below is vectorised
+            s, d, w = net.edges()
+            srcs.append(s.to(dev, torch.int32))
+            dsts.append(d.to(dev, torch.int32))
+            ws.append(w.to(dev))
+            alive = net.neuron_alive.to(dev)
+            high = int(alive.nonzero().max()) + 1
+            alives.append(alive[:high])
+            biases.append(net.bias.detach().to(dev)[:high])
+            code = torch.full((high,), activation_code(net.activation), dtype=torch.int8, device=dev)
+            code[net.n_in:n_fixed] = activation_code(net.output_activation)
+            codes.append(code)
+        pad = nn.utils.rnn.pad_sequence
+        counts = torch.tensor([len(s) for s in srcs], device=dev)
+        e_cap = max(1, int(counts.max()))  # one dead slot keeps shapes non-degenerate
+        edge_alive = torch.arange(e_cap, device=dev) < counts[:, None]
+
+        def pad_edges(rows):
+            out = pad(rows, batch_first=True)
+            return torch.cat([out, out.new_zeros(len(rows), e_cap - out.shape[1])], 1)
+
+        return cls(first.n_in, first.n_out, pad_edges(srcs), pad_edges(dsts), pad_edges(ws), edge_alive,
+                   pad(biases, batch_first=True), pad(codes, batch_first=True),
+                   pad(alives, batch_first=True), mode=first.mode, steps=first.steps,
+                   clamp_inputs=first.clamp_inputs, kernel=kernel)
+
+    def to_net(self, member: int) -> GraphNet:
+        """Member `member` as a GraphNet (same neuron ids, edges, biases, outputs).
+
+        A GraphNet has one activation plus an output activation, so a member with mixed
+        hidden activations cannot be converted: that is a ConfigError naming the member."""
+        i = self._member(member)
+        act, out_act = self._member_activations(i, strict=True)
+        return self._build_net(i, act, out_act).to(self.weight.device)
+
+    def to_nets(self) -> list[GraphNet]:
+        """Every member as a GraphNet: the exact inverse of `from_nets`."""
+        return [self.to_net(i) for i in range(len(self))]
+
+    # ----------------------------------------------------------------- properties
+    def __len__(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def n_edges(self) -> torch.Tensor:
+        """(P,) live edges per member."""
+        return self.edge_alive.sum(1)
+
+    @property
+    def n_hidden(self) -> torch.Tensor:
+        """(P,) live hidden neurons per member."""
+        return self.neuron_alive.sum(1) - self.n_in - self.n_out
+
+    @property
+    def neuron_capacity(self) -> int:
+        return self.bias.shape[1]
+
+    @property
+    def edge_capacity(self) -> int:
+        return self.weight.shape[1]
+
+    def depth(self) -> torch.Tensor:
+        """(P,) synchronous sweeps each member runs: in DAG mode its depth (the levels after the
+        inputs, outputs last, as GraphNet.levels() numbers them), in recurrent mode `steps`."""
+        plan = self._get_plan()
+        if plan.depth is None:
+            return torch.full((len(self),), self.steps, dtype=torch.long, device=self.weight.device)
+        return plan.depth.clone()
+
+    def extra_repr(self) -> str:
+        return (f"P={len(self)}, n_in={self.n_in}, n_out={self.n_out}, mode={self.mode!r}, "
+                f"N_cap={self.neuron_capacity}, E_cap={self.edge_capacity}")
+
+    # ----------------------------------------------------------------- checks and planning
+    def _member(self, i) -> int:
+        return check_int(i, "member", 0, len(self) - 1)
+
+    def _check_structure(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        """Refuse tensors no GraphNet could hold, naming the first member that breaks a rule."""
+        N, n_in, n_fixed = self.neuron_capacity, self.n_in, self.n_in + self.n_out
+
+        def refuse(bad_rows: torch.Tensor, message: str):
+            if bool(bad_rows.any()):
+                raise ConfigError(f"member {int(bad_rows.nonzero()[0, 0])}: {message}")
+
+        refuse(~self.neuron_alive[:, :n_fixed].all(1), "input and output neurons must be alive")
+        live = self.edge_alive
+        refuse((live & ((src < 0) | (src >= N) | (dst < 0) | (dst >= N))).any(1),
+               f"a live edge names a neuron outside 0..{N - 1}")
+        ends_alive = self.neuron_alive.gather(1, src) & self.neuron_alive.gather(1, dst)
+        refuse((live & ~ends_alive).any(1), "a live edge touches a dead neuron")
+        if self.mode == "dag":
+            refuse((live & (dst < n_in)).any(1), "input neurons take no incoming edges in DAG mode")
+            refuse((live & (src >= n_in) & (src < n_fixed)).any(1),
+                   "output neurons have no outgoing edges in DAG mode")
+        # duplicates: sort each member's (src, dst) keys; equal neighbours among live edges
+        key = torch.where(live, src * N + dst, -1 - torch.arange(live.shape[1], device=live.device))
+        key = key.sort(1).values
+        refuse((key[:, 1:] == key[:, :-1]).any(1), "two live edges join the same (src, dst) pair")
+
+    def _plan_key(self) -> tuple:
+        # `_version` counts in-place writes, so edits made straight into the buffers are seen
+        # too (tensors made under inference_mode have no counter; apply_edits still resets)
+        def version(t):
+            return -1 if t.is_inference() else t._version
+
+        tensors = (self.src, self.dst, self.edge_alive, self.neuron_alive, self.activation)
+        return (tuple((t.data_ptr(), version(t)) for t in tensors)
+                + (tuple(self.bias.shape), self.weight.dtype, self.weight.device, self.kernel))
+
+    def _get_plan(self) -> _Plan:
+        key = self._plan_key()
+        if self._plan is None or self._plan.key != key:
+            # plan tensors are ordinary ones even when first needed under inference_mode, so
+            # that a later forward outside it can still refresh them in place
+            with torch.inference_mode(False):
+                self._plan = self._build_plan(key)
+        return self._plan
+
+    def _apply(self, fn, *args, **kwargs):
+        self._plan = None  # the plan holds index tensors on the old device
+        return super()._apply(fn, *args, **kwargs)
+
+    def _levels(self) -> torch.Tensor:
+        """(P, N_cap) GraphNet levels of every member at once: inputs 0, hidden neurons the
+        longest path from a source (1 without incoming edges), outputs one above the deepest
+        hidden neuron, dead -1. Longest-path relaxation over all members' edges at once."""
+        N = self.neuron_capacity
+        n_in, n_fixed = self.n_in, self.n_in + self.n_out
+        ids = torch.arange(N, device=self.bias.device)
+        level = torch.where(self.neuron_alive, 1, -1).long()
+        level[:, :n_in] = 0
+        src, dst = self.src.long(), self.dst.long()
+        into_hidden = self.edge_alive & (dst >= n_fixed)  # outputs are placed last afterwards
+        dst = dst.masked_fill(~into_hidden, 0)  # masked edges offer -1 to input 0: no effect
+        for _ in range(int(self.neuron_alive.sum(1).max()) + 1):
+            offer = (level.gather(1, src) + 1).masked_fill(~into_hidden, -1)
+            new = level.scatter_reduce(1, dst, offer, reduce="amax")
+            changed = (new != level).any(1)
+            if not bool(changed.any()):
+                break
+            level = new
+        else:  # a longest path has fewer edges than neurons: still rising means a cycle
+            cyclic = changed.nonzero().squeeze(1).tolist()
+            raise CycleError(f"member(s) {cyclic[:10]} have a cycle, so they cannot run in DAG mode")
+        hidden = self.neuron_alive & (ids >= n_fixed)
+        top = level.masked_fill(~hidden, 0).max(1).values
+        level[:, n_in:n_fixed] = (top + 1)[:, None]
+        return level
+
+    def _build_plan(self, key) -> _Plan:
+        levels = self._levels() if self.mode == "dag" else None
+        depth = None if levels is None else levels.max(1).values
+        kernel = self.kernel
+        if kernel == "auto":
+            # Measured on CPU (1 thread, B = 4 and 64): the sparse kernel was faster for random
+            # NEAT-sized DAGs (10-60x), for full MLPs (3-13x) and even for fully connected
+            # recurrent members (0.8-3x), since bmm on tiny blocks and the per-slot selects cost
+            # more than the CSR products. On CUDA the dense kernel's few large launches win.
+            kernel = "dense" if self.weight.is_cuda else "sparse"
+        return _Plan(key, levels, depth, kernel)
+
+    def _dense_plan(self, plan: _Plan) -> _DensePlan:
+        """Members sorted by decreasing depth (DAG), the scatter index of W^T, activation masks."""
+        if plan.dense is not None:
+            return plan.dense
+        P, N = self.bias.shape
+        dev = self.bias.device
+        order = inverse = None
+        if self.mode == "dag":
+            sweeps, order = plan.depth.sort(descending=True, stable=True)
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(P, device=dev)
+            # sweep k runs the members of depth >= k: a prefix of the sorted order
+            at_least = torch.bincount(sweeps, minlength=int(sweeps[0]) + 1).flip(0).cumsum(0).flip(0)
+            active = at_least[1:int(sweeps[0]) + 1].tolist()
+            if bool((sweeps == sweeps[0]).all()):
+                order = inverse = None  # all alike: no reordering needed
+        else:
+            active = [P] * self.steps
+        rank = inverse if inverse is not None else torch.arange(P, device=dev)
+        p, slot = self.edge_alive.nonzero(as_tuple=True)
+        w_index = p * self.edge_capacity + slot
+        w_target = (rank[p] * N + self.src[p, slot].long()) * N + self.dst[p, slot].long()  # W^T[p, src, dst]
+        codes, computed = self.activation.long(), self._computed()
+        if order is not None:
+            codes, computed = codes[order], computed[order]
+        kinds = []
+        for c, name in enumerate(ACTIVATION_NAMES):
+            mask = computed & (codes == c)
+            if bool(mask.any()):
+                kinds.append((ACTIVATIONS[name], mask[:, None, :]))
+        plan.dense = _DensePlan(order, inverse, active, w_index, w_target, kinds)
+        return plan.dense
+
+    def _computed(self) -> torch.Tensor:
+        """(P, N_cap) neurons a sweep computes: live ones, but not inputs when they are clamped
+        (always in DAG mode). Everything else keeps its initial value: x or 0."""
+        computed = self.neuron_alive.clone()
+        if self.mode == "dag" or self.clamp_inputs:
+            computed[:, :self.n_in] = False
+        return computed
+
+    def _sparse_plan(self, plan: _Plan) -> _SparsePlan:
+        """Live neurons of all members as the rows of one state matrix, grouped by stage (DAG:
+        level; recurrent: inputs when clamped, then the rest) and, within a stage, by
+        activation; the edges into each stage as a CSR matrix over those rows."""
+        if plan.sparse is not None:
+            return plan.sparse
+        P, m = self.bias.shape
+        dev = self.bias.device
+        K = len(ACTIVATION_NAMES)
+        p, ids = self.neuron_alive.nonzero(as_tuple=True)
+        computed = self._computed()[p, ids]
+        if self.mode == "dag":
+            stage = plan.levels[p, ids]
+        else:
+            stage = computed.long()
+        code = torch.where(computed, self.activation[p, ids].long(), 0)
+        # inputs (stage 0) come first in (member, id) order, so x is written as one block
+        perm = torch.argsort(((stage * K + code) * P + p) * m + ids)
+        p, ids, stage, code = p[perm], ids[perm], stage[perm], code[perm]
+        n_rows = len(p)
+        row_of = torch.full((P, m), -1, dtype=torch.long, device=dev)
+        row_of[p, ids] = torch.arange(n_rows, device=dev)
+        ep, slot = self.edge_alive.nonzero(as_tuple=True)
+        src_row = row_of[ep, self.src[ep, slot].long()]
+        dst_row = row_of[ep, self.dst[ep, slot].long()]
+        keep = stage[dst_row] > 0  # edges into clamped inputs change nothing
+        ep, slot, src_row, dst_row = ep[keep], slot[keep], src_row[keep], dst_row[keep]
+        eperm = torch.argsort(dst_row * n_rows + src_row)
+        ep, slot, src_row, dst_row = ep[eperm], slot[eperm], src_row[eperm], dst_row[eperm]
+        values = self.weight.new_zeros(len(ep))
+        row_bounds = torch.searchsorted(stage, torch.arange(int(stage.max()) + 2, device=dev)).tolist()
+        kind_bounds = torch.searchsorted(stage * K + code, torch.arange((int(stage.max()) + 1) * K + 1,
+                                                                          device=dev)).tolist()
+        edge_at = torch.searchsorted(dst_row, torch.arange(n_rows + 1, device=dev))
+        stages = []
+        for s in range(1, len(row_bounds) - 1):
+            ra, rb = row_bounds[s], row_bounds[s + 1]
+            if ra == rb:
+                continue
+            ea, eb = int(edge_at[ra]), int(edge_at[rb])
+            kinds = [(ACTIVATION_NAMES[c], kind_bounds[s * K + c] - ra, kind_bounds[s * K + c + 1] - ra)
+                     for c in range(K) if kind_bounds[s * K + c + 1] > kind_bounds[s * K + c]]
+            with warnings.catch_warnings():  # torch calls sparse CSR "beta"; the product is stable
+                warnings.simplefilter("ignore")
+                # int32 indices: MKL's own, so the product does not convert them on every call
+                csr = torch.sparse_csr_tensor((edge_at[ra:rb + 1] - ea).int(), src_row[ea:eb].int(),
+                                              values[ea:eb], (rb - ra, n_rows), check_invariants=False)
+            stages.append(_Stage(ra, rb, ea, eb, kinds, csr))
+        schedule = stages if self.mode == "dag" else stages * self.steps
+        in_rows = row_of[:, :self.n_in].reshape(-1)
+        inputs_first = bool(torch.equal(in_rows, torch.arange(len(in_rows), device=dev)))
+        plan.sparse = _SparsePlan(n_rows, in_rows, inputs_first,
+                                  row_of[:, self.n_in:self.n_in + self.n_out].reshape(-1),
+                                  p * m + ids, ep * self.edge_capacity + slot, src_row,
+                                  dst_row - torch.repeat_interleave(
+                                      torch.tensor([st.ra for st in stages], device=dev),
+                                      torch.tensor([st.eb - st.ea for st in stages], device=dev)),
+                                  values, schedule)
+        return plan.sparse
+
+    # ----------------------------------------------------------------- execution
+    def _input(self, x) -> tuple[torch.Tensor, bool]:
+        if not torch.is_tensor(x):  # a numpy array or nested lists
+            x = torch.as_tensor(np.asarray(x), dtype=self.weight.dtype, device=self.weight.device)
+        P, n_in = len(self), self.n_in
+        shared = x.dim() == 2 and x.shape[1] == n_in
+        if not (shared or (x.dim() == 3 and x.shape[0] == P and x.shape[2] == n_in)):
+            raise ConfigError(f"input of shape {tuple(x.shape)} does not fit this batch; expected "
+                              f"(batch, {n_in}) shared by all members or ({P}, batch, {n_in}) per member")
+        if x.device != self.weight.device:
+            raise ConfigError(f"input is on {x.device} but the GraphBatch is on {self.weight.device}; "
+                              "move one of them with .to(device)")
+        return x.to(self.weight.dtype), shared
+
+    def forward(self, x) -> torch.Tensor:
+        """x: (B, n_in) shared by all members, or (P, B, n_in) one per member -> (P, B, n_out)."""
+        x, shared = self._input(x)
+        plan = self._get_plan()
+        # Without a gradient to carry, states are overwritten in place and the fused CSR
+        # product is used; with one, every step stays out of place and differentiable.
+        grad = torch.is_grad_enabled() and (self.weight.requires_grad or self.bias.requires_grad
+                                            or x.requires_grad)
+        with torch.inference_mode(False):  # see _get_plan
+            sub = self._dense_plan(plan) if plan.kernel == "dense" else self._sparse_plan(plan)
+        if plan.kernel == "dense":
+            return self._forward_dense(x, shared, sub, grad)
+        return self._forward_sparse(x, shared, sub, grad)
+
+    def _forward_dense(self, x, shared: bool, plan: _DensePlan, grad: bool) -> torch.Tensor:
+        """One baddbmm per sweep over the (P, m, m) block of W^T; sweep k runs only the leading
+        members (sorted by depth) that still need it."""
+        P, m = self.bias.shape
+        B, n_in = x.shape[-2], self.n_in
+        w = self.weight.reshape(-1)[plan.w_index]
+        w_t = self.weight.new_zeros(P * m * m).index_put_((plan.w_target,), w).view(P, m, m)
+        bias = (self.bias if plan.order is None else self.bias[plan.order]).unsqueeze(1)
+        if not shared and plan.order is not None:
+            x = x[plan.order]
+        # h0: inputs written, everything else 0. A neuron a sweep does not compute (clamped
+        # input, dead or padding slot) takes its h0 value, so dead neurons stay at 0.
+        h0 = x.new_zeros(P, B, m)
+        h0[:, :, :n_in] = x
+        h = h0
+        for n in plan.active:  # the first sweep always runs every member
+            z = torch.baddbmm(bias[:n], h[:n], w_t[:n])
+            new = h0[:n]
+            for fn, mask in plan.kinds:
+                new = torch.where(mask[:n], fn(z), new)
+            if n == P:
+                h = new  # a fresh tensor: outputs are always computed, so `where` ran
+            elif grad:
+                h = torch.cat([new, h[n:]])
+            else:
+                h[:n] = new
+        y = h[:, :, n_in:n_in + self.n_out]
+        return y if plan.inverse is None else y[plan.inverse]
+
+    def _forward_sparse(self, x, shared: bool, plan: _SparsePlan, grad: bool) -> torch.Tensor:
+        """State (rows, B), one row per live neuron of every member; stage by stage, rows
+        [ra, rb) <- act(W[ra:rb] @ state + b). In DAG mode a stage reads only earlier stages,
+        so every edge is used once per forward; in recurrent mode the one stage runs `steps`
+        times, each reading the whole previous state (a synchronous sweep)."""
+        P, n_in, n_out = len(self), self.n_in, self.n_out
+        B = x.shape[-2]
+        xs = x.t().repeat(P, 1) if shared else x.transpose(1, 2).reshape(P * n_in, B)
+        b = self.bias.reshape(-1)[plan.bias_index][:, None]
+        if grad:
+            h = self._sparse_sweeps_autograd(xs, b, plan)
+        else:
+            h = self._sparse_sweeps_in_place(xs, b, plan)
+        return h[plan.out_rows].view(P, n_out, B).transpose(1, 2)
+
+    def _write_inputs(self, h: torch.Tensor, xs: torch.Tensor, plan: _SparsePlan) -> torch.Tensor:
+        if plan.inputs_first:  # DAG: the inputs are rows 0..P*n_in-1, member-major
+            h[:len(xs)] = xs
+            return h
+        return h.index_copy_(0, plan.in_rows, xs)
+
+    def _sparse_sweeps_in_place(self, xs, b, plan: _SparsePlan) -> torch.Tensor:
+        """No gradient: each stage's CSR product writes straight into its rows of the state."""
+        torch.index_select(self.weight.reshape(-1), 0, plan.w_index, out=plan.values)  # the CSRs' values
+        B = xs.shape[1]
+        if self.mode == "dag":
+            # every computed row is written before a later stage reads it, and a stage reads
+            # only earlier rows, so the product may write into the state it reads
+            h = self._write_inputs(xs.new_empty(plan.n_rows, B), xs, plan)
+            for st in plan.schedule:
+                z = h[st.ra:st.rb]
+                torch.addmm(b[st.ra:st.rb], st.csr, h, out=z)
+                for name, lo, hi in st.kinds:
+                    _activate_(name, z[lo:hi])
+            return h
+        # recurrent: a sweep reads the whole previous state, so two buffers take turns
+        h = self._write_inputs(xs.new_zeros(plan.n_rows, B), xs, plan)
+        h_next = h.clone()
+        for st in plan.schedule:
+            z = h_next[st.ra:st.rb]
+            torch.addmm(b[st.ra:st.rb], st.csr, h, out=z)
+            for name, lo, hi in st.kinds:
+                _activate_(name, z[lo:hi])
+            h, h_next = h_next, h
+        return h
+
+    def _sparse_sweeps_autograd(self, xs, b, plan: _SparsePlan) -> torch.Tensor:
+        """With a gradient: gather, multiply, index_add; every state out of place."""
+        w = self.weight.reshape(-1)[plan.w_index][:, None]
+        B = xs.shape[1]
+        h = xs.new_zeros(plan.n_rows, B).index_copy(0, plan.in_rows, xs)
+        for st in plan.schedule:
+            z = b[st.ra:st.rb].expand(st.rb - st.ra, B).index_add(
+                0, plan.dst_local[st.ea:st.eb], h.index_select(0, plan.src_row[st.ea:st.eb]) * w[st.ea:st.eb])
+            z = torch.cat([ACTIVATIONS[name](z[lo:hi]) for name, lo, hi in st.kinds])
+            h = torch.cat([h[:st.ra], z, h[st.rb:]])
+        return h
+
+    # ----------------------------------------------------------------- editing
+    def apply_edits(self, edits, member: int | None = None, *, activation: str | None = None):
+        """Apply Edits to some members, rewriting only their rows.
+
+        `pop.apply_edits(edits, member=i)` or `pop.apply_edits({i: edits_i, j: edits_j})`.
+        Each edited member goes through GraphNet.apply_edits (the one edit path, with its
+        checks); N_cap / E_cap grow for everyone only when an edited member no longer fits.
+        All-or-nothing: if any member's edits are refused, no row changes. New neurons get
+        `activation` (default: the member's hidden activation; for a member with mixed
+        activations, that of its input neurons). Returns the applied Edits (the dict form
+        returns the dict), whose neuron references resolve to the member's neuron ids.
+        """
+        if isinstance(edits, dict):
+            if member is not None:
+                raise ConfigError("pass either Edits with member=i or a dict {member: Edits}, not both")
+            todo = {self._member(i): e for i, e in edits.items()}
+        else:
+            if member is None:
+                raise ConfigError("apply_edits(edits, member=i) needs the member index i")
+            todo = {self._member(member): edits}
+        for i, e in todo.items():
+            if not isinstance(e, Edits):
+                raise EditError(f"member {i}: expected an Edits object, got {type(e).__name__}")
+        new_code = None if activation is None else activation_code(activation)
+        # 1. edit a GraphNet copy of each member (nothing in the batch changes if one fails)
+        edited = {}
+        for i, e in todo.items():
+            act, out_act = self._member_activations(i, strict=False)
+            if self._is_mixed(i) and any(op[0] == "remove_dead" for op in e.ops):
+                raise EditError(f"member {i} mixes activations, so remove_dead cannot fold its "
+                                "constant neurons with one activation; remove neurons explicitly")
+            net = self._build_net(i, act, out_act)
+            net.apply_edits(e)
+            edited[i] = (net, activation_code(act) if new_code is None else new_code)
+        # 2. grow once if needed, then rewrite the edited rows (in place, so a batch built
+        # under inference_mode first gets ordinary tensors that may be written outside it)
+        with torch.inference_mode(False):
+            for name, t in list(self.named_buffers()):
+                if t.is_inference():
+                    setattr(self, name, t.clone())
+        need_n = max(int(net.neuron_alive.nonzero().max()) + 1 for net, _ in edited.values())
+        need_e = max(net.n_edges for net, _ in edited.values())
+        self._grow(need_n, need_e)
+        for i, (net, code) in edited.items():
+            self._write_row(i, net, code)
+        self._plan = None
+        return edits
+
+    def _grow(self, need_n: int, need_e: int) -> None:
+        """Pad every member's rows to at least need_n neurons / need_e edges."""
+        def padded(t, size, fill=0):
+            return torch.cat([t, t.new_full((t.shape[0], size - t.shape[1]), fill)], 1)
+
+        if need_n > self.neuron_capacity:
+            for name in ("bias", "activation", "neuron_alive"):
+                setattr(self, name, padded(getattr(self, name), need_n))
+        if need_e > self.edge_capacity:
+            for name in ("src", "dst", "weight", "edge_alive"):
+                setattr(self, name, padded(getattr(self, name), need_e))
+
+    def _write_row(self, i: int, net: GraphNet, new_code: int) -> None:
+        dev = self.weight.device
+        s, d, w = net.edges()
+        k = len(s)
+        with torch.no_grad():
+            for name, values in (("src", s), ("dst", d), ("weight", w)):
+                row = getattr(self, name)[i]
+                row.zero_()
+                row[:k] = values.to(dev, row.dtype)
+            self.edge_alive[i] = torch.arange(self.edge_capacity, device=dev) < k
+            alive = torch.zeros(self.neuron_capacity, dtype=torch.bool, device=dev)
+            high = min(net.capacity, self.neuron_capacity)
+            alive[:high] = net.neuron_alive[:high].to(dev)
+            born = alive & ~self.neuron_alive[i]
+            self.activation[i] = self.activation[i].masked_fill(born, new_code)
+            self.neuron_alive[i] = alive
+            bias = torch.zeros(self.neuron_capacity, dtype=self.bias.dtype, device=dev)
+            bias[:high] = net.bias.detach()[:high].to(dev, bias.dtype)
+            self.bias[i] = bias.masked_fill(~alive, 0)
+
+    # ----------------------------------------------------------------- members as GraphNets
+    def _member_codes(self, i: int) -> tuple[list, list]:
+        """Distinct activation codes member i computes with: (hidden ones, output ones).
+        Inputs count as hidden in recurrent mode without clamping: they are computed then."""
+        n_in, n_fixed = self.n_in, self.n_in + self.n_out
+        codes, used = self.activation[i].long().cpu(), self.neuron_alive[i].cpu().clone()
+        used[:n_fixed] = False
+        if self.mode == "recurrent" and not self.clamp_inputs:
+            used[:n_in] = True
+        return sorted(set(codes[used].tolist())), sorted(set(codes[n_in:n_fixed].tolist()))
+
+    def _is_mixed(self, i: int) -> bool:
+        hidden, outputs = self._member_codes(i)
+        return len(hidden) > 1 or len(outputs) > 1
+
+    def _member_activations(self, i: int, strict: bool) -> tuple[str, str]:
+        """(activation, output_activation) names of member i as a GraphNet.
+
+        A member without hidden neurons takes its inputs' code (from_nets stores the net's
+        activation there). strict: a mixed member is a ConfigError; otherwise it gets its
+        inputs' code, which is what new neurons of an edit receive by default."""
+        hidden, outputs = self._member_codes(i)
+        if strict and self._is_mixed(i):
+            names, outs = [ACTIVATION_NAMES[c] for c in hidden], [ACTIVATION_NAMES[c] for c in outputs]
+            raise ConfigError(f"member {i} mixes activations (hidden {names}, outputs {outs}); a GraphNet has "
+                              "one activation and one output_activation, so it cannot be converted")
+        act = hidden[0] if len(hidden) == 1 else int(self.activation[i, 0])
+        return ACTIVATION_NAMES[act], ACTIVATION_NAMES[outputs[0]]
+
+    def _build_net(self, i: int, activation: str, output_activation: str) -> GraphNet:
+        """Member i as a GraphNet on the CPU with the same neuron ids (gaps removed again).
+
+        Built through GraphNet.from_edges and Edits only: GraphNet offers no constructor that
+        places neurons at given ids, so the id range is filled and the gaps then removed."""
+        n_in, n_fixed = self.n_in, self.n_in + self.n_out
+        alive = self.neuron_alive[i].cpu()
+        high = int(alive.nonzero().max()) + 1
+        live = self.edge_alive[i].cpu()
+        src, dst = self.src[i].cpu()[live].long(), self.dst[i].cpu()[live].long()
+        w = self.weight[i].detach().cpu()[live]
+        b = self.bias[i].detach().cpu()
+        net = GraphNet.from_edges(n_in, self.n_out, high - n_fixed, src, dst, weight=w, bias=b[n_in:high],
+                                  activation=activation, output_activation=output_activation,
+                                  mode=self.mode, steps=self.steps, clamp_inputs=self.clamp_inputs,
+                                  dtype=self.weight.dtype)
+        gaps = (~alive[:high]).nonzero().squeeze(1).tolist()
+        if gaps:
+            e = Edits()
+            for g in gaps:
+                e.remove_neuron(g)
+            net.apply_edits(e)
+        with torch.no_grad():  # input biases count in recurrent mode; from_edges leaves them 0
+            net.bias[:n_in] = b[:n_in].to(net.bias.dtype)
+        return net
