@@ -14,7 +14,7 @@ def pairs_and_slots(net):
 
 
 def test_array_ops_land_where_the_same_single_ops_do():
-    a, b = npl.GraphNet.mlp(3, [4], 2, seed=0), npl.GraphNet.mlp(3, [4], 2, seed=0)
+    a, b = (npl.GraphNet.mlp(3, [4], 2, seed=0).track_edge_owners() for _ in range(2))
     src, dst = torch.tensor([0, 1, 2, 0]), torch.tensor([3, 3, 4, 4])   # inputs -> outputs
     removed_src, removed_dst = torch.tensor([0, 1, 5]), torch.tensor([5, 6, 3])
     single = npl.Edits()

@@ -19,7 +19,7 @@ def grown(seed=0):
 
 
 def test_a_grown_nets_state_dict_loads_into_a_freshly_built_net():
-    net = grown()
+    net = grown().track_edge_owners()
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)          # the usual way of saving a model
     fresh = npl.GraphNet.mlp(3, [4], 2, seed=1)   # built as the run began, before it grew
@@ -107,4 +107,6 @@ def test_big_layered_net_plan_keeps_no_per_edge_index():
     plan = net.plan()
     assert all(lv.weight_slice and lv.eids is None and lv.flat is None for lv in plan.levels)
     assert plan.eids is None
-    assert net.edge_src.dtype == net.edge_dst.dtype == net.edge_uid.dtype == torch.int32
+    assert net.edge_src.dtype == net.edge_dst.dtype == torch.int32
+    assert net.edge_uid.numel() == 0  # owner ids only once a rule asks for them
+    assert net.track_edge_owners().edge_uid.dtype == torch.int32 and net.edge_uid.numel() == net.edge_capacity

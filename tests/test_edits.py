@@ -43,6 +43,7 @@ def _edge_slots(index) -> dict:
 def state_snapshot(opt, net):
     """Per-slot optimizer moments of live weights and biases, keyed by (kind, uid)."""
     snap = {}
+    net.track_edge_owners()
     for kind, param, alive, uid in (("w", net.weight, net.edge_alive, net.edge_uid),
                                     ("b", net.bias, net.neuron_alive, net.neuron_uid)):
         state = opt.state[param]

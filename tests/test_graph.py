@@ -218,6 +218,7 @@ def test_packing_edges_keeps_function_optimizer_state_and_later_edits():
         edits.remove_edge(s, d)
     net.apply_edits(edits, optimizer=opt)
     before = net(x).detach()
+    net.track_edge_owners()
     moments = {int(u): (float(m), float(v)) for u, m, v, a in zip(
         net.edge_uid, opt.state[net.weight]["exp_avg"], opt.state[net.weight]["exp_avg_sq"], net.edge_alive) if a}
     capacity = net.edge_capacity

@@ -109,6 +109,7 @@ def test_compaction_preserves_outputs_and_optimizer_state():
     with torch.no_grad():
         net.weight[net.weight.abs() < 1e-3] = 0
     before = net(x).detach()
+    net.track_edge_owners()
     uid_state = {int(u): float(m) for u, m, a in zip(net.edge_uid, opt.state[net.weight]["exp_avg"], net.edge_alive)
                  if a}
     removed = net.compact(optimizer=opt, threshold=0.0)

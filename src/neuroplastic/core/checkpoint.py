@@ -219,7 +219,8 @@ def _live_slots(net) -> dict:
     neurons = net.neuron_alive.nonzero().squeeze(1)
     return {"edge_slot": edges.cpu(), "weight": net.weight.detach()[edges].cpu(),
             "edge_src": net.edge_src[edges].cpu(), "edge_dst": net.edge_dst[edges].cpu(),
-            "edge_uid": net.edge_uid[edges].cpu(), "neuron": neurons.cpu(),
+            "edge_uid": net.edge_uid[edges].cpu() if net.tracks_edge_owners else torch.zeros(0, dtype=torch.int32),
+            "neuron": neurons.cpu(),
             "bias": net.bias.detach()[neurons].cpu(), "neuron_uid": net.neuron_uid[neurons].cpu()}
 
 
@@ -246,8 +247,13 @@ def _rebuild_net(saved: dict):
                    "bias": torch.zeros(n_cap, dtype=dtype).index_put_((n,), live["bias"]),
                    "edge_alive": torch.zeros(e_cap, dtype=torch.bool).index_put_((e,), torch.tensor(True)),
                    "neuron_alive": torch.zeros(n_cap, dtype=torch.bool).index_put_((n,), torch.tensor(True))}
+        owners = len(live["edge_uid"]) == len(e)  # saved from a net that tracks edge owners
+        if not owners:
+            tensors["edge_uid"] = torch.zeros(0, dtype=torch.long)
         for name, slots, size in (("edge_src", e, e_cap), ("edge_dst", e, e_cap), ("edge_uid", e, e_cap),
                                   ("neuron_uid", n, n_cap)):
+            if name == "edge_uid" and not owners:
+                continue
             fill = -1 if name.endswith("uid") else 0
             tensors[name] = torch.full((size,), fill, dtype=torch.long).index_put_((slots,), live[name].long())
     net = GraphNet(connect="none", dtype=dtype, **cfg)

@@ -128,7 +128,9 @@ class GraphNet(nn.Module):
         self.register_buffer("edge_alive", torch.zeros(cap_e, dtype=torch.bool, device=device))
         self.register_buffer("edge_src", torch.zeros(cap_e, dtype=INDEX_DTYPE, device=device))
         self.register_buffer("edge_dst", torch.zeros(cap_e, dtype=INDEX_DTYPE, device=device))
-        self.register_buffer("edge_uid", torch.full((cap_e,), -1, dtype=INDEX_DTYPE, device=device))
+        # Edge owner ids cost 4 bytes an edge and only rules that follow edges over time read
+        # them (the SPM's windows), so they exist from the first `track_edge_owners()` on.
+        self.register_buffer("edge_uid", torch.empty(0, dtype=INDEX_DTYPE, device=device))
         self.next_uid = 0          # owner ids: a slot's uid changes whenever it gets a new edge
         self._plan: execute.Plan | None = None
         self.edit_index = None     # edits.EditIndex, built on the first edit, dropped on refusal
@@ -387,7 +389,8 @@ class GraphNet(nn.Module):
         from .surgery import zero_slots
         param[slots] = 0
         alive[slots] = False
-        uid[slots] = -1
+        if uid.numel():
+            uid[slots] = -1
         zero_slots(optimizer, param, slots)
 
     def _admit(self, param, alive, uid, slots, values, optimizer) -> None:
@@ -397,7 +400,8 @@ class GraphNet(nn.Module):
             values = torch.as_tensor(values, dtype=param.dtype).to(param.device)
         param[slots] = values
         alive[slots] = True
-        uid[slots] = self._take_uids(len(slots)).to(param.device)
+        if uid.numel():
+            uid[slots] = self._take_uids(len(slots)).to(param.device)
         zero_slots(optimizer, param, slots)
 
     def _grow(self, need_neurons: int, need_edges: int, optimizer) -> None:
@@ -432,8 +436,24 @@ class GraphNet(nn.Module):
         every slot, packing the live ones)."""
         self._replace_parameter("weight", size, keep, optimizer)
         for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
-            setattr(self, name, resized(getattr(self, name), size, fill, keep))
+            if name != "edge_uid" or self.tracks_edge_owners:
+                setattr(self, name, resized(getattr(self, name), size, fill, keep))
         self._storage_resized()
+
+    @property
+    def tracks_edge_owners(self) -> bool:
+        return self.edge_uid.numel() > 0
+
+    def track_edge_owners(self) -> "GraphNet":
+        """From now on keep `edge_uid`: an id per live edge slot that changes whenever the slot
+        gets a new edge (and moves with the edge when slots are packed). Rules that keep
+        statistics per edge over time call this; live edges get their ids now, in slot order."""
+        if not self.tracks_edge_owners:
+            uid = torch.full((self.edge_capacity,), -1, dtype=INDEX_DTYPE, device=self.weight.device)
+            live = self.edge_alive.nonzero().squeeze(1)
+            uid[live] = self._take_uids(len(live)).to(uid.device)
+            self.edge_uid = uid
+        return self
 
     def _bias_replaced(self) -> None:
         """Called after `bias` became a new Parameter (subclasses re-attach hooks here)."""
@@ -475,6 +495,9 @@ class GraphNet(nn.Module):
         built one (the usual `torch.save(net.state_dict())` / Lightning checkpoints). The storage
         is reallocated to the saved sizes first; an optimizer must be built after loading."""
         weight, bias = state_dict.get(prefix + "weight"), state_dict.get(prefix + "bias")
+        uid = state_dict.get(prefix + "edge_uid")
+        if torch.is_tensor(uid) and uid.numel() != self.edge_uid.numel():  # owners kept or not, as saved
+            self.edge_uid = torch.full((uid.numel(),), -1, dtype=INDEX_DTYPE, device=self.weight.device)
         if torch.is_tensor(weight) and torch.is_tensor(bias) and weight.dim() == bias.dim() == 1:
             if bias.numel() != self.capacity:
                 self._move_neurons(bias.numel(), None) if bias.numel() > self.capacity else \

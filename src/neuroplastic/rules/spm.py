@@ -185,7 +185,7 @@ class SPM(Rule):
     def observe(self, net, trace=None) -> None:
         """Record this step's Δw per edge slot and, from `trace`, activity per neuron."""
         w = net.weight.detach().to("cpu", torch.float32)
-        uid = torch.where(net.edge_alive, net.edge_uid, -1).cpu()
+        uid = torch.where(net.edge_alive, net.track_edge_owners().edge_uid, -1).cpu()
         if w.numel() < self.delta.size:  # the storage was packed (slots renumbered): restart
             self.delta, self._prev = _Ring(self.config.window, 0), None
             self.age = torch.zeros(0, dtype=torch.long)
