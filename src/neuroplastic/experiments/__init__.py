@@ -5,8 +5,13 @@ An experiment is a small object with one job each:
     of its module, like a paper's method section);
   * `jobs(config)` -> the list of independent runs (task x variant x seed);
   * `run_job(job, config, out_dir, progress=False)` -> that run's metrics (a plain dict);
-  * `report(results, out_dir)` -> writes report.md and plots from results.json's content.
-The runner (`runner.py`) does the rest: resume, Ray fan-out, results.json.
+  * `report(results, out_dir)` -> writes report.md and plots from results.json's content;
+  * `option_groups()` -> [(title, {option: default}, {option: note})] for `run NAME --help`,
+    and `presets` -> {"--quick": {...}, "--full": {...}}, the values those flags change;
+  * `inputs` -> "envs" or "data": which of --envs (control tasks) and --data (a dataset) it takes;
+  * `job_files(job, config, out_dir)` (optional) -> the checkpoint files a job reads or writes,
+    which the runner checks before it counts the job as done.
+The runner (`runner.py`) does the rest: resume, Ray fan-out, progress, results.json.
 """
 from __future__ import annotations
 
