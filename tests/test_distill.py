@@ -92,6 +92,43 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
         npl.distill("CartPole-v1", None, model="smgrnn", seed=4, checkpoint=path, **opts)
 
 
+@pytest.mark.parametrize("model, extra", [
+    ("mlp-16", {}),                                            # a plain torch MLP student
+    ("smgrnn", {"dagger_rounds": 2, "dagger_episodes": 2}),   # relabelling before and after the resume
+])
+def test_resume_equals_uninterrupted_for_mlp_students_and_dagger(tmp_path, model, extra, monkeypatch):
+    from neuroplastic.train.distill import _Run
+    opts = dict(steps=600, n_data=800, eval_every=300, eval_episodes=2, curve_episodes=1, checkpoint_every=100,
+                **extra)
+    full = npl.distill("CartPole-v1", None, model=model, seed=2, **opts)
+    path = tmp_path / "run.ckpt"
+    save = _Run.save
+
+    def save_then_die_at_300(self, path, state, spm_config):  # as if killed right after a checkpoint
+        save(self, path, state, spm_config)
+        if state.step == 300:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Run, "save", save_then_die_at_300)
+    with pytest.raises(KeyboardInterrupt):
+        npl.distill("CartPole-v1", None, model=model, seed=2, checkpoint=path, **opts)
+    monkeypatch.setattr(_Run, "save", save)
+    assert npl.load(path)["step"] == 300
+    resumed = npl.distill("CartPole-v1", None, model=model, seed=2, checkpoint=path, **opts)
+    for p, q in zip(full["student"].parameters(), resumed["student"].parameters()):
+        assert torch.equal(p, q)
+    assert resumed["n_data"] == full["n_data"] and resumed["history"] == full["history"]
+    assert resumed["return_mean"] == full["return_mean"] and resumed["final_loss"] == full["final_loss"]
+
+
+def test_graphnet_students_report_no_mlp_widths_and_mlps_no_initial_hidden():
+    opts = dict(steps=20, n_data=100, eval_every=20, eval_episodes=1, curve_episodes=1)
+    grown = npl.distill("CartPole-v1", None, model="smgrnn", **opts)
+    mlp = npl.distill("CartPole-v1", None, model="mlp-8", **opts)
+    assert "hidden" not in grown["config"] and grown["config"]["init_hidden"] == 16
+    assert mlp["config"]["hidden"] == [8] and "init_hidden" not in mlp["config"]
+
+
 def test_continuous_env_and_teacher_not_shipped_with_the_library():
     def push_with_velocity(obs):  # MountainCarContinuous: energy pumping
         return np.array([1.0 if obs[1] >= 0 else -1.0], dtype=np.float32)

@@ -461,7 +461,8 @@ class _Run:
     def identity(self, spm_config, rule) -> dict:
         """What must match for a checkpoint to continue this run (the step budget may grow)."""
         c = dataclasses.asdict(self.cfg)
-        c.pop("steps")
+        if not c["dagger_rounds"]:  # the budget may grow, except where it sets the DAgger schedule
+            c.pop("steps")
         c.pop("threads")  # how fast, not what: a run may resume on a machine with more cores
         if not c["env_kwargs"]:  # so checkpoints written before env_kwargs existed still match
             c.pop("env_kwargs")
