@@ -147,5 +147,5 @@ def test_step_after_the_storage_grew_since_observe_treats_new_slots_as_unobserve
 
 
 def test_a_window_too_large_to_hold_is_a_config_error():
-    with pytest.raises(npl.ConfigError, match="window=100000000000 must be <= 100000"):
+    with pytest.raises(npl.ConfigError, match="window=100000000000 must be an integer >= 1 and <= 100000"):
         npl.rules.SPM(window=100_000_000_000)

@@ -21,12 +21,11 @@ Definitions (papers/urn.md §5, made concrete):
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
 from ..core.paths import longest_path_lengths, shortest_path_lengths
+from ..core.validate import check_number
 from ..errors import ConfigError
 
 
@@ -68,8 +67,7 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
     from ..core.graph import GraphNet
     if not isinstance(net, GraphNet):
         raise ConfigError(f"structure() expects a GraphNet, got {type(net).__name__}")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:
-        raise ConfigError(f"threshold={threshold!r} must be a number in [0, 1) (relative to the largest |w|)")
+    threshold = check_number(threshold, "threshold (relative to the largest |w|)", 0, below=1)
     if x is not None:
         try:
             x = torch.as_tensor(x, dtype=net.weight.dtype, device=net.weight.device)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import numbers
 import os
 import pickle
 import random
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from .validate import check_int
 
 MAGIC = b"NPLCKPT1"
 # A GraphNet is fully described by these tensors and its constructor arguments; a URN adds
@@ -93,8 +93,7 @@ def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None
     from .graph import GraphNet
     if net is not None and not isinstance(net, GraphNet):
         raise CheckpointError(f"save() expects a GraphNet (or None), got {type(net).__name__}")
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise CheckpointError(f"step={step!r} must be an integer")
+    step = check_int(step, "step", error=CheckpointError)
     if rule is not None and not callable(getattr(rule, "state_dict", None)):
         raise CheckpointError(f"rule={type(rule).__name__} has no state_dict() to save")
     payload = {

@@ -444,7 +444,7 @@ class GraphNet(nn.Module):
     def tracks_edge_owners(self) -> bool:
         return self.edge_uid.numel() > 0
 
-    def track_edge_owners(self) -> "GraphNet":
+    def track_edge_owners(self) -> GraphNet:
         """From now on keep `edge_uid`: an id per live edge slot that changes whenever the slot
         gets a new edge (and moves with the edge when slots are packed). Rules that keep
         statistics per edge over time call this; live edges get their ids now, in slot order."""

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 
 from ..core.edits import Edits, edit_index
+from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
 from .base import Rule
 
@@ -65,29 +65,22 @@ class SPMConfig:
     MAX_WINDOW = 100_000
 
     def __post_init__(self):
+        # numpy scalars become plain numbers here (configs, checkpoints and results hold them)
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool",) and not isinstance(value, bool):
-                raise ConfigError(f"SPM {f.name}={value!r} must be true or false")
-            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                                               or not math.isfinite(value)):
-                raise ConfigError(f"SPM {f.name}={value!r} must be a finite number")
-            if f.type == "int" and not float(value).is_integer():
-                raise ConfigError(f"SPM {f.name}={value!r} must be an integer")
-            if f.type in ("int", "float"):  # numpy scalars become plain numbers (config, checkpoints)
-                setattr(self, f.name, int(value) if f.type == "int" else float(value))
-        for name in self._POSITIVE_INT:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"SPM {name}={getattr(self, name)!r} must be >= 1")
-        if self.window > self.MAX_WINDOW:  # the ring holds window values per edge slot
-            raise ConfigError(f"SPM window={self.window!r} must be <= {self.MAX_WINDOW} "
-                              "(it keeps that many values for every edge)")
-        for name in self._NON_NEGATIVE:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"SPM {name}={getattr(self, name)!r} must be >= 0")
-        for name in self._PROBABILITY:
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"SPM {name}={getattr(self, name)!r} must lie in [0, 1]")
+            value, what = getattr(self, f.name), f"SPM {f.name}"
+            if f.type == "bool":
+                value = check_bool(value, what)
+            elif f.type == "int":
+                if isinstance(value, float) and value.is_integer():  # 100.0 from a TOML file
+                    value = int(value)
+                minimum = 1 if f.name in self._POSITIVE_INT else 0 if f.name in self._NON_NEGATIVE else None
+                # the ring holds `window` values per edge slot
+                value = check_int(value, what, minimum, self.MAX_WINDOW if f.name == "window" else None)
+            elif f.type == "float":
+                bounds = (0, 1) if f.name in self._PROBABILITY else (0, None) if f.name in self._NON_NEGATIVE \
+                    else (None, None)
+                value = check_number(value, what, *bounds)
+            setattr(self, f.name, value)
 
     @classmethod
     def from_dict(cls, values: dict) -> SPMConfig:

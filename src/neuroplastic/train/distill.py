@@ -21,7 +21,6 @@ The student sees observations flattened to float vectors (Box of any shape) or o
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from torch import nn
 
 from ..core import checkpoint as ckpt
 from ..core.graph import ACTIVATION_MODULES, GraphNet, check_activation
-from ..core.validate import plain
+from ..core.validate import check_int, check_number, plain
 from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..rules.base import RuleDriver, rule_from_state
 from ..rules.spm import SPM, SPMConfig
@@ -90,20 +89,16 @@ class DistillConfig:
             setattr(self, f.name, plain(getattr(self, f.name)))
         for name in ("steps", "batch_size", "n_data", "eval_every", "eval_episodes", "curve_episodes",
                      "dagger_episodes", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be an integer >= 1")
+            check_int(getattr(self, name), name, 1)
         for name in ("dagger_rounds", "init_hidden", "checkpoint_every", "data_episodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name}={value!r} must be an integer >= 0")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0 \
-                or not math.isfinite(self.lr):
-            raise ConfigError(f"lr={self.lr!r} must be a positive number")
-        if not isinstance(self.hidden, list | tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
-            raise ConfigError(f"hidden={self.hidden!r} must be a list of positive integers")
-        self.hidden = list(self.hidden)
+            check_int(getattr(self, name), name, 0)
+        self.lr = check_number(self.lr, "lr", above=0)
+        try:
+            if not isinstance(self.hidden, list | tuple):
+                raise ConfigError("not a list")
+            self.hidden = [check_int(h, "hidden width", 1) for h in self.hidden]
+        except ConfigError:
+            raise ConfigError(f"hidden={self.hidden!r} must be a list of positive integers") from None
         self.activation = check_activation(self.activation, "activation")
         self.env_kwargs = _check_env_kwargs(self.env_kwargs)
 
@@ -159,11 +154,8 @@ def _with_variant_hidden(options: dict, model: str, hidden: list[int] | None) ->
 
 
 def _check_seed(seed) -> int:
-    seed = plain(seed)
     # Reset seeds are derived from it and gymnasium refuses negative ones.
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
-    return seed
+    return check_int(plain(seed), "seed", 0)
 
 
 @contextmanager

@@ -18,8 +18,6 @@ neurons tiled over the same extent; edges touching an output neuron carry no dis
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +26,7 @@ from torch import nn
 
 from ..core.graph import ACTIVATION_MODULES, GraphNet
 from ..core.paths import shortest_path_lengths
-from ..core.validate import check_device, check_int
+from ..core.validate import check_device, check_int, check_number
 from ..errors import ConfigError
 
 
@@ -50,9 +48,7 @@ class URNRegulators:
 
     def __post_init__(self):
         for f in ("c_weight", "c_activity", "c_local"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"URN {f}={v!r} must be a number >= 0")
+            setattr(self, f, check_number(getattr(self, f), f"URN {f}", 0))
 
 
 def hidden_positions(n_hidden: int, input_positions: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -73,10 +69,8 @@ class URN(GraphNet):
                  activation: str = "relu", clamp_inputs: bool = False, io_edges: bool = False, seed: int = 0,
                  **regulators):
         n_in, n_out = check_int(n_in, "n_in", 1), check_int(n_out, "n_out", 1)
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < n_in + n_out + 1:
-            raise ConfigError(f"size={size!r} must be an integer > n_in + n_out = {n_in + n_out} "
-                              "(the inputs and outputs are neurons of the network)")
-        size = int(size)
+        # the inputs and outputs are neurons of the network too
+        size = check_int(size, "size", n_in + n_out + 1)
         steps = check_int(steps, "steps", 1)
         regulators = URNRegulators.from_options(regulators)
         if regulators.c_local and positions is None:
@@ -287,8 +281,7 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
     epochs, batch_size, ramp_epochs, compact_every = (
         check_int(epochs, "epochs", 1), check_int(batch_size, "batch_size", 1),
         check_int(ramp_epochs, "ramp_epochs", 0), check_int(compact_every, "compact_every", 0))
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or not lr > 0:
-        raise ConfigError(f"lr={lr!r} must be a finite number > 0")
+    lr = check_number(lr, "lr", above=0)
     device = check_device(device)
     x, y = (t.detach().cpu().numpy() if torch.is_tensor(t) else t for t in (x, y))
     try:
