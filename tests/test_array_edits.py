@@ -155,6 +155,21 @@ def test_remove_dead_after_array_pruning_keeps_the_function():
     torch.testing.assert_close(net(x), y)
 
 
+def test_remove_neurons_in_one_call_equals_removing_them_one_by_one():
+    a, b = (npl.GraphNet.mlp(3, [5, 4], 2, seed=0) for _ in range(2))
+    single = npl.Edits()
+    for i in (5, 7, 11):
+        single.remove_neuron(i)
+    a.apply_edits(single)
+    arrays = npl.Edits().remove_neurons(torch.tensor([5, 7, 11]))
+    b.apply_edits(arrays)
+    assert pairs_and_slots(a) == pairs_and_slots(b) and torch.equal(a.neuron_alive, b.neuron_alive)
+    assert arrays.counts() == {"remove_neuron": 3}
+    for bad, message in (([5], "names no live neuron"), ([3], "input or output"), ([6, 6], "twice")):
+        with pytest.raises(npl.EditError, match=message):
+            b.apply_edits(npl.Edits().remove_neurons(bad))
+
+
 def test_edits_from_tensors_a_network_produced():
     net = npl.GraphNet(2, 1, seed=0)
     commands = torch.tensor([[0.0, 0.9], [1.0, 0.7]])  # e.g. a controller's rows: (source, strength)

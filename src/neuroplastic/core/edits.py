@@ -167,6 +167,13 @@ class Edits:
             self.ops.append(("remove_edges", s, d))
         return self
 
+    def remove_neurons(self, neurons) -> Edits:
+        """Remove hidden neurons and all their edges (the array form of remove_neuron)."""
+        ids = _index_array(neurons, "neurons")
+        if len(ids):
+            self.ops.append(("remove_neurons", ids))
+        return self
+
     def set_weights(self, src, dst, weight) -> Edits:
         """Set the weights of existing edges (rewinding, or a controller's weight commands).
         Optimizer state is left as it is: this changes values, not structure."""
@@ -194,7 +201,8 @@ class Edits:
         return e
 
     # an array op counts as that many single ops
-    _SINGLE_NAME = {"add_edges": "add_edge", "remove_edges": "remove_edge", "set_weights": "set_weight"}
+    _SINGLE_NAME = {"add_edges": "add_edge", "remove_edges": "remove_edge", "set_weights": "set_weight",
+                    "remove_neurons": "remove_neuron"}
 
     def counts(self) -> dict:
         """How many of each op the batch holds: {"add_neuron": 2, "remove_edge": 90, ...}."""
@@ -732,6 +740,21 @@ class _Batch:
         self.t.edges.delete(s, d)
         self.t.free_edge_slots(slots)
         self._retire_slots(slots)
+
+    def remove_neurons(self, ids: torch.Tensor):
+        if len(torch.unique(ids)) != len(ids):
+            raise EditError("remove_neurons lists a neuron twice")
+        self.neurons(ids, "neuron")
+        fixed = ids < self.t.n_fixed
+        if bool(fixed.any()):
+            raise EditError(f"neuron {int(ids[fixed][0])} is an input or output; only hidden neurons can be removed")
+        src, dst, _ = self.t.live_edges()
+        gone = torch.zeros(len(self.t.alive), dtype=torch.bool)
+        gone[ids] = True
+        touching = gone[src] | gone[dst]
+        if bool(touching.any()):
+            self._remove_edge_arrays(src[touching], dst[touching])
+        self._retire_neurons(ids.tolist())
 
     def set_weights(self, s: torch.Tensor, d: torch.Tensor, w: torch.Tensor):
         slots = self.t.slots_of(s, d)

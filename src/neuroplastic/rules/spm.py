@@ -254,8 +254,7 @@ class SPM(Rule):
             mean_act, full = _fit(mean_act, net.capacity, 0.0), _fit(full, net.capacity, False)
             hidden = net.hidden_ids().cpu()
             quiet = hidden[(mean_act[hidden] < c.activity_threshold) & full[hidden]]
-            for i in quiet.tolist():
-                edits.remove_neuron(i)
+            edits.remove_neurons(quiet)
         if c.remove_orphans and (event["pruned_edges"] or c.prune_inactive):
             edits.remove_dead()
         self._event = event

@@ -233,8 +233,7 @@ class URN(GraphNet):
         to_output = shortest_path_lengths(self.capacity, dst[~cut], src[~cut], torch.arange(self.n_in, n_fixed))
         unreachable = (to_output > self.capacity) & self.neuron_alive.cpu()
         unreachable[:n_fixed] = False
-        for i in unreachable.nonzero().squeeze(1).tolist():
-            e.remove_neuron(i)
+        e.remove_neurons(unreachable.nonzero().squeeze(1))
         e.remove_dead()
         before = (self.n_neurons, self.n_edges)
         self.apply_edits(e, optimizer=optimizer)
