@@ -51,8 +51,8 @@ def parse_overrides(config_file: str | None, sets: list[str]) -> dict:
 def options_help(name: str) -> str | None:
     """The options `--set` accepts for experiment `name`, with their defaults (None: no such
     experiment, which `run` then reports)."""
-    from .experiments import get_experiment
     from .errors import UnknownNameError
+    from .experiments import get_experiment
     try:
         experiment = get_experiment(name)
     except UnknownNameError:

@@ -11,7 +11,6 @@ are the same in-process and on any number of Ray workers.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import socket

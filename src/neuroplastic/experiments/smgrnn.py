@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..train.distill import DistillConfig, distill, resolve_model
 from ..errors import ConfigError
 from ..rules.spm import SPMConfig
+from ..train.distill import DistillConfig, distill, resolve_model
 from . import register
 
 VARIANTS = ["smgrnn", "growth-only", "growth-disabled", "static", "mlp-16", "mlp-64x64", "mlp-256x256"]

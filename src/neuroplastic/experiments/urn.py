@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..core.validate import check_device, check_int
+from ..errors import ConfigError
 from ..report import save_figure
 from ..train.urn import URN, accuracy, to_sequential, train_urn, training_epoch
 from . import register

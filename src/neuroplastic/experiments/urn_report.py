@@ -71,7 +71,8 @@ def compaction_table(rows) -> str:
 
 def export_table(rows) -> str:
     table = [[r["task"], r["variant"], r["seed"], r["metrics"]["sequential_widths"],
-              f"{r['metrics']['test_accuracy']:.3f}", f"{r['metrics'].get('sequential_test_accuracy', float('nan')):.3f}",
+              f"{r['metrics']['test_accuracy']:.3f}",
+              f"{r['metrics'].get('sequential_test_accuracy', float('nan')):.3f}",
               f"{r['metrics'].get('sequential_agreement', float('nan')):.3f}",
               f"{r['metrics']['sequential_max_abs_diff']:.2e}"] for r in rows if "sequential_widths" in r["metrics"]]
     return markdown_table(["data", "variant", "seed", "exported widths", "URN accuracy", "Sequential accuracy",
