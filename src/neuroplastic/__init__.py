@@ -4,8 +4,9 @@ from .core.edits import Edits, NeuronRef
 from .errors import (CheckpointError, ConfigError, CycleError, EditError, NeuroplasticError,
                      TeacherError, UnknownNameError)
 from .core.graph import GraphNet
+from .core.batch import GraphBatch
 
-__all__ = ["GraphNet", "Edits", "NeuronRef", "rules", "NeuroplasticError", "ConfigError",
+__all__ = ["GraphNet", "GraphBatch", "Edits", "NeuronRef", "rules", "NeuroplasticError", "ConfigError",
            "EditError", "CycleError", "CheckpointError", "TeacherError", "UnknownNameError"]
 __version__ = "0.1.0"
 

@@ -222,7 +222,9 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn}
+from .graphbatch import bench_graphbatch  # noqa: E402
+
+BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_graphbatch}
 
 
 def machine(device: str) -> str:
