@@ -1,6 +1,6 @@
 """Objective detectors of emergent structure in any GraphNet (DAG or recurrent).
 
-Definitions (papers/urn.md §5, made concrete):
+Definitions (see docs/urn.md, "Detecting structure"):
   * live edge: |w| > threshold * max|w|.
   * layer of a neuron: in a recurrent net, the sweep at which it first carries signal from
     the inputs, i.e. the shortest live path from any input (inputs are layer 0); with data
@@ -61,7 +61,7 @@ def structure(net, x: torch.Tensor | None = None, threshold: float = 1e-3, posit
 
     Layers come from the longest live path from the inputs in a DAG and the shortest in a
     recurrent net; for a recurrent net with data `x` they come from the first sweep at which
-    each neuron carries signal caused by x (papers/urn.md D1; `activity_layers`).
+    each neuron carries signal caused by x (docs/urn.md; `activity_layers`).
     `positions` (one point per input, any dimension) defaults to the net's own (a URN built
     with positions)."""
     from ..core.graph import GraphNet

@@ -14,7 +14,7 @@ indexed by slot: no per-edge Python). Every `interval` steps it proposes one bat
 4. orphan removal: hidden neurons left without inputs or outputs are removed
    (`Edits.remove_dead`, which folds a source-less neuron's constant into its targets).
 
-Defaults follow papers/smgrnn.md: values the paper gives where known, otherwise the
+Defaults follow docs/smgrnn.md: values the paper gives where known, otherwise the
 documented proposals there. The rule never mutates the network: `propose` returns Edits
 and `step` hands them to `GraphNet.apply_edits`, the single edit path.
 """

@@ -1,6 +1,6 @@
 """Policy distillation: a student network imitates a teacher on a gymnasium control task.
 
-The protocol (papers/smgrnn.md §1, §4): (state, teacher action) pairs are collected from
+The protocol (docs/smgrnn.md): (state, teacher action) pairs are collected from
 teacher rollouts; the student is trained by Adam on minibatches with cross-entropy
 (discrete actions) or MSE (continuous actions, tanh-squashed and rescaled to the action
 bounds); its return is measured on held-out reset seeds. DAgger-style relabelling of the

@@ -2,7 +2,7 @@
 
 One S x S matrix W and one bias b applied `steps` (I) times to a state of S neurons:
 N(l+1) = relu(W N(l) + b). The input is written into the input neurons once (unclamped,
-papers/urn.md §2: the depth then equals I because the input travels as a wave), logits are
+docs/urn.md: the depth then equals I because the input travels as a wave), logits are
 read from the output neurons after the last sweep. Nothing is layered a priori; structure
 emerges from one loss:
 
