@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 from .core.checkpoint import load, restore_optimizer, save  # noqa: E402
 from .train.distill import distill  # noqa: E402
 from .train.urn import URN, train_urn  # noqa: E402
+from .train.supervised import train_supervised  # noqa: E402
+from .core.trace import Trace  # noqa: E402
 from . import analysis  # noqa: E402
 
-__all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "analysis"]
+__all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
+            "Trace", "analysis"]

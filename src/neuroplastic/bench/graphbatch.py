@@ -8,6 +8,7 @@ import torch
 
 from ..core.batch import GraphBatch
 from ..core.graph import GraphNet
+from .timing import median_time
 
 
 def random_dags(count: int, n_in: int = 2, n_out: int = 1, seed: int = 0) -> list[GraphNet]:
@@ -56,8 +57,6 @@ def bench_graphbatch(quick: bool = False, device: str = "cpu") -> list[dict]:
 
 
 def _rows(quick: bool, device: str) -> list[dict]:
-    from . import _median_time  # here, not at import: bench/__init__ imports this module
-
     rows = []
     where = f"{device}, 1 thread" if device == "cpu" else device
     for P in ((100, 300) if quick else (1_000, 10_000)):
@@ -81,8 +80,8 @@ def _rows(quick: bool, device: str) -> list[dict]:
             ours()
             t_ours, t_ref = [], []
             for _ in range(3 if quick else 5):  # interleaved, so both see the same machine load
-                t_ref.append(_median_time(reference, 1 if P >= 10_000 else 3, device))
-                t_ours.append(_median_time(ours, 5, device))
+                t_ref.append(median_time(reference, 1 if P >= 10_000 else 3, device))
+                t_ours.append(median_time(ours, 5, device))
             ours_rate = P * B / statistics.median(t_ours)
             ref_rate = P * B / statistics.median(t_ref)
             rows.append({"case": f"forward, P={P:,} random DAGs of 5-30 neurons (depth {int(depth.min())}-"
