@@ -100,7 +100,8 @@ def edit_rows(device: str, quick: bool) -> list[dict]:
             ref = median_time(reference, repeats, device) * 1e3
             rows.append({"case": f"apply_edits, {what}, {n_edges:,} edges ({device}) vs reallocating "
                                  "parameters and copying Adam state",
-                         "ours": round(ours, 4), "reference": round(ref, 4), "unit": "ms", "ratio": round(ref / ours, 2)})
+                         "ours": round(ours, 4), "reference": round(ref, 4), "unit": "ms",
+                         "ratio": round(ref / ours, 2)})
     return rows
 
 
