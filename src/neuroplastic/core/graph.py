@@ -25,9 +25,7 @@ from ..errors import ConfigError
 from . import execute
 from .execute import ACTIVATION_MODULES, ACTIVATIONS  # noqa: F401  (re-exported)
 from .trace import Trace
-from .validate import check_choice, check_device, check_int
-
-_check_device = check_device  # older private name (see the end of the module)
+from .validate import check_choice, check_int
 
 MODES = ("dag", "recurrent")
 KERNELS = ("auto", "dense", "sparse")
@@ -595,7 +593,3 @@ class GraphNet(nn.Module):
         from .export import export_onnx
         export_onnx(self, path, batch_size)
 
-
-# Older private names, kept until every caller imports from core.validate.
-_check_count = check_int
-_check_activation = check_activation
