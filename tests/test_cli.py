@@ -109,13 +109,25 @@ def test_checkpoint_every_can_be_set_and_quick_bench_keeps_the_full_file(tmp_pat
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["graphnet-quick.json"]
 
 
-def test_spm_options_reach_the_spm_variants_and_static_ignores_them(tmp_path):
+def test_spm_options_reach_the_spm_variants_and_static_ignores_them(tmp_path, monkeypatch):
+    import neuroplastic.experiments.smgrnn as experiment
+    seen = {}
+    distill = experiment.distill
+
+    def recording_distill(env_id, teacher, model, seed, **options):
+        result = distill(env_id, teacher, model=model, seed=seed, **options)
+        seen[model] = result["spm"]  # the SPM configuration the student actually ran with
+        return result
+
+    monkeypatch.setattr(experiment, "distill", recording_distill)
     out = tmp_path / "o"
     argv = ["run", "smgrnn", "--quick", "--no-progress", "--out", str(out), "--set", "steps=300",
             "--set", "window=50", "--set", "variants=['growth-only', 'static']"]
     assert main(argv) == 0
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert set(rows) == {"growth-only", "static"}
+    assert seen["growth-only"]["window"] == 50 and seen["growth-only"]["prune"] is False
+    assert seen["static"] is None
 
 
 def test_rerun_with_other_settings_is_refused_not_mixed(quick_run, capsys):
