@@ -16,6 +16,7 @@ from .train.urn import URN, train_urn  # noqa: E402
 from .train.supervised import train_supervised  # noqa: E402
 from .core.trace import Trace  # noqa: E402
 from . import analysis  # noqa: E402
+from . import som  # noqa: E402
 
 __all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
             "Trace", "analysis"]
