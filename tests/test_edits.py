@@ -6,8 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import neuroplastic as npl
-from conftest import trained
-from neuroplastic.core.edits import EditIndex
+from conftest import check_invariants, trained
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # examples: the profile
 
@@ -15,29 +14,6 @@ SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def live_pairs(net):
     src, dst, _ = net.edges()
     return list(zip(src.tolist(), dst.tolist()))
-
-
-def check_invariants(net):
-    pairs = live_pairs(net)
-    assert len(pairs) == len(set(pairs)) == net.n_edges
-    alive = net.neuron_alive
-    assert all(alive[s] and alive[d] for s, d in pairs)
-    assert torch.all(net.weight.detach()[~net.edge_alive] == 0)
-    assert torch.all(net.bias.detach()[~net.neuron_alive] == 0)
-    if net.mode == "dag":
-        level = net.levels()
-        assert all(level[s] < level[d] for s, d in pairs)
-    if net.edit_index is not None:  # the incremental index agrees with a fresh one
-        fresh, index = EditIndex(net), net.edit_index
-        assert _edge_slots(fresh) == _edge_slots(index)
-        ours = index.alive
-        n = min(len(fresh.alive), len(ours))
-        assert fresh.alive[:n] == ours[:n] and not any(fresh.alive[n:]) and not any(ours[n:])
-
-
-def _edge_slots(index) -> dict:
-    src, dst, slots = index.live_edges()
-    return dict(zip(zip(src.tolist(), dst.tolist()), slots.tolist()))
 
 
 def state_snapshot(opt, net):
