@@ -16,11 +16,12 @@ from ..core.checkpoint import atomic_write_bytes, make_output_dir
 from ..core.validate import check_device
 from ..errors import UnknownNameError
 from ..report import markdown_table
+from .gng import bench_gng
 from .graphbatch import bench_graphbatch
 from .graphnet import bench_graphnet
 from .urn import bench_urn
 
-BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_graphbatch}
+BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_graphbatch, "gng": bench_gng}
 
 
 def machine(device: str) -> str:

@@ -1,6 +1,7 @@
 """What GNG and DCS share: the unit graph, the training loop over epochs, metrics, history."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..core.validate import check_device, check_int
@@ -14,7 +15,7 @@ PROBE_ROWS = 1000  # rows of the training data the history's quantisation error 
 
 class GrowingGraph:
     """Base of the growing models: subclasses set `value_dtype` (what an edge holds), and
-    define `train_signals(xs)` (present rows once each, in order) and `_link_initial_pair()`."""
+    define `train_signals(xs)` (present rows once each, in order) and `_new_edge_value()`."""
 
     value_dtype = torch.int32
     name = "model"
@@ -108,7 +109,27 @@ class GrowingGraph:
         g = self.graph
         for row in (a, b):
             g.revive(g.free_slot(), x[row])
-        self._link_initial_pair()
+        g.add_edge(0, 1, self._new_edge_value())
+
+    def set_graph(self, nodes, edges):
+        """Start from these units (an (N, dim) array) and edges ((M, 2) node-index pairs), new
+        edges as the algorithm makes them (GNG: age 0, DCS: strength 1), errors 0; training
+        continues from here with partial_fit or train_signals."""
+        self._reset()
+        nodes = self._samples(nodes, min_rows=2).to(self.dtype)
+        if len(nodes) > self.max_nodes:
+            raise ConfigError(f"{len(nodes)} nodes exceed max_nodes={self.max_nodes}")
+        e = torch.as_tensor(np.asarray(edges, dtype=np.int64).reshape(-1, 2), device=self.device)
+        if len(e) and (bool((e < 0).any()) or bool((e >= len(nodes)).any()) or bool((e[:, 0] == e[:, 1]).any())):
+            raise ConfigError(f"edges must be pairs of distinct node indices in 0..{len(nodes) - 1}")
+        key = torch.unique(torch.minimum(e[:, 0], e[:, 1]) * len(nodes) + torch.maximum(e[:, 0], e[:, 1]))
+        g = self.graph
+        g.reserve(len(nodes))
+        for row in nodes:
+            g.revive(g.free_slot(), row)
+        a, b = key // len(nodes), key % len(nodes)
+        g.add_edges(a, b, torch.full((len(a),), self._new_edge_value(), dtype=g.value.dtype, device=self.device))
+        return self
 
     def _log(self, probe: torch.Tensor) -> None:
         self.history.append({"step": self.t, "n_nodes": self.n_nodes, "n_edges": self.n_edges,

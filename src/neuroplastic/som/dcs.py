@@ -125,8 +125,8 @@ class DCS(GrowingGraph):
         """The strength C of each edge in `ids` now."""
         return torch.exp(self.graph.value[ids] + self.t * self._global_rate)
 
-    def _link_initial_pair(self) -> None:
-        self.graph.add_edge(0, 1, self._stored(1.0))
+    def _new_edge_value(self) -> float:
+        return self._stored(1.0)
 
     def _drop_weak(self, ids: torch.Tensor) -> None:
         weak = ids[self.graph.value[ids] + self.t * self._global_rate < math.log(self.params.theta)]

@@ -109,8 +109,8 @@ class GNG(GrowingGraph):
     def get_params(self) -> dict:
         return asdict(self.params)
 
-    def _link_initial_pair(self) -> None:
-        self.graph.add_edge(0, 1, 0)
+    def _new_edge_value(self) -> int:
+        return 0  # age
 
     def train_signals(self, xs: torch.Tensor) -> None:
         """Present the rows of xs once each, in order (no shuffling, no history): the hot loop."""

@@ -97,8 +97,8 @@ class UnitGraph:
         return self.eu[ids] + self.ev[ids] - unit
 
     def neighbours(self, unit: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(edge ids, neighbour slots) of a unit's live edges."""
-        ids = self.inc[unit, :int(self.degree[unit])]
+        """(edge ids, neighbour slots) of a unit's live edges (copies: edits do not move them)."""
+        ids = self.inc[unit, :int(self.degree[unit])].clone()
         return ids, self.eu[ids] + self.ev[ids] - unit
 
     def _free_edges(self, m: int) -> torch.Tensor:
