@@ -54,8 +54,9 @@ def test_batched_quantization_error_matches_sequential_within_tolerance():
         bat = GNG(max_nodes=40, seed=seed, mode="batched").fit(train, epochs=6)
         assert seq.n_nodes == bat.n_nodes == 40
         relative.append(bat.quantization_error(test) / seq.quantization_error(test) - 1)
-        check_store(seq)
-        check_store(bat)
+        for model in (seq, bat):
+            check_store(model)
+            assert bool((model.graph.degree[model.graph.alive] > 0).all())  # step 7: no bare unit
     assert abs(np.mean(relative)) <= MEAN_TOLERANCE
     assert max(abs(r) for r in relative) <= SEED_TOLERANCE
 
