@@ -17,6 +17,7 @@ from .train.supervised import train_supervised  # noqa: E402
 from .core.trace import Trace  # noqa: E402
 from . import analysis  # noqa: E402
 from . import som  # noqa: E402
+from . import evolve  # noqa: E402
 
 __all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
             "Trace", "analysis"]

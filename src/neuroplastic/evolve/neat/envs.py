@@ -1,0 +1,117 @@
+"""A gymnasium environment as a NEAT fitness: P genomes x B episodes stepped together.
+
+The population's actions come from one GraphBatch forward with per-member inputs (P, B,
+n_in); the P*B environments are a `gymnasium.vector` env (SyncVectorEnv, or the env's own
+numpy-vectorised implementation with vectorization="vector" where it has one). Every genome
+plays the same B episodes of a generation (reset seeds seed + generation*B + b), so genomes are
+compared on equal terms and a run is reproducible and resumable. A genome's fitness is its
+mean return over the B episodes (each cut at max_steps).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...core.validate import check_choice, check_int
+from ...errors import ConfigError, UnknownNameError
+
+
+def _spaces(env_id: str):
+    import gymnasium as gym
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as exc:
+        raise UnknownNameError(f"unknown environment {env_id!r} ({str(exc).splitlines()[0]})") from None
+    obs, act = env.observation_space, env.action_space
+    env.close()
+    return obs, act
+
+
+class EnvFitness:
+    """fitness(pop) -> (P,) mean return; NEAT tells it the generation (set_generation)."""
+
+    def __init__(self, env_id: str, episodes: int = 1, max_steps: int | None = None, seed: int = 0,
+                 vectorization: str = "sync"):
+        import gymnasium as gym
+        self.env_id = env_id
+        self.episodes = check_int(episodes, "episodes", 1)
+        self.max_steps = None if max_steps is None else check_int(max_steps, "max_steps", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self.vectorization = check_choice(vectorization, "vectorization", ("sync", "vector"))
+        obs, act = _spaces(env_id)
+        if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+            raise ConfigError(f"{env_id}: observations are {obs}; a NEAT controller needs a 1-D Box")
+        if isinstance(act, gym.spaces.Discrete):
+            self.n_out, self.discrete = int(act.n), True
+        elif isinstance(act, gym.spaces.Box) and len(act.shape) == 1:
+            self.n_out, self.discrete = int(act.shape[0]), False
+            self.low, self.high = act.low, act.high
+        else:
+            raise ConfigError(f"{env_id}: actions are {act}; a NEAT controller handles Discrete or a 1-D Box")
+        self.n_in = int(obs.shape[0])
+        self.generation = 0
+        self._env = None
+
+    def set_generation(self, generation: int) -> None:
+        self.generation = generation
+
+    def check(self, n_in: int, n_out: int) -> None:
+        if (n_in, n_out) != (self.n_in, self.n_out):
+            raise ConfigError(f"{self.env_id} needs num_inputs = {self.n_in} and num_outputs = {self.n_out} "
+                              f"({'one per action' if self.discrete else 'one per action dimension'}); "
+                              f"the config has {n_in} and {n_out}")
+
+    def _vector_env(self, n: int):
+        import gymnasium as gym
+        if self._env is None or self._env.num_envs != n:
+            if self._env is not None:
+                self._env.close()
+            if self.vectorization == "vector":
+                self._env = gym.make_vec(self.env_id, num_envs=n, vectorization_mode="vector_entry_point")
+            else:
+                self._env = gym.vector.SyncVectorEnv([lambda: gym.make(self.env_id) for _ in range(n)])
+        return self._env
+
+    def __call__(self, pop) -> torch.Tensor:
+        first = self.seed + self.generation * self.episodes
+        return torch.as_tensor(self.returns(pop, first).mean(1))
+
+    def returns(self, pop, first_seed: int) -> np.ndarray:
+        """(P, B) returns of the B episodes with reset seeds first_seed + b, for every member."""
+        self.check(pop.n_in, pop.n_out)
+        P, B = len(pop), self.episodes
+        env = self._vector_env(P * B)
+        if self.vectorization == "vector":
+            obs, _ = env.reset(seed=first_seed)
+        else:
+            obs, _ = env.reset(seed=[first_seed + b for _ in range(P) for b in range(B)])
+        total = np.zeros(P * B)
+        alive = np.ones(P * B, dtype=bool)
+        steps = 0
+        while alive.any() and (self.max_steps is None or steps < self.max_steps):
+            x = torch.as_tensor(np.asarray(obs, dtype=np.float64), dtype=pop.weight.dtype).view(P, B, self.n_in)
+            with torch.no_grad():
+                y = pop(x).reshape(P * B, self.n_out)
+            action = y.argmax(1).numpy() if self.discrete else np.clip(y.double().numpy(), self.low, self.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += np.where(alive, reward, 0.0)
+            alive &= ~(terminated | truncated)
+            steps += 1
+        return total.reshape(P, B)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def evaluate_env(net, env_id: str, episodes: int = 100, seed: int = 10_000, max_steps: int | None = None) -> np.ndarray:
+    """Returns of `net` (a GraphNet, or a one-member GraphBatch) over `episodes` held-out episodes
+    (reset seeds seed .. seed + episodes - 1)."""
+    from ...core.batch import GraphBatch
+    pop = net if isinstance(net, GraphBatch) else GraphBatch.from_nets([net])
+    fitness = EnvFitness(env_id, episodes=episodes, max_steps=max_steps, seed=seed)
+    try:
+        return fitness.returns(pop, seed)[0]
+    finally:
+        fitness.close()

@@ -1,0 +1,117 @@
+"""A population of NEAT genomes as padded tensors (TensorNEAT's layout, with enabled bits).
+
+Connection genes, `(P, G_cap)`: `innov` (innovation number, -1 for an empty slot), `src`,
+`dst` (node ids), `weight`, `enabled`. Node genes, `(P, N_cap)`: `node_id` (-1 empty),
+`bias`, `response`, `act` (index into `ACTIVATION_LIST`). Node ids are the phenotype's
+numbering: inputs 0..n_in-1, outputs n_in..n_in+n_out-1, hidden nodes above (global ids from
+the innovation table). In canonical form every row is sorted (genes by innovation number,
+nodes by id) with the empty slots last, so a node's slot in its row is its GraphBatch neuron
+id and matching genes of two genomes are found by binary search.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from .config import ACTIVATIONS
+
+ACTIVATION_LIST = tuple(ACTIVATIONS)
+BIG = torch.iinfo(torch.int64).max  # the sort key of an empty slot
+
+
+@dataclass
+class Genomes:
+    innov: torch.Tensor     # (P, G) int64
+    src: torch.Tensor       # (P, G) int64
+    dst: torch.Tensor       # (P, G) int64
+    weight: torch.Tensor    # (P, G) float32
+    enabled: torch.Tensor   # (P, G) bool
+    node_id: torch.Tensor   # (P, N) int64
+    bias: torch.Tensor      # (P, N) float32
+    response: torch.Tensor  # (P, N) float32
+    act: torch.Tensor       # (P, N) int64
+
+    CONN = ("innov", "src", "dst", "weight", "enabled")
+    NODE = ("node_id", "bias", "response", "act")
+
+    def __len__(self) -> int:
+        return self.innov.shape[0]
+
+    @property
+    def conn_valid(self) -> torch.Tensor:
+        return self.innov >= 0
+
+    @property
+    def node_valid(self) -> torch.Tensor:
+        return self.node_id >= 0
+
+    def n_genes(self) -> torch.Tensor:
+        return self.conn_valid.sum(1)
+
+    def n_enabled(self) -> torch.Tensor:
+        return (self.conn_valid & self.enabled).sum(1)
+
+    def n_hidden(self, n_fixed: int) -> torch.Tensor:
+        return (self.node_id >= n_fixed).sum(1)
+
+    def take(self, index: torch.Tensor) -> Genomes:
+        """The rows `index` (a copy)."""
+        return Genomes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def replace(self, **tensors) -> Genomes:
+        return Genomes(**{f.name: tensors.get(f.name, getattr(self, f.name)) for f in fields(self)})
+
+    @staticmethod
+    def cat(parts: list[Genomes]) -> Genomes:
+        g = max(p.innov.shape[1] for p in parts)
+        n = max(p.node_id.shape[1] for p in parts)
+        parts = [p.padded(g, n) for p in parts]
+        return Genomes(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Genomes)})
+
+    def padded(self, g_cap: int, n_cap: int) -> Genomes:
+        """Columns added (empty slots) up to g_cap genes and n_cap nodes."""
+        def pad(t, size, fill):
+            extra = size - t.shape[1]
+            return t if extra <= 0 else torch.cat([t, t.new_full((t.shape[0], extra), fill)], 1)
+
+        out = {}
+        for name in self.CONN:
+            out[name] = pad(getattr(self, name), g_cap, -1 if name == "innov" else 0)
+        for name in self.NODE:
+            out[name] = pad(getattr(self, name), n_cap, -1 if name == "node_id" else 0)
+        return Genomes(**out)
+
+    def canonical(self) -> Genomes:
+        """Rows sorted (genes by innovation, nodes by id), empty slots zeroed and last, and the
+        capacity trimmed to the fullest row."""
+        ck = torch.where(self.conn_valid, self.innov, BIG)
+        ck, corder = ck.sort(1)
+        nk = torch.where(self.node_valid, self.node_id, BIG)
+        nk, norder = nk.sort(1)
+        g_cap = max(1, int(self.conn_valid.sum(1).max())) if self.innov.numel() else 1
+        n_cap = int(self.node_valid.sum(1).max())
+        out = {}
+        for name in self.CONN:
+            t = getattr(self, name).gather(1, corder)[:, :g_cap]
+            valid = ck[:, :g_cap] != BIG
+            out[name] = torch.where(valid, t, torch.full_like(t, -1) if name == "innov" else torch.zeros_like(t))
+        for name in self.NODE:
+            t = getattr(self, name).gather(1, norder)[:, :n_cap]
+            valid = nk[:, :n_cap] != BIG
+            out[name] = torch.where(valid, t, torch.full_like(t, -1) if name == "node_id" else torch.zeros_like(t))
+        if out["innov"].shape[1] < g_cap:  # an empty population row set: keep one slot
+            return Genomes(**out).padded(g_cap, n_cap)
+        return Genomes(**out)
+
+    def slots(self, ids: torch.Tensor) -> torch.Tensor:
+        """(P, K) node ids -> their slots in each row (rows sorted by id; ids must be present)."""
+        key = torch.where(self.node_valid, self.node_id, BIG).contiguous()
+        return torch.searchsorted(key, ids.contiguous()).clamp(max=key.shape[1] - 1)
+
+    def state(self) -> dict:
+        return {f.name: getattr(self, f.name).clone() for f in fields(self)}
+
+    @staticmethod
+    def from_state(state: dict) -> Genomes:
+        return Genomes(**{f.name: state[f.name].clone() for f in fields(Genomes)})

@@ -1,0 +1,224 @@
+"""Mutations of many genomes at once, each a few tensor operations over the whole batch.
+
+Structural (per child, neat-python's order and probabilities): add node (split a random
+enabled connection: it is disabled, in->new gets weight 1, new->out the old weight, the new
+node bias 0), delete node (a hidden node and its genes), add connection, delete connection.
+Attributes: weight, bias and response perturbed (gaussian, `*_mutate_power`) or replaced
+(`*_replace_rate`, drawn from the init distribution) and clamped; enabled bits redrawn at
+`enabled_mutate_rate`; activations redrawn at `activation_mutate_rate`.
+
+Add connection draws its source among inputs and hidden nodes and its target among hidden and
+output nodes not yet joined from that source (disabled genes count as joined), so it fails
+only when a source is fully connected. Outputs feed nothing (GraphNet's DAG convention). A
+pair that would close a cycle is used reversed instead (then both ends are hidden nodes and
+the reverse cannot close one); cycles are checked against every gene, enabled or not, so
+re-enabling a gene later can never make one.
+"""
+from __future__ import annotations
+
+import torch
+
+from .genome import ACTIVATION_LIST, Genomes
+
+
+def _pick(mask: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random True column per row of `mask` (C, K): (column, row has one)."""
+    keys = torch.rand(mask.shape, generator=rng).masked_fill(~mask, -1.0)
+    return keys.argmax(1), mask.any(1)
+
+
+def _empty_slots(valid: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """The first k empty columns of each row (the rows must have k)."""
+    empty = ~valid
+    count = empty.cumsum(1)
+    return [(empty & (count == i + 1)).to(torch.int8).argmax(1) for i in range(k)]
+
+
+def init_values(cfg, prefix: str, shape, rng: torch.Generator) -> torch.Tensor:
+    """neat-python's FloatAttribute.init_value: gaussian (clamped) or uniform in mean +- 2 stdev."""
+    mean, stdev = getattr(cfg, f"{prefix}_init_mean"), getattr(cfg, f"{prefix}_init_stdev")
+    lo, hi = getattr(cfg, f"{prefix}_min_value"), getattr(cfg, f"{prefix}_max_value")
+    if getattr(cfg, f"{prefix}_init_type") == "uniform":
+        a, b = max(lo, mean - 2 * stdev), min(hi, mean + 2 * stdev)
+        return a + (b - a) * torch.rand(shape, generator=rng)
+    return (mean + stdev * torch.randn(shape, generator=rng)).clamp(lo, hi)
+
+
+def random_activation(cfg, shape, rng: torch.Generator) -> torch.Tensor:
+    options = torch.tensor([ACTIVATION_LIST.index(a) for a in cfg.activation_options])
+    return options[torch.randint(len(options), shape, generator=rng)]
+
+
+def init_activation(cfg, shape, rng: torch.Generator) -> torch.Tensor:
+    if cfg.activation_default == "random":
+        return random_activation(cfg, shape, rng)
+    return torch.full(shape, ACTIVATION_LIST.index(cfg.activation_default), dtype=torch.long)
+
+
+def init_enabled(cfg, shape, rng: torch.Generator) -> torch.Tensor:
+    if cfg.enabled_default == "random":
+        return torch.rand(shape, generator=rng) < 0.5
+    return torch.full(shape, cfg.enabled_default == "True", dtype=torch.bool)
+
+
+def _with_room(g: Genomes, genes: int, nodes: int) -> Genomes:
+    g = g.canonical()
+    return g.padded(g.innov.shape[1] + genes, g.node_id.shape[1] + nodes)
+
+
+def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, torch.Tensor]:
+    """Split one enabled connection in each masked genome; returns (genomes, masked genomes
+    that had no enabled connection to split)."""
+    g = _with_room(g, 2, 1)
+    live = g.conn_valid & g.enabled
+    j, has = _pick(live, rng)
+    rows = (mask & has).nonzero().squeeze(1)
+    if len(rows):
+        jj = j[rows]
+        new_id = table.split_nodes(g.innov[rows, jj])
+        a, b, w_old = g.src[rows, jj], g.dst[rows, jj], g.weight[rows, jj]
+        g.enabled[rows, jj] = False
+        innov = table.connections(torch.stack([a, new_id]), torch.stack([new_id, b]))
+        e1, e2 = _empty_slots(g.conn_valid[rows], 2)
+        for e, k, s, d, w in ((e1, 0, a, new_id, torch.ones_like(w_old)), (e2, 1, new_id, b, w_old)):
+            g.innov[rows, e], g.src[rows, e], g.dst[rows, e] = innov[k], s, d
+            g.weight[rows, e], g.enabled[rows, e] = w, True
+        (n1,) = _empty_slots(g.node_valid[rows], 1)
+        g.node_id[rows, n1] = new_id
+        g.bias[rows, n1] = 0.0
+        g.response[rows, n1] = init_values(cfg, "response", (len(rows),), rng)
+        g.act[rows, n1] = init_activation(cfg, (len(rows),), rng)
+    return g, mask & ~has
+
+
+def delete_node(g: Genomes, mask: torch.Tensor, cfg, rng) -> Genomes:
+    """Remove one hidden node, and every gene that touches it, from each masked genome."""
+    g = g.canonical()
+    hidden = g.node_valid & (g.node_id >= cfg.n_fixed)
+    s, has = _pick(hidden, rng)
+    rows = (mask & has).nonzero().squeeze(1)
+    if len(rows):
+        gone = g.node_id[rows, s[rows]]
+        g.node_id[rows, s[rows]] = -1
+        touch = (g.src[rows] == gone[:, None]) | (g.dst[rows] == gone[:, None])
+        g.innov[rows] = torch.where(touch, -1, g.innov[rows])
+    return g
+
+
+def reaches(src_slot: torch.Tensor, dst_slot: torch.Tensor, valid: torch.Tensor, start: torch.Tensor,
+            n: int) -> torch.Tensor:
+    """(R, n) nodes reachable from `start` (R,) along the genes (R, G), start included."""
+    R = len(start)
+    seen = torch.zeros(R, n, dtype=torch.uint8)
+    seen[torch.arange(R), start] = 1
+    dst = torch.where(valid, dst_slot, 0)
+    for _ in range(n):
+        spread = seen.gather(1, src_slot) & valid.to(torch.uint8)
+        new = seen.scatter_reduce(1, dst, spread, reduce="amax")
+        if torch.equal(new, seen):
+            break
+        seen = new
+    return seen.bool()
+
+
+def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
+    """One new gene in each masked genome (see the module docstring for the rules)."""
+    g = _with_room(g, 1, 0)
+    n_in, n_fixed = cfg.num_inputs, cfg.n_fixed
+    is_output = (g.node_id >= n_in) & (g.node_id < n_fixed)
+    src_ok = g.node_valid & ~is_output
+    tgt_ok = g.node_valid & (g.node_id >= n_in)
+    a, _ = _pick(src_ok, rng)
+    rows = mask.nonzero().squeeze(1)
+    if not len(rows):
+        return g
+    sub = g.take(rows)
+    a = a[rows]
+    R, N = sub.node_id.shape
+    valid = sub.conn_valid
+    s_slot = torch.where(valid, sub.slots(sub.src), 0)
+    d_slot = torch.where(valid, sub.slots(sub.dst), 0)
+    from_a = valid & (s_slot == a[:, None])
+    joined = torch.zeros(R, N, dtype=torch.uint8).scatter_reduce(1, d_slot, from_a.to(torch.uint8), reduce="amax")
+    cand = tgt_ok[rows] & ~joined.bool()
+    cand[torch.arange(R), a] = False
+    b, ok = _pick(cand, rng)
+    cyclic = reaches(s_slot, d_slot, valid, b, N)[torch.arange(R), a]
+    # reversed (b -> a) where a -> b would close a cycle, unless b -> a is already a gene
+    back = (valid & (s_slot == b[:, None]) & (d_slot == a[:, None])).any(1)
+    ok &= ~(cyclic & back)
+    src = torch.where(cyclic, b, a)
+    dst = torch.where(cyclic, a, b)
+    keep = ok.nonzero().squeeze(1)
+    if not len(keep):
+        return g
+    rows, src, dst = rows[keep], src[keep], dst[keep]
+    src_id = g.node_id[rows, src]
+    dst_id = g.node_id[rows, dst]
+    innov = table.connections(src_id, dst_id)
+    (e,) = _empty_slots(g.conn_valid[rows], 1)
+    g.innov[rows, e], g.src[rows, e], g.dst[rows, e] = innov, src_id, dst_id
+    g.weight[rows, e] = init_values(cfg, "weight", (len(rows),), rng)
+    g.enabled[rows, e] = init_enabled(cfg, (len(rows),), rng)
+    return g
+
+
+def delete_connection(g: Genomes, mask: torch.Tensor, rng) -> Genomes:
+    j, has = _pick(g.conn_valid, rng)
+    rows = (mask & has).nonzero().squeeze(1)
+    if len(rows):
+        g.innov[rows, j[rows]] = -1
+    return g
+
+
+def _floats(values, where, cfg, prefix, rng, per_genome=False) -> torch.Tensor:
+    rate, replace = getattr(cfg, f"{prefix}_mutate_rate"), getattr(cfg, f"{prefix}_replace_rate")
+    if rate == 0 and replace == 0:
+        return values
+    r = torch.rand(values.shape, generator=rng)
+    if per_genome:  # the paper: a genome's weights mutate together (rate), each replaced at `replace`
+        gate = (torch.rand(values.shape[0], generator=rng) < rate)[:, None]
+        perturb, redraw = gate & (r >= replace), gate & (r < replace)
+    else:           # neat-python: per gene
+        perturb, redraw = r < rate, (r >= rate) & (r < rate + replace)
+    noise = torch.randn(values.shape, generator=rng) * getattr(cfg, f"{prefix}_mutate_power")
+    out = torch.where(perturb & where, values + noise, values)
+    out = torch.where(redraw & where, init_values(cfg, prefix, values.shape, rng), out)
+    lo, hi = getattr(cfg, f"{prefix}_min_value"), getattr(cfg, f"{prefix}_max_value")
+    return torch.where(where, out.clamp(lo, hi), values)
+
+
+def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
+    """Every mutation, applied to the rows where `active` (elites are left as they are)."""
+    C = len(g)
+    probs = (cfg.node_add_prob, cfg.node_delete_prob, cfg.conn_add_prob, cfg.conn_delete_prob)
+    if cfg.single_structural_mutation:  # at most one, chosen in proportion to the four
+        r = torch.rand(C, generator=rng)
+        div = max(1.0, sum(probs))
+        edges = torch.tensor([0.0] + list(probs)).cumsum(0) / div
+        masks = [(r >= edges[i]) & (r < edges[i + 1]) for i in range(4)]
+    else:
+        masks = [torch.rand(C, generator=rng) < p for p in probs]
+    m_add_node, m_del_node, m_add_conn, m_del_conn = (m & active for m in masks)
+    surer = cfg.structural_mutation_surer == "true" or (cfg.structural_mutation_surer == "default"
+                                                        and cfg.single_structural_mutation)
+    g, nothing_to_split = add_node(g, m_add_node, cfg, table, rng)
+    if surer:  # neat-python: add-node on a genome with nothing to split adds a connection instead
+        m_add_conn = m_add_conn | nothing_to_split
+    g = delete_node(g, m_del_node, cfg, rng)
+    g = add_connection(g, m_add_conn, cfg, table, rng)
+    g = delete_connection(g.canonical(), m_del_conn, rng)
+    rows = active[:, None]
+    valid = g.conn_valid & rows
+    g.weight = _floats(g.weight, valid, cfg, "weight", rng, per_genome=cfg.weight_mutation == "per_genome")
+    computed = g.node_valid & (g.node_id >= cfg.num_inputs) & rows
+    g.bias = _floats(g.bias, computed, cfg, "bias", rng)
+    g.response = _floats(g.response, computed, cfg, "response", rng)
+    rate = cfg.enabled_mutate_rate + torch.where(g.enabled, cfg.enabled_rate_to_false_add,
+                                                 cfg.enabled_rate_to_true_add)
+    flip = (torch.rand(g.enabled.shape, generator=rng) < rate) & valid
+    g.enabled = torch.where(flip, torch.rand(g.enabled.shape, generator=rng) < 0.5, g.enabled)
+    if cfg.activation_mutate_rate > 0:
+        redraw = (torch.rand(g.act.shape, generator=rng) < cfg.activation_mutate_rate) & computed
+        g.act = torch.where(redraw, random_activation(cfg, g.act.shape, rng), g.act)
+    return g.canonical()

@@ -1,0 +1,241 @@
+"""NEAT (Stanley & Miikkulainen 2002) over a population held in tensors.
+
+    neat = NEAT("xor.ini", seed=0)           # a neat-python INI file, or a dict of its keys
+    best = neat.run(fitness, generations=300)  # fitness(pop: GraphBatch) -> (P,), higher is better
+    neat.history                               # one dict a generation
+
+A generation: build every genome's phenotype as one GraphBatch (phenotype.py), evaluate it,
+stop at the fitness threshold (neat-python's rule: criterion over the population >= threshold),
+update species stagnation, share offspring out by adjusted fitness, draw parents, copy elites,
+cross over and mutate every child at once, then speciate the children. All of it runs under
+torch.no_grad() as tensor operations over the population; the only Python loops are over
+species (speciation's new species, the median species fitness) and over a gene's few steps.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from ...core.checkpoint import load as load_checkpoint
+from ...core.checkpoint import save as save_checkpoint
+from ...core.validate import check_int
+from ...errors import CheckpointError, ConfigError, NeuroplasticError
+from .config import NEATConfig, load_config
+from .genome import Genomes
+from .initial import initial_population
+from .innovation import InnovationTable
+from .mutate import mutate
+from .phenotype import phenotypes
+from .reporting import Reporter
+from .reproduce import adjusted_fitness, crossover, plan_offspring
+from .species import SpeciesSet, spawn_counts
+
+FORMAT = "neuroplastic.evolve.NEAT/1"
+
+
+class CompleteExtinctionError(NeuroplasticError, RuntimeError):
+    """Every species stagnated and reset_on_extinction is False (neat-python raises too)."""
+
+
+class NEAT:
+    """A NEAT run: config, population, species, innovation table, history; seeded and resumable."""
+
+    def __init__(self, config, seed: int = 0, reporters=()):
+        self.config: NEATConfig = load_config(config)
+        self.seed = check_int(seed, "seed", 0)
+        self.reporters: list[Reporter] = list(reporters)
+        self.rng = torch.Generator().manual_seed(self.seed)
+        self.generation = 0
+        self.evaluations = 0
+        self.history: list[dict] = []
+        self.best_genome: Genomes | None = None   # best genome ever evaluated (one row)
+        self.best_fitness = -math.inf
+        self.solved = False
+        with torch.no_grad():
+            self._new_population()
+
+    def _new_population(self) -> None:
+        cfg = self.config
+        self.innovations = InnovationTable(cfg.n_fixed + cfg.num_hidden)
+        self.population = initial_population(cfg, cfg.pop_size, self.innovations, self.rng)
+        self.species = SpeciesSet()
+        self.species.speciate(self.population, cfg, self.generation, len(self.innovations), self.rng)
+
+    def add_reporter(self, reporter: Reporter) -> None:
+        self.reporters.append(reporter)
+
+    # ----------------------------------------------------------------- the loop
+    def run(self, fitness, generations: int = 300, progress: bool = False, checkpoint=None,
+            checkpoint_every: int = 10):
+        """Run up to `generations` more generations, stopping when the fitness threshold is met
+        (unless no_fitness_termination). `checkpoint`: a path written every `checkpoint_every`
+        generations and at the end (resume with NEAT.load). Returns the best genome ever
+        evaluated as a GraphNet (a one-member GraphBatch if its nodes mix activations, which a
+        GraphNet cannot hold)."""
+        generations = check_int(generations, "generations", 0)
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
+        if not callable(fitness):
+            raise ConfigError(f"fitness must be a callable fitness(pop: GraphBatch) -> tensor (P,), "
+                              f"not {type(fitness).__name__}")
+        import tqdm.auto
+        bar = tqdm.auto.tqdm(total=generations, desc=f"NEAT seed={self.seed}", disable=not progress,
+                             leave=False, unit="gen")
+        try:
+            for k in range(generations):
+                row = self.step(fitness)
+                bar.update(1)
+                bar.set_postfix(best=f"{row['best_fitness']:.3f}", species=row["species"])
+                done = row["solved"] and not self.config.no_fitness_termination
+                if checkpoint is not None and (done or k == generations - 1 or self.generation % checkpoint_every == 0):
+                    self.save(checkpoint)
+                if done:
+                    break
+        finally:
+            bar.close()
+        return self.best_net()
+
+    def step(self, fitness) -> dict:
+        """One generation: evaluate, then (unless the threshold is met) reproduce and speciate."""
+        cfg = self.config
+        for r in self.reporters:
+            r.start_generation(self.generation)
+        started = time.perf_counter()
+        if callable(getattr(fitness, "set_generation", None)):
+            fitness.set_generation(self.generation)  # e.g. EnvFitness: this generation's episodes
+        with torch.no_grad():
+            pop = self.phenotypes()
+            f = self._fitness(fitness, pop)
+            P = len(f)
+            self.evaluations += P
+            best = int(f.argmax())
+            if float(f[best]) > self.best_fitness:
+                self.best_fitness = float(f[best])
+                self.best_genome = self.population.take(torch.tensor([best]))
+            criterion = {"max": f.max, "min": f.min, "mean": f.mean}[cfg.fitness_criterion]()
+            solved = bool(float(criterion) >= cfg.fitness_threshold)
+            n_fixed = cfg.n_fixed
+            row = {"generation": self.generation, "step": self.generation, "best_fitness": float(f[best]),
+                   "mean_fitness": float(f.mean()), "species": len(self.species),
+                   "mean_hidden": float(self.population.n_hidden(n_fixed).float().mean()),
+                   "mean_edges": float(self.population.n_enabled().float().mean()),
+                   "best_hidden": int(self.population.n_hidden(n_fixed)[best]),
+                   "best_edges": int(self.population.n_enabled()[best]),
+                   "evaluations": self.evaluations, "solved": solved}
+            if not (solved and not cfg.no_fitness_termination):
+                self._reproduce(f)
+        row["wall_s"] = time.perf_counter() - started
+        self.history.append(row)
+        self.generation += 1
+        if solved and not self.solved:
+            for r in self.reporters:
+                r.found_solution(row["generation"], row["best_fitness"])
+        self.solved = self.solved or solved
+        for r in self.reporters:
+            r.end_generation(row)
+        return row
+
+    def _fitness(self, fitness, pop) -> torch.Tensor:
+        f = fitness(pop)
+        if not torch.is_tensor(f):
+            try:
+                f = torch.as_tensor(f, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                raise ConfigError(f"fitness returned a {type(f).__name__}; expected a tensor of shape "
+                                  f"({len(pop)},)") from None
+        f = f.detach().reshape(-1).to("cpu", torch.float64) if f.dim() <= 1 or f.numel() == len(pop) else f
+        if f.shape != (len(pop),):
+            raise ConfigError(f"fitness returned shape {tuple(f.shape)}; expected ({len(pop)},), one value per genome")
+        bad = ~torch.isfinite(f)
+        if bool(bad.any()):
+            raise ConfigError(f"fitness of genome {int(bad.nonzero()[0, 0])} is {float(f[bad][0])}; "
+                              "fitness must be finite")
+        return f
+
+    def _reproduce(self, f: torch.Tensor) -> None:
+        cfg, rng = self.config, self.rng
+        species = self.species
+        stagnant = species.stagnation(f, self.generation, cfg)
+        if bool(stagnant.all()):
+            if not cfg.reset_on_extinction:
+                raise CompleteExtinctionError(f"every species stagnated in generation {self.generation} "
+                                              "(set reset_on_extinction = True to start a new population)")
+            for r in self.reporters:
+                r.species_extinct(self.generation)
+            self._new_population()
+            return
+        adjusted = adjusted_fitness(f, species.member, ~stagnant, cfg.fitness_sharing)
+        alive = (~stagnant).nonzero().squeeze(1)
+        min_size = max(cfg.min_species_size, cfg.elitism)
+        counts = torch.zeros(len(species), dtype=torch.long)
+        counts[alive] = spawn_counts(adjusted[alive], species.sizes()[alive].to(adjusted.dtype), cfg.pop_size,
+                                     min_size, cfg.spawn_method)
+        p1, p2, elite = plan_offspring(f, species.member, counts, cfg, rng)
+        if cfg.species_representative == "random":
+            species.choose_representatives(self.population, rng)
+        children = crossover(self.population.take(p1), self.population.take(p2), rng)
+        children = mutate(children, ~elite, cfg, self.innovations, rng)
+        self.population = children
+        species.speciate(children, cfg, self.generation + 1, len(self.innovations), rng)
+
+    def run_env(self, env_id: str, episodes: int = 1, generations: int = 300, max_steps: int | None = None,
+                vectorization: str = "sync", **run_options):
+        """`run` with a gymnasium environment as the fitness (mean return over `episodes` episodes,
+        the same ones for every genome of a generation): see envs.EnvFitness."""
+        from .envs import EnvFitness
+        fitness = EnvFitness(env_id, episodes=episodes, max_steps=max_steps, seed=self.seed,
+                             vectorization=vectorization)
+        fitness.check(self.config.num_inputs, self.config.num_outputs)
+        try:
+            return self.run(fitness, generations=generations, **run_options)
+        finally:
+            fitness.close()
+
+    # ----------------------------------------------------------------- results
+    def phenotypes(self):
+        """The current population as one GraphBatch (member i = genome i)."""
+        return phenotypes(self.population, self.config.num_inputs, self.config.num_outputs)
+
+    def best_net(self):
+        """The best genome evaluated so far as a GraphNet (exact: same outputs as its member)."""
+        genome = self.best_genome if self.best_genome is not None else self.population.take(torch.tensor([0]))
+        with torch.no_grad():
+            member = phenotypes(genome, self.config.num_inputs, self.config.num_outputs)
+        try:
+            return member.to_net(0)
+        except ConfigError:
+            return member
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {"format": FORMAT, "config": self.config.to_dict(), "seed": self.seed,
+                "rng": self.rng.get_state(), "generation": self.generation, "evaluations": self.evaluations,
+                "history": [dict(r) for r in self.history], "population": self.population.state(),
+                "species": self.species.state(), "innovations": self.innovations.state(),
+                "best_genome": None if self.best_genome is None else self.best_genome.state(),
+                "best_fitness": self.best_fitness, "solved": self.solved}
+
+    def save(self, path) -> None:
+        """The whole run (weights-only data, atomic and checksummed): NEAT.load resumes it exactly."""
+        save_checkpoint(path, None, step=self.generation, extra={"neat": self.state_dict()})
+
+    @classmethod
+    def load(cls, path, reporters=()) -> NEAT:
+        state = load_checkpoint(path)["extra"].get("neat")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CheckpointError(f"{str(path)!r} is not a NEAT checkpoint")
+        neat = cls.__new__(cls)
+        neat.config = load_config(state["config"])
+        neat.seed = int(state["seed"])
+        neat.reporters = list(reporters)
+        neat.rng = torch.Generator()
+        neat.rng.set_state(state["rng"])
+        neat.generation, neat.evaluations = int(state["generation"]), int(state["evaluations"])
+        neat.history = [dict(r) for r in state["history"]]
+        neat.population = Genomes.from_state(state["population"])
+        neat.species = SpeciesSet.from_state(state["species"])
+        neat.innovations = InnovationTable.from_state(state["innovations"])
+        neat.best_genome = None if state["best_genome"] is None else Genomes.from_state(state["best_genome"])
+        neat.best_fitness, neat.solved = float(state["best_fitness"]), bool(state["solved"])
+        return neat

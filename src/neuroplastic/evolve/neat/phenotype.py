@@ -1,0 +1,31 @@
+"""Genome tensors -> GraphBatch, in one pass over the whole population (no loop over genomes).
+
+A node computes act(slope * (bias + response * sum_i w_i x_i)) as in neat-python, whose
+sigmoid and tanh have slopes 5 and 2.5. The slope and the response are folded into the
+phenotype's weights and bias, so the GraphBatch (and the exported GraphNet) runs the plain
+activation with weight' = slope * response * w and bias' = slope * bias, exactly.
+"""
+from __future__ import annotations
+
+import torch
+
+from ...core.batch import GraphBatch, activation_code
+from .config import ACTIVATIONS
+from .genome import Genomes
+
+_CODES = torch.tensor([activation_code(fn) for fn, _ in ACTIVATIONS.values()], dtype=torch.int8)
+_SLOPES = torch.tensor([slope for _, slope in ACTIVATIONS.values()])
+
+
+def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
+    """Every genome as a member of one GraphBatch (DAG mode); member i is genome i."""
+    live = genomes.conn_valid & genomes.enabled
+    src = torch.where(live, genomes.slots(genomes.src), 0)
+    dst = torch.where(live, genomes.slots(genomes.dst), 0)
+    slope = _SLOPES.to(genomes.weight.dtype)[genomes.act]
+    gain = (slope * genomes.response).gather(1, dst)
+    weight = torch.where(live, genomes.weight * gain, 0.0)
+    bias = torch.where(genomes.node_valid, genomes.bias * slope, 0.0)
+    bias[:, :n_in] = 0.0
+    codes = _CODES[genomes.act]
+    return GraphBatch(n_in, n_out, src, dst, weight, live, bias, codes, genomes.node_valid, mode="dag")

@@ -1,0 +1,174 @@
+"""NEAT experiments (Stanley & Miikkulainen 2002), ours beside neat-python on the same config.
+
+  neat-xor       XOR, neat-python's example config (pop 150, threshold 3.9, <= 300 generations)
+  neat-parity    3-bit parity, the same config with 3 inputs (fitness 8 - sum of squared errors)
+  neat-cartpole  CartPole-v1 through gymnasium.vector (a smoke test: mean return >= 475)
+
+Method, top to bottom:
+  1. Read the INI file (`config`, default the package's configs/<task>.ini); `pop_size` and
+     `generations` may override it.
+  2. Every seed runs `neuroplastic.evolve.NEAT(config, seed).run(fitness, generations)`, which
+     stops at the config's fitness threshold; the row keeps solved, generations (the index of
+     the generation that met the threshold, else the budget), evaluations, the best genome's
+     hidden nodes and enabled connections, wall time and the per-generation history.
+  3. With neat-python installed (`pip install 'neuroplastic[neat]'`) and `reference = true`,
+     the same file and fitness run in neat-python 2.0 as variant "neat-python".
+  4. CartPole's best genome is also scored on 100 held-out episodes (reset seeds 10000+).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.validate import check_bool, check_int
+from ..errors import ConfigError
+from . import register
+
+CONFIGS = Path(__file__).resolve().parent.parent / "evolve" / "configs"
+
+COMMON = {"seeds": 50, "generations": 300, "pop_size": 0, "reference": True, "config": ""}
+OPTION_NOTES = {
+    "config": "a neat-python INI file; '' = the package's configs/<task>.ini",
+    "pop_size": "0: the config file's pop_size",
+    "generations": "the budget; a run stops earlier at the config's fitness_threshold",
+    "reference": "also run neat-python 2.0 on the same file (when it is installed)",
+    "episodes": "episodes per genome and generation (the same ones for every genome)",
+    "max_steps": "steps per episode",
+    "eval_episodes": "held-out episodes for the best genome",
+}
+
+
+def _bits(task: str) -> int:
+    """Input bits of a boolean task ('xor' = 2-bit parity, 'parity3'), 0 for an environment."""
+    return 2 if task == "xor" else int(task[len("parity"):]) if task.startswith("parity") else 0
+
+
+class NEATExperiment:
+    inputs = None  # neither --envs nor --data: the task is fixed by the experiment
+
+    def __init__(self, name: str, description: str, task: str, default_ini: str, defaults: dict,
+                 quick: dict, full: dict | None = None):
+        self.name, self.description, self.task = name, description, task
+        self.default_ini = default_ini
+        self.defaults = {**COMMON, **defaults}
+        self.quick, self.full = quick, full or {}
+
+    def config(self, quick: bool, full: bool, overrides: dict) -> dict:
+        config = {**self.defaults, **(self.quick if quick else self.full if full else {})}
+        for key, value in overrides.items():
+            if key not in config:
+                raise ConfigError(f"unknown {self.name} option {key!r}; known: {', '.join(sorted(config))}")
+            config[key] = value
+        for key, minimum in (("seeds", 1), ("generations", 1), ("pop_size", 0)):
+            config[key] = check_int(config[key], key, minimum)
+        for key in ("episodes", "max_steps", "eval_episodes"):
+            if key in config:
+                config[key] = check_int(config[key], key, 1)
+        config["reference"] = check_bool(config["reference"], "reference")
+        if not isinstance(config["config"], str):
+            raise ConfigError(f"config={config['config']!r} must be the path of a neat-python INI file")
+        self.neat_config(config)  # a bad file fails here, before any job starts
+        return config
+
+    def ini_path(self, config: dict) -> str:
+        return config["config"] or str(CONFIGS / self.default_ini)
+
+    def neat_config(self, config: dict):
+        from ..evolve import load_config
+        cfg = load_config(self.ini_path(config))
+        if config["pop_size"]:
+            cfg = cfg.replace(pop_size=config["pop_size"])
+        return cfg
+
+    def variants(self, config: dict) -> list[str]:
+        from .neat_reference import available
+        return ["neuroplastic"] + (["neat-python"] if config["reference"] and available() else [])
+
+    def jobs(self, config: dict) -> list[dict]:
+        return [{"task": self.task, "variant": v, "seed": s}
+                for s in range(config["seeds"]) for v in self.variants(config)]
+
+    def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
+        if job["variant"] == "neat-python":
+            return self._run_reference(job, config)
+        from ..core.checkpoint import save
+        from ..evolve import NEAT
+        from .runner import job_name
+        cfg = self.neat_config(config)
+        neat = NEAT(cfg, seed=job["seed"])
+        if _bits(self.task):
+            from ..evolve.neat.tasks import parity_fitness
+            bits = _bits(self.task)
+            if cfg.num_inputs != bits or cfg.num_outputs != 1:
+                raise ConfigError(f"{self.task} needs num_inputs = {bits} and num_outputs = 1")
+            best = neat.run(parity_fitness(bits), generations=config["generations"], progress=progress)
+        else:
+            best = neat.run_env(self.task, episodes=config["episodes"], generations=config["generations"],
+                                max_steps=config["max_steps"], progress=progress)
+        last = neat.history[-1]
+        index = max(range(len(neat.history)), key=lambda i: neat.history[i]["best_fitness"])
+        generations = last["generation"] if neat.solved else len(neat.history)
+        metrics = {"solved": bool(neat.solved), "generations": generations,
+                   "evaluations": neat.evaluations, "best_fitness": neat.best_fitness,
+                   "n_hidden": int(neat.history[index]["best_hidden"]),
+                   "n_edges": int(neat.history[index]["best_edges"]),
+                   "n_params": int(best.n_params) if hasattr(best, "n_params") else None,
+                   "ms_per_generation": 1000 * sum(r["wall_s"] for r in neat.history) / len(neat.history),
+                   "history": [{k: r[k] for k in ("step", "best_fitness", "mean_fitness", "species", "mean_hidden",
+                                                  "mean_edges", "evaluations", "wall_s")} for r in neat.history]}
+        if not _bits(self.task):
+            from ..evolve.neat.envs import evaluate_env
+            returns = evaluate_env(best, self.task, episodes=config["eval_episodes"], max_steps=config["max_steps"])
+            metrics["return_mean"], metrics["return_std"] = float(returns.mean()), float(returns.std())
+        if hasattr(best, "n_params"):
+            (out_dir / "nets").mkdir(exist_ok=True)
+            save(out_dir / "nets" / f"{job_name(job)}.ckpt", best)
+        return metrics
+
+    def _run_reference(self, job: dict, config: dict) -> dict:
+        import contextlib
+        import io
+
+        from .neat_reference import run_parity, version
+        if not _bits(self.task):
+            from .neat_reference import run_env
+            with contextlib.redirect_stdout(io.StringIO()):
+                out = run_env(self.ini_path(config), self.task, job["seed"], config["generations"],
+                              config["episodes"], config["max_steps"], config["eval_episodes"],
+                              **({"pop_size": config["pop_size"]} if config["pop_size"] else {}))
+        else:
+            with contextlib.redirect_stdout(io.StringIO()):  # neat-python prints as it goes
+                pop = {"pop_size": config["pop_size"]} if config["pop_size"] else {}
+                out = run_parity(self.ini_path(config), _bits(self.task), job["seed"], config["generations"], **pop)
+        out["ms_per_generation"] = 1000 * out["wall_s"] / max(1, out["generations"] + (1 if out["solved"] else 0))
+        out["neat_python"] = version()
+        return out
+
+    def report(self, results: dict, out_dir) -> None:
+        from .neat_report import write_report
+        write_report(results, Path(out_dir), paper=PAPER.get(self.task))
+
+    def job_files(self, job: dict, config: dict, out_dir: Path) -> list[Path]:
+        from .runner import job_name
+        return [] if job["variant"] != "neuroplastic" else [out_dir / "nets" / f"{job_name(job)}.ckpt"]
+
+    def option_groups(self) -> list[tuple[str, dict, dict]]:
+        return [("experiment", dict(self.defaults), OPTION_NOTES)]
+
+    @property
+    def presets(self) -> dict:
+        return {"--quick": self.quick, "--full": self.full}
+
+
+# The 2002 paper's XOR figures (100 runs), for the report.
+PAPER = {"xor": {"runs": 100, "solved": 100, "generations": 32, "evaluations": 4755, "n_hidden": 2.35,
+                 "n_edges": 7.48}}
+
+register(NEATExperiment("neat-xor", "NEAT on XOR (neat-python's example config) beside neat-python",
+                        "xor", "xor.ini", {}, {"seeds": 3, "generations": 100}))
+register(NEATExperiment("neat-parity", "NEAT on 3-bit parity (the XOR config with 3 inputs) beside neat-python",
+                        "parity3", "parity3.ini", {"seeds": 20, "generations": 500},
+                        {"seeds": 2, "generations": 60}))
+register(NEATExperiment("neat-cartpole", "NEAT on CartPole-v1 through gymnasium.vector (a smoke test)",
+                        "CartPole-v1", "cartpole.ini",
+                        {"seeds": 5, "generations": 30, "episodes": 3, "max_steps": 500, "eval_episodes": 100},
+                        {"seeds": 1, "generations": 3, "episodes": 2, "max_steps": 200, "eval_episodes": 10}))

@@ -1,0 +1,136 @@
+"""neat-python (the comparison baseline) on the same config file and task, when it is installed.
+
+`pip install 'neuroplastic[neat]'` brings it; without it `available()` is False and callers
+leave the comparison out. The same INI file is read by both implementations (neat-python
+ignores the [Neuroplastic] section), the fitness is the same formula, and every genome is
+evaluated one by one as neat-python's examples do.
+"""
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+
+
+def available() -> bool:
+    try:
+        import neat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def version() -> str | None:
+    try:
+        from importlib.metadata import version as v
+        return v("neat-python")
+    except Exception:
+        return None
+
+
+def load(config_path: str, **overrides):
+    """A neat.Config from the INI file, with [NEAT] values such as pop_size overridden."""
+    import configparser
+    import tempfile
+
+    import neat
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(config_path)
+    for key, value in overrides.items():
+        parser["NEAT"][key] = str(value)
+    with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
+        parser.write(f)
+        path = f.name
+    return neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
+                       neat.DefaultStagnation, path)
+
+
+def parity_eval(bits: int):
+    import itertools
+
+    import neat
+    inputs = [tuple(float(b) for b in x) for x in itertools.product((0, 1), repeat=bits)]
+    targets = [float(sum(x) % 2) for x in inputs]
+
+    def eval_genomes(genomes, config):
+        for _, genome in genomes:
+            net = neat.nn.FeedForwardNetwork.create(genome, config)
+            genome.fitness = len(inputs) - sum((net.activate(x)[0] - t) ** 2 for x, t in zip(inputs, targets))
+
+    return eval_genomes
+
+
+def run_parity(config_path: str, bits: int, seed: int, generations: int, **overrides) -> dict:
+    """One neat-python run: solved, generations, evaluations, sizes of the best genome, wall time."""
+    import neat
+    random.seed(seed)
+    np.random.seed(seed)
+    config = load(config_path, **overrides)
+    pop = neat.Population(config)
+    evals = parity_eval(bits)
+    counted = {"n": 0, "gens": 0}
+
+    def counting(genomes, cfg):
+        counted["n"] += len(genomes)
+        counted["gens"] += 1
+        evals(genomes, cfg)
+
+    started = time.perf_counter()
+    try:
+        best = pop.run(counting, generations)
+    except neat.CompleteExtinctionException:
+        best = pop.best_genome
+    wall = time.perf_counter() - started
+    solved = best is not None and best.fitness >= config.fitness_threshold
+    hidden = len([k for k in best.nodes if k not in config.genome_config.output_keys]) if best else 0
+    edges = sum(1 for c in best.connections.values() if c.enabled) if best else 0
+    return {"solved": bool(solved), "generations": counted["gens"] - 1 if solved else counted["gens"],
+            "evaluations": counted["n"], "n_hidden": hidden, "n_edges": edges, "wall_s": wall,
+            "best_fitness": float(best.fitness) if best else float("nan")}
+
+
+def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes: int, max_steps: int,
+            eval_episodes: int, **overrides) -> dict:
+    """One neat-python run on a gymnasium env: each genome plays the generation's episodes (the
+    same reset seeds as ours: seed + generation * episodes + b), actions by argmax."""
+    import gymnasium as gym
+    import neat
+    random.seed(seed)
+    np.random.seed(seed)
+    config = load(config_path, **overrides)
+    env = gym.make(env_id)
+    state = {"generation": 0, "n": 0}
+
+    def episode_return(net, reset_seed: int) -> float:
+        obs, _ = env.reset(seed=reset_seed)
+        total = 0.0
+        for _ in range(max_steps):
+            action = int(np.argmax(net.activate(obs)))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return total
+
+    def eval_genomes(genomes, cfg):
+        first = seed + state["generation"] * episodes
+        for _, genome in genomes:
+            net = neat.nn.FeedForwardNetwork.create(genome, cfg)
+            genome.fitness = float(np.mean([episode_return(net, first + b) for b in range(episodes)]))
+        state["generation"] += 1
+        state["n"] += len(genomes)
+
+    pop = neat.Population(config)
+    started = time.perf_counter()
+    best = pop.run(eval_genomes, generations)
+    wall = time.perf_counter() - started
+    net = neat.nn.FeedForwardNetwork.create(best, config)
+    returns = [episode_return(net, 10_000 + b) for b in range(eval_episodes)]
+    env.close()
+    solved = best.fitness >= config.fitness_threshold
+    return {"solved": bool(solved), "generations": state["generation"] - 1 if solved else state["generation"],
+            "evaluations": state["n"], "best_fitness": float(best.fitness),
+            "n_hidden": len([k for k in best.nodes if k not in config.genome_config.output_keys]),
+            "n_edges": sum(1 for c in best.connections.values() if c.enabled), "wall_s": wall,
+            "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}

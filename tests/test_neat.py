@@ -1,0 +1,237 @@
+"""NEAT, vectorised: config errors, the paper's operators on hand-built genomes, batched vs
+member-by-member evaluation, XOR, seeding, resume, and no autograd on the evolution path."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import neuroplastic as npl
+from neuroplastic.errors import ConfigError
+from neuroplastic.evolve import NEAT, load_config
+from neuroplastic.evolve.neat.distance import distance
+from neuroplastic.evolve.neat.genome import Genomes
+from neuroplastic.evolve.neat.innovation import InnovationTable
+from neuroplastic.evolve.neat.mutate import add_node
+from neuroplastic.evolve.neat.phenotype import phenotypes
+from neuroplastic.evolve.neat.reproduce import crossover
+from neuroplastic.evolve.neat.tasks import parity_fitness, parity_table, xor_fitness
+
+CONFIGS = Path(npl.__file__).parent / "evolve" / "configs"
+XOR = CONFIGS / "xor.ini"
+
+
+def genome(innovs, weights, enabled=None, n_nodes=3):
+    """One genome with genes numbered `innovs` (all 0 -> 2: only the numbers matter here)."""
+    G = len(innovs)
+    return Genomes(innov=torch.tensor([innovs]), src=torch.zeros(1, G, dtype=torch.long),
+                   dst=torch.full((1, G), 2), weight=torch.tensor([weights], dtype=torch.float32),
+                   enabled=torch.tensor([enabled or [True] * G]), node_id=torch.arange(n_nodes)[None],
+                   bias=torch.zeros(1, n_nodes), response=torch.ones(1, n_nodes),
+                   act=torch.zeros(1, n_nodes, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------- config
+def test_xor_ini_from_neat_python_loads_with_its_values():
+    cfg = load_config(XOR)
+    assert (cfg.pop_size, cfg.fitness_threshold, cfg.conn_add_prob, cfg.compatibility_threshold) == (150, 3.9, 0.5, 3.0)
+    assert cfg.initial_connection == "full" and cfg.activation_options == ("sigmoid",)
+    assert load_config({"DefaultGenome": {"num_inputs": 3}, "pop_size": 20}).num_inputs == 3
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (("[DefaultGenome]", "[DefaultGenome]\nno_such_key = 1"), "key 'no_such_key' is not supported"),
+    (("[DefaultGenome]", "[DefaultGenome]\ntime_constant_init_mean = 1.0"), "'time_constant_init_mean'"),
+    (("pop_size              = 150", "pop_size = 0"), "pop_size=0 is invalid; expected an integer >= 1"),
+    (("conn_add_prob           = 0.5", "conn_add_prob = 1.5"), "conn_add_prob=1.5 is invalid"),
+    (("weight_mutate_rate      = 0.8", "weight_mutate_rate = lots"), "weight_mutate_rate='lots' is invalid"),
+    (("aggregation_default     = sum", "aggregation_default = product"), "only the 'sum' aggregation"),
+    (("activation_options      = sigmoid", "activation_options = sigmoid sin"), "activation 'sin' is not supported"),
+    (("feed_forward            = True", "feed_forward = False"), "feed_forward=False is not supported"),
+    (("initial_connection      = full", "initial_connection = fs_neat"), "initial_connection='fs_neat'"),
+])
+def test_bad_neat_python_ini_is_one_clear_config_error(tmp_path, edit, fragment):
+    path = tmp_path / "bad.ini"
+    text = XOR.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError) as info:
+        NEAT(path)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dict_config_with_unknown_key_names_it():
+    with pytest.raises(ConfigError, match="'popsize'"):
+        NEAT({"popsize": 10})
+
+
+# ---------------------------------------------------------------------------- the paper's operators
+def test_compatibility_distance_is_the_papers_formula_on_a_hand_built_pair():
+    # the paper's Fig. 4 pair: parent 1 holds genes 1-5 and 8, parent 2 genes 1-7, 9 and 10:
+    # matching 1-5, disjoint 6, 7 (parent 2) and 8 (parent 1), excess 9, 10 (parent 2)
+    a = genome([1, 2, 3, 4, 5, 8], [1.0, 1, 1, 1, 1, 1])
+    b = genome([1, 2, 3, 4, 5, 6, 7, 9, 10], [0.0, 1, 1, 1, 3, 0, 0, 0, 0])
+    W = (1 + 0 + 0 + 0 + 2) / 5
+    c1, c2, c3 = 1.0, 2.0, 0.4
+    assert distance(a, b, 11, c1, c2, c3, small_genome=0).item() == pytest.approx(c1 * 2 / 9 + c2 * 3 / 9 + c3 * W)
+    # the paper's N = 1 for genomes under 20 genes
+    assert distance(a, b, 11, c1, c2, c3, small_genome=20).item() == pytest.approx(c1 * 2 + c2 * 3 + c3 * W)
+    assert distance(b, a, 11, c1, c2, c3, small_genome=20).item() == pytest.approx(c1 * 2 + c2 * 3 + c3 * W)
+    assert distance(a, a, 11).item() == 0.0
+
+
+def test_crossover_takes_matching_genes_at_random_and_the_rest_from_the_fitter_parent():
+    fitter = genome([1, 2, 3, 4, 5, 8], [1.0] * 6)
+    other = genome([1, 2, 3, 4, 5, 6, 7, 9, 10], [2.0] * 9)
+    n = 400
+    a, b = fitter.take(torch.zeros(n, dtype=torch.long)), other.take(torch.zeros(n, dtype=torch.long))
+    child = crossover(a, b, torch.Generator().manual_seed(0))
+    assert torch.equal(child.innov, a.innov)                    # disjoint/excess of the fitter only
+    from_other = (child.weight[:, :5] == 2.0).float().mean()    # matching genes: either parent
+    assert 0.4 < float(from_other) < 0.6
+    assert bool((child.weight[:, 5] == 1.0).all())              # gene 8: the fitter parent's
+
+
+def test_crossover_disables_a_gene_disabled_in_either_parent_with_probability_three_quarters():
+    n = 4000
+    a = genome([1, 2], [1.0, 1.0], enabled=[False, True]).take(torch.zeros(n, dtype=torch.long))
+    b = genome([1, 2], [1.0, 1.0], enabled=[True, True]).take(torch.zeros(n, dtype=torch.long))
+    child = crossover(a, b, torch.Generator().manual_seed(1))
+    off = 1 - child.enabled[:, 0].float().mean()
+    assert abs(float(off) - (0.5 + 0.5 * 0.75)) < 0.03          # inherited at random, then 75% off
+    assert bool(child.enabled[:, 1].all())
+
+
+def test_identical_splits_in_one_generation_share_node_id_and_innovation_numbers():
+    cfg = load_config(XOR)
+    table = InnovationTable(next_node=3)
+    table.connections(torch.tensor([0, 1]), torch.tensor([2, 2]))
+    base = Genomes(innov=torch.tensor([[0, 1]]), src=torch.tensor([[0, 1]]), dst=torch.tensor([[2, 2]]),
+                   weight=torch.tensor([[0.5, -0.5]]), enabled=torch.tensor([[True, False]]),
+                   node_id=torch.arange(3)[None], bias=torch.zeros(1, 3), response=torch.ones(1, 3),
+                   act=torch.zeros(1, 3, dtype=torch.long))
+    pop = base.take(torch.zeros(6, dtype=torch.long))           # only gene 0 is enabled: all split it
+    out, _ = add_node(pop, torch.ones(6, dtype=torch.bool), cfg, table, torch.Generator().manual_seed(0))
+    out = out.canonical()
+    assert bool((out.node_id[:, 3] == 3).all()) and len(table) == 4
+    assert bool((out.innov == out.innov[:1]).all())
+    new = out.innov[0, 2:].tolist()
+    assert sorted(new) == [2, 3]
+    w = {(int(s), int(d)): float(x) for s, d, x in zip(out.src[0], out.dst[0], out.weight[0])}
+    assert w[(0, 3)] == 1.0 and w[(3, 2)] == 0.5 and not bool(out.enabled[0, 0])
+    later, _ = add_node(base, torch.ones(1, dtype=torch.bool), cfg, table, torch.Generator().manual_seed(0))
+    assert int(later.canonical().node_id[0, 3]) == 4            # a later generation: a new node
+
+
+# ---------------------------------------------------------------------------- phenotypes
+def evolved(generations=8, seed=3, **changes):
+    cfg = load_config(XOR).replace(pop_size=60, no_fitness_termination=True, **changes)
+    neat = NEAT(cfg, seed=seed)
+    neat.run(xor_fitness, generations=generations)
+    return neat
+
+
+def test_batched_evaluation_equals_member_by_member_graphnet_evaluation():
+    neat = evolved(12, node_add_prob=0.5, conn_add_prob=0.5, node_delete_prob=0.0, conn_delete_prob=0.0)
+    pop = neat.phenotypes()
+    assert int(neat.population.n_hidden(3).max()) >= 2
+    x = torch.rand(16, 2)
+    with torch.no_grad():
+        batched = pop(x)
+        single = torch.stack([net(x) for net in pop.to_nets()])
+    torch.testing.assert_close(batched, single)
+
+
+def test_phenotype_computes_neat_python_node_semantics():
+    # out = sigmoid(5 * (bias + response * sum w x)) with neat-python's sigmoid slope
+    g = Genomes(innov=torch.tensor([[0, 1]]), src=torch.tensor([[0, 1]]), dst=torch.tensor([[2, 2]]),
+                weight=torch.tensor([[0.7, -1.3]]), enabled=torch.tensor([[True, True]]),
+                node_id=torch.arange(3)[None], bias=torch.tensor([[0.0, 0.0, 0.4]]),
+                response=torch.tensor([[1.0, 1.0, 0.5]]), act=torch.zeros(1, 3, dtype=torch.long))
+    x = torch.tensor([[1.0, 0.5]])
+    want = torch.sigmoid(torch.tensor(5 * (0.4 + 0.5 * (0.7 * 1.0 - 1.3 * 0.5))))
+    with torch.no_grad():
+        assert phenotypes(g, 2, 1)(x).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_best_genome_is_exported_as_a_graphnet_with_the_members_outputs():
+    neat = NEAT(XOR, seed=0)
+    best = neat.run(xor_fitness, generations=150)
+    assert isinstance(best, npl.GraphNet)
+    x, _ = parity_table(2)
+    with torch.no_grad():
+        member = phenotypes(neat.best_genome, 2, 1)(x)[0]
+        torch.testing.assert_close(best(x), member)
+        assert 4 - (best(x) - x.sum(1, keepdim=True) % 2).pow(2).sum().item() == pytest.approx(neat.best_fitness)
+
+
+# ---------------------------------------------------------------------------- runs
+def test_neat_solves_xor_within_150_generations_on_seed_0():
+    neat = NEAT(XOR, seed=0)
+    neat.run(xor_fitness, generations=150)
+    assert neat.solved and neat.best_fitness >= 3.9
+    assert len(neat.history) <= 150 and neat.history[-1]["solved"]
+    assert set(neat.history[0]) >= {"best_fitness", "mean_fitness", "species", "mean_hidden", "mean_edges",
+                                   "evaluations", "wall_s"}
+
+
+def test_same_seed_gives_the_same_numbers():
+    a, b = evolved(6, seed=5), evolved(6, seed=5)
+    strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in a.history]
+    assert strip == [{k: v for k, v in r.items() if k != "wall_s"} for r in b.history]
+    assert torch.equal(a.population.weight, b.population.weight)
+
+
+def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
+    cfg = load_config(XOR).replace(pop_size=50, no_fitness_termination=True)
+    whole = NEAT(cfg, seed=2)
+    whole.run(parity_fitness(3) if False else xor_fitness, generations=10)
+    part = NEAT(cfg, seed=2)
+    part.run(xor_fitness, generations=4, checkpoint=tmp_path / "neat.ckpt", checkpoint_every=2)
+    resumed = NEAT.load(tmp_path / "neat.ckpt")
+    assert resumed.generation == 4
+    resumed.run(xor_fitness, generations=6)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "wall_s"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(whole.history)
+    for name in Genomes.CONN + Genomes.NODE:
+        assert torch.equal(getattr(resumed.population, name), getattr(whole.population, name))
+    assert torch.equal(resumed.species.member, whole.species.member)
+
+
+def test_evolution_builds_no_autograd_graph():
+    seen = []
+
+    def fitness(pop):
+        seen.append(torch.is_grad_enabled())
+        assert not pop.weight.requires_grad and pop.weight.grad_fn is None
+        return xor_fitness(pop)
+
+    neat = evolved(0)
+    neat.run(fitness, generations=4)
+    assert seen and not any(seen)
+    tensors = list(neat.population.state().values()) + [t for t in neat.species.state().values()
+                                                        if torch.is_tensor(t)]
+    tensors += list(neat.species.reps.state().values()) + [neat.innovations.keys]
+    assert all(not t.requires_grad and t.grad_fn is None for t in tensors)
+
+
+def test_fitness_of_the_wrong_shape_or_not_finite_is_a_config_error():
+    neat = NEAT({"pop_size": 10}, seed=0)
+    with pytest.raises(ConfigError, match=r"expected \(10,\)"):
+        neat.run(lambda pop: torch.zeros(3), generations=1)
+    with pytest.raises(ConfigError, match="must be finite"):
+        neat.run(lambda pop: torch.full((len(pop),), float("nan")), generations=1)
+
+
+def test_cartpole_through_vector_envs_runs_and_scores_the_population():
+    cfg = {"pop_size": 12, "num_inputs": 4, "num_outputs": 2, "fitness_threshold": 500.0}
+    neat = NEAT(cfg, seed=0)
+    best = neat.run_env("CartPole-v1", episodes=2, generations=2, max_steps=60)
+    assert isinstance(best, npl.GraphNet) and len(neat.history) == 2
+    assert 1 <= neat.history[0]["best_fitness"] <= 60
+    with pytest.raises(ConfigError, match="num_inputs = 4"):
+        NEAT({"pop_size": 4}, seed=0).run_env("CartPole-v1", generations=1)
+
+
+def test_history_is_plain_data():
+    json.dumps(evolved(2).history)
