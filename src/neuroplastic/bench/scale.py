@@ -60,13 +60,23 @@ def array_edit_rows(device: str, quick: bool) -> list[dict]:
     return out
 
 
+# The peak is read from /proc/self/status (VmHWM, Linux): ru_maxrss survives exec, so a child
+# of a big process would start from its parent's peak.
 _MEMORY_SCRIPT = """
 import json, resource, sys, torch
 kind, n_in, hidden, n_out = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
 import neuroplastic as npl
 from neuroplastic.train.distill import sequential_mlp
 torch.set_num_threads(1)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_kb():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+base = peak_kb()
 model = npl.GraphNet.mlp(n_in, hidden, n_out, seed=0) if kind == "ours" else sequential_mlp(n_in, hidden, n_out)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 x, y = torch.randn(256, n_in), torch.randn(256, n_out)
@@ -74,7 +84,7 @@ for _ in range(3):
     opt.zero_grad()
     torch.nn.functional.mse_loss(model(x), y).backward()
     opt.step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+print((peak_kb() - base) / 1024)
 """
 
 

@@ -300,8 +300,12 @@ class _Batch:
         if slot is None:
             raise EditError(f"edge {s} -> {d} does not exist")
         self.t.edges.remove(s, d)
-        self.t.free_edge_slots(torch.tensor([slot]))
-        self._retire_slots(torch.tensor([slot]))
+        heapq.heappush(self.t.freed, slot)
+        if not (self.new_arrays or self.weight_sets):  # the common case, without tensors
+            if self.new_edges.pop(slot, None) is None:
+                self.dead_edges.add(slot)
+        else:
+            self._retire_slots(torch.tensor([slot]))
 
     def remove_neuron(self, neuron):
         i = self.neuron(neuron, "neuron")
@@ -511,15 +515,17 @@ class _Batch:
 
     def commit(self, optimizer):
         alive_deltas = [(i, v) for i, v in self.bias_delta.items() if v != 0.0]
-        single_slots = list(self.new_edges)
-        new_slots = torch.cat([torch.tensor(single_slots, dtype=torch.long)] + [a[0] for a in self.new_arrays])
-        new_src = torch.cat([torch.tensor([v[0] for v in self.new_edges.values()], dtype=torch.long)]
-                            + [a[1] for a in self.new_arrays])
-        new_dst = torch.cat([torch.tensor([v[1] for v in self.new_edges.values()], dtype=torch.long)]
-                            + [a[2] for a in self.new_arrays])
-        new_weight = torch.cat([torch.tensor([v[2] for v in self.new_edges.values()], dtype=torch.float64)]
-                               + [a[3] for a in self.new_arrays])
-        dead = torch.cat([torch.tensor(sorted(self.dead_edges), dtype=torch.long)] + self.dead_arrays)
+        single = list(zip(*self.new_edges.values())) or [(), (), ()]
+        columns = [list(self.new_edges), *single]  # slots, src, dst, weight of the single ops
+        if self.new_arrays:
+            new_slots, new_src, new_dst, new_weight = (
+                torch.cat([torch.tensor(col, dtype=dtype)] + [a[k] for a in self.new_arrays])
+                for k, (col, dtype) in enumerate(zip(columns, (torch.long,) * 3 + (torch.float64,))))
+        else:  # single ops only: plain lists, no tensor built here
+            new_slots, new_src, new_dst, new_weight = columns
+        dead = sorted(self.dead_edges)
+        if self.dead_arrays:
+            dead = torch.cat([torch.tensor(dead, dtype=torch.long)] + self.dead_arrays)
         sets = [(s, w) for s, w in self.weight_sets if len(s)]
         self.net.write_structure(
             dead_edge_slots=dead, dead_neurons=sorted(self.dead_neurons),
