@@ -19,9 +19,11 @@ from ..report import markdown_table
 from .gng import bench_gng
 from .graphbatch import bench_graphbatch
 from .graphnet import bench_graphnet
+from .neat import bench_neat
 from .urn import bench_urn
 
-BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_graphbatch, "gng": bench_gng}
+BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_graphbatch, "gng": bench_gng,
+              "neat": bench_neat}
 
 
 def machine(device: str) -> str:

@@ -105,8 +105,9 @@ class Genomes:
         return Genomes(**out)
 
     def slots(self, ids: torch.Tensor) -> torch.Tensor:
-        """(P, K) node ids -> their slots in each row (rows sorted by id; ids must be present)."""
-        key = torch.where(self.node_valid, self.node_id, BIG).contiguous()
+        """(P, K) node ids -> their slots in each row. The valid ids of a row must ascend, with
+        empty slots anywhere (a running maximum keeps the search keys sorted across them)."""
+        key = torch.where(self.node_valid, self.node_id, -1).cummax(1).values.contiguous()
         return torch.searchsorted(key, ids.contiguous()).clamp(max=key.shape[1] - 1)
 
     def state(self) -> dict:

@@ -62,13 +62,16 @@ def init_enabled(cfg, shape, rng: torch.Generator) -> torch.Tensor:
 
 
 def _with_room(g: Genomes, genes: int, nodes: int) -> Genomes:
-    g = g.canonical()
-    return g.padded(g.innov.shape[1] + genes, g.node_id.shape[1] + nodes)
+    """Empty columns so that every row has `genes` / `nodes` free slots."""
+    need_g = int(g.conn_valid.sum(1).max()) + genes if len(g) else genes
+    need_n = int(g.node_valid.sum(1).max()) + nodes if len(g) else nodes
+    return g.padded(max(need_g, g.innov.shape[1]), max(need_n, g.node_id.shape[1]))
 
 
 def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, torch.Tensor]:
     """Split one enabled connection in each masked genome; returns (genomes, masked genomes
-    that had no enabled connection to split)."""
+    that had no enabled connection to split). Node rows must be canonical (valid ids first, in
+    order): the new node, whose id is the largest yet, then goes right after them."""
     g = _with_room(g, 2, 1)
     live = g.conn_valid & g.enabled
     j, has = _pick(live, rng)
@@ -93,7 +96,6 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
 
 def delete_node(g: Genomes, mask: torch.Tensor, cfg, rng) -> Genomes:
     """Remove one hidden node, and every gene that touches it, from each masked genome."""
-    g = g.canonical()
     hidden = g.node_valid & (g.node_id >= cfg.n_fixed)
     s, has = _pick(hidden, rng)
     rows = (mask & has).nonzero().squeeze(1)
@@ -207,7 +209,7 @@ def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
         m_add_conn = m_add_conn | nothing_to_split
     g = delete_node(g, m_del_node, cfg, rng)
     g = add_connection(g, m_add_conn, cfg, table, rng)
-    g = delete_connection(g.canonical(), m_del_conn, rng)
+    g = delete_connection(g, m_del_conn, rng)
     rows = active[:, None]
     valid = g.conn_valid & rows
     g.weight = _floats(g.weight, valid, cfg, "weight", rng, per_genome=cfg.weight_mutation == "per_genome")
