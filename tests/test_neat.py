@@ -154,25 +154,32 @@ def test_phenotype_computes_neat_python_node_semantics():
         assert phenotypes(g, 2, 1)(x).item() == pytest.approx(want.item(), rel=1e-6)
 
 
-def test_best_genome_is_exported_as_a_graphnet_with_the_members_outputs():
-    neat = NEAT(XOR, seed=0)
-    best = neat.run(xor_fitness, generations=150)
+@pytest.fixture(scope="module")
+def xor_run():
+    neat = NEAT(XOR, seed=XOR_SEED)
+    best = neat.run(xor_fitness, generations=100)
+    return neat, best
+
+
+XOR_SEED = 0
+
+
+def test_neat_solves_xor_within_100_generations_on_a_fixed_seed(xor_run):
+    neat, _ = xor_run
+    assert neat.solved and neat.best_fitness >= 3.9
+    assert len(neat.history) <= 100 and neat.history[-1]["solved"]
+    assert set(neat.history[0]) >= {"best_fitness", "mean_fitness", "species", "mean_hidden", "mean_edges",
+                                   "evaluations", "wall_s"}
+
+
+def test_best_genome_is_exported_as_a_graphnet_with_the_members_outputs(xor_run):
+    neat, best = xor_run
     assert isinstance(best, npl.GraphNet)
     x, _ = parity_table(2)
     with torch.no_grad():
         member = phenotypes(neat.best_genome, 2, 1)(x)[0]
         torch.testing.assert_close(best(x), member)
         assert 4 - (best(x) - x.sum(1, keepdim=True) % 2).pow(2).sum().item() == pytest.approx(neat.best_fitness)
-
-
-# ---------------------------------------------------------------------------- runs
-def test_neat_solves_xor_within_150_generations_on_seed_0():
-    neat = NEAT(XOR, seed=0)
-    neat.run(xor_fitness, generations=150)
-    assert neat.solved and neat.best_fitness >= 3.9
-    assert len(neat.history) <= 150 and neat.history[-1]["solved"]
-    assert set(neat.history[0]) >= {"best_fitness", "mean_fitness", "species", "mean_hidden", "mean_edges",
-                                   "evaluations", "wall_s"}
 
 
 def test_same_seed_gives_the_same_numbers():
@@ -185,7 +192,7 @@ def test_same_seed_gives_the_same_numbers():
 def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
     cfg = load_config(XOR).replace(pop_size=50, no_fitness_termination=True)
     whole = NEAT(cfg, seed=2)
-    whole.run(parity_fitness(3) if False else xor_fitness, generations=10)
+    whole.run(xor_fitness, generations=10)
     part = NEAT(cfg, seed=2)
     part.run(xor_fitness, generations=4, checkpoint=tmp_path / "neat.ckpt", checkpoint_every=2)
     resumed = NEAT.load(tmp_path / "neat.ckpt")
@@ -235,3 +242,33 @@ def test_cartpole_through_vector_envs_runs_and_scores_the_population():
 
 def test_history_is_plain_data():
     json.dumps(evolved(2).history)
+
+
+def test_parity_fitness_is_the_truth_table_error():
+    x, y = parity_table(3)
+    assert x.shape == (8, 3) and y.squeeze(1).tolist() == [0, 1, 1, 0, 1, 0, 0, 1]
+    pop = NEAT({"num_inputs": 3, "pop_size": 5}, seed=0).phenotypes()
+    with torch.no_grad():
+        want = 8 - (pop(x) - y).pow(2).sum((1, 2))
+    torch.testing.assert_close(parity_fitness(3)(pop), want)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "neat-xor", "--set", "pop_size=-1"], "pop_size=-1"),
+    (["run", "neat-xor", "--set", "config='no/such.ini'"], "does not exist"),
+    (["run", "neat-xor", "--set", "generations=0"], "generations=0"),
+])
+def test_cli_bad_neat_input_is_exit_2_and_one_line(argv, fragment, tmp_path, capsys):
+    from neuroplastic.cli import main
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err
+
+
+def test_cli_bad_neat_ini_is_exit_2_and_one_line(tmp_path, capsys):
+    from neuroplastic.cli import main
+    bad = tmp_path / "bad.ini"
+    bad.write_text(XOR.read_text().replace("pop_size              = 150", "pop_size = 0"))
+    assert main(["run", "neat-xor", "--set", f"config='{bad}'", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pop_size=0" in err
