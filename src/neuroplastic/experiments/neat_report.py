@@ -33,16 +33,17 @@ def results_table(rows, paper: dict | None) -> str:
         line = [variant, len(ms), f"{len(solved)}/{len(ms)} ({100 * len(solved) / len(ms):.0f}%)",
                 _fmt(gens), f"{np.median(gens):.0f}" if gens else "–",
                 _fmt([m["evaluations"] for m in solved], 0), _fmt([m["n_hidden"] for m in solved], 2),
-                _fmt([m["n_edges"] for m in solved], 2), _fmt([m["ms_per_generation"] for m in ms], 1)]
+                _fmt([m["n_edges"] for m in solved], 2), _fmt([m["best_fitness"] for m in ms], 3),
+                _fmt([m["ms_per_generation"] for m in ms], 1)]
         if env:
             line.append(_fmt([m.get("return_mean") for m in ms], 1))
         table.append(line)
     if paper:
         table.append([f"paper (2002, {paper['runs']} runs)", paper["runs"], f"{paper['solved']}/{paper['runs']}",
                       f"{paper['generations']} (mean)", "–", f"{paper['evaluations']:,} (mean)",
-                      f"{paper['n_hidden']} (mean)", f"{paper['n_edges']} (mean)", "–"] + ([""] if env else []))
+                      f"{paper['n_hidden']} (mean)", f"{paper['n_edges']} (mean)", "–", "–"] + ([""] if env else []))
     headers = ["variant", "seeds", "solved", "generations (solved runs)", "median", "evaluations (solved runs)",
-               "hidden nodes (best genome)", "enabled connections", "ms / generation"]
+               "hidden nodes (best genome)", "enabled connections", "best fitness (all runs)", "ms / generation"]
     return markdown_table(headers + (["held-out return (100 episodes)"] if env else []), table)
 
 
@@ -93,7 +94,10 @@ def plot_generations(rows, path: Path) -> None:
             ax.hist(gens, bins=np.arange(0, max(gens) + 11, 10), alpha=0.5, label=f"{variant} ({len(gens)} solved)")
     ax.set_xlabel("generations to solve")
     ax.set_ylabel("runs")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.set_title("no run reached the fitness threshold", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
