@@ -147,8 +147,7 @@ class GNG(GrowingGraph):
             g.add_edge(s1, s2, 0)
         expired = ids[age[ids] > p.a_max]                              # 7. drop old edges and the
         if len(expired):                                               #    units they leave bare
-            for e in expired.tolist():
-                g.remove_edge(e)
+            g.remove_edges(expired)
             ends = nb[torch.isin(ids, expired)]
             g.kill(ends[g.degree[ends] == 0])
         if self.t % p.lam == 0 and g.n_alive < self.max_nodes:         # 8. insert every λ signals
