@@ -89,10 +89,10 @@ def _pieces(ranges: list, total: int) -> tuple[list, list]:
 
 
 def longest_path_levels(alive: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_in: int,
-                        n_out: int, edge_alive: torch.Tensor | None = None) -> torch.Tensor:
+                        n_out: int) -> torch.Tensor:
     """Level of every neuron slot of a DAG: inputs 0, hidden 1 + longest path from a source,
     outputs all on one level after the deepest hidden one, -1 for dead slots. The edges are
-    src[i] -> dst[i] (only where edge_alive[i], if given). CycleError if they close a cycle."""
+    src[i] -> dst[i], skipping free slots (src -1). CycleError if they close a cycle."""
     n_fixed = n_in + n_out
     level = torch.where(alive, 1, -1).to(torch.int32)
     level[:n_in] = 0
@@ -103,9 +103,7 @@ def longest_path_levels(alive: torch.Tensor, src: torch.Tensor, dst: torch.Tenso
         before = level.clone()
         for lo in range(0, len(src), _CHUNK):
             s, d = src[lo:lo + _CHUNK], dst[lo:lo + _CHUNK]
-            into_hidden = d >= n_fixed
-            if edge_alive is not None:
-                into_hidden &= edge_alive[lo:lo + _CHUNK]
+            into_hidden = (d >= n_fixed) & (s >= 0)
             s, d = s[into_hidden], d[into_hidden]
             level.scatter_reduce_(0, d.long(), level[s] + 1, reduce="amax")
         if torch.equal(before, level):
@@ -147,7 +145,7 @@ def build_recurrent_plan(net) -> Plan:
                 dead=dead, is_output=is_output)
 
 
-_CHUNK = 1 << 20  # edges per step of the passes below: bounded scratch memory on big nets
+_CHUNK = 1 << 16  # edges per step of the passes below: bounded scratch memory on big nets
 
 
 def _layered_blocks(net, level: torch.Tensor, pos: torch.Tensor, starts: list) -> list | None:
@@ -155,7 +153,7 @@ def _layered_blocks(net, level: torch.Tensor, pos: torch.Tensor, starts: list) -
     order and every level's block is full (a net built layer by layer, GraphNet.mlp), found
     in one chunked pass without any per-edge array; None otherwise."""
     n = net.n_edges
-    if n == 0 or bool((~net.edge_alive[:n]).any()) or bool(net.edge_alive[n:].any()):
+    if n == 0 or bool((net.edge_src[:n] < 0).any()) or bool((net.edge_src[n:] >= 0).any()):
         return None
     m = len(starts) and starts[-1]
     n_levels = len(starts) - 1
@@ -183,8 +181,7 @@ def _layered_blocks(net, level: torch.Tensor, pos: torch.Tensor, starts: list) -
 
 def build_dag_plan(net) -> Plan:
     dev = net.weight.device
-    level = longest_path_levels(net.neuron_alive, net.edge_src, net.edge_dst, net.n_in, net.n_out,
-                                edge_alive=net.edge_alive)
+    level = longest_path_levels(net.neuron_alive, net.edge_src, net.edge_dst, net.n_in, net.n_out)
     ids = net.neuron_alive.nonzero().squeeze(1)
     order = ids[torch.argsort(level[ids] * net.capacity + ids)]
     m = len(order)

@@ -31,6 +31,7 @@ MODES = ("dag", "recurrent")
 KERNELS = ("auto", "dense", "sparse")
 INDEX_DTYPE = torch.int32   # edge_src / edge_dst / uids: 4 bytes per edge instead of 8
 UID_LIMIT = 2**31 - 1
+_BUILD_CHUNK = 1 << 16  # edges written at a time while constructing: bounded scratch memory
 
 
 def check_activation(name: str, what: str) -> str:
@@ -123,8 +124,8 @@ class GraphNet(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cap_n, dtype=dtype, device=device))
         self.register_buffer("neuron_alive", torch.zeros(cap_n, dtype=torch.bool, device=device))
         self.register_buffer("neuron_uid", torch.full((cap_n,), -1, dtype=INDEX_DTYPE, device=device))
-        self.register_buffer("edge_alive", torch.zeros(cap_e, dtype=torch.bool, device=device))
-        self.register_buffer("edge_src", torch.zeros(cap_e, dtype=INDEX_DTYPE, device=device))
+        # a free edge slot has source -1: liveness is derived, not stored (`edge_alive`)
+        self.register_buffer("edge_src", torch.full((cap_e,), -1, dtype=INDEX_DTYPE, device=device))
         self.register_buffer("edge_dst", torch.zeros(cap_e, dtype=INDEX_DTYPE, device=device))
         # Edge owner ids cost 4 bytes an edge and only rules that follow edges over time read
         # them (the SPM's windows), so they exist from the first `track_edge_owners()` on.
@@ -160,14 +161,16 @@ class GraphNet(nn.Module):
         if hidden:
             net.write_structure(new_neurons=torch.arange(n_in + n_out, first),
                                 new_bias=torch.zeros(first - n_in - n_out))
-        # layer by layer, in 32-bit ids: a big MLP's construction then needs little more
-        # memory than the network itself
+        # layer by layer and a chunk of edges at a time, in 32-bit ids: a big MLP's
+        # construction then needs little more memory than the network itself
         prev, start = torch.arange(n_in, dtype=INDEX_DTYPE), n_in + n_out
         for width in [*hidden, None]:
             layer = (torch.arange(n_in, n_in + n_out) if width is None
                      else torch.arange(start, start + width)).to(INDEX_DTYPE)
             start += width or 0
-            net._add_initial_edges(prev.repeat(len(layer)), layer.repeat_interleave(len(prev)))
+            for lo in range(0, len(prev) * len(layer), _BUILD_CHUNK):
+                edge = torch.arange(lo, min(lo + _BUILD_CHUNK, len(prev) * len(layer)))
+                net._add_initial_edges(prev[edge % len(prev)], layer[edge // len(prev)])
             prev = layer
         net._init_uniform(torch.arange(n_in, first))
         return net
@@ -259,14 +262,17 @@ class GraphNet(nn.Module):
         gen = torch.Generator().manual_seed(int(self.seed))
         n = self.n_edges
         # the usual case (constructors): the live edges are exactly the first n slots
-        slots = slice(0, n) if bool(self.edge_alive[:n].all()) else self.edge_alive.nonzero().squeeze(1)
-        dst = self.edge_dst[slots].cpu()
-        fan_in = torch.bincount(dst, minlength=self.capacity).clamp(min=1).float()
-        w = torch.rand(n, generator=gen).mul_(2).sub_(1).mul_(fan_in[dst].rsqrt_())
-        del dst
-        b = (torch.rand(len(bias_ids), generator=gen) * 2 - 1) * fan_in[bias_ids].rsqrt()
+        slots = torch.arange(n) if bool((self.edge_src[:n] >= 0).all()) else self.edge_alive.nonzero().squeeze(1)
+        fan_in = torch.zeros(self.capacity)
+        for lo in range(0, n, _BUILD_CHUNK):  # a chunk at a time; the draws are the same either way
+            fan_in += torch.bincount(self.edge_dst[slots[lo:lo + _BUILD_CHUNK]].cpu(), minlength=self.capacity)
+        fan_in = fan_in.clamp(min=1).rsqrt()
         with torch.no_grad():
-            self.weight[slots] = w.to(self.weight)
+            for lo in range(0, n, _BUILD_CHUNK):
+                chunk = slots[lo:lo + _BUILD_CHUNK]
+                w = torch.rand(len(chunk), generator=gen).mul_(2).sub_(1).mul_(fan_in[self.edge_dst[chunk].cpu()])
+                self.weight[chunk.to(self.weight.device)] = w.to(self.weight)
+            b = (torch.rand(len(bias_ids), generator=gen) * 2 - 1) * fan_in[bias_ids]
             self.bias[bias_ids.to(self.bias.device)] = b.to(self.bias)
 
     # ----------------------------------------------------------------- properties
@@ -278,6 +284,11 @@ class GraphNet(nn.Module):
     @property
     def edge_capacity(self) -> int:
         return self.weight.numel()
+
+    @property
+    def edge_alive(self) -> torch.Tensor:
+        """Which edge slots hold an edge (derived from the sources: -1 marks a free slot)."""
+        return self.edge_src >= 0
 
     @property
     def n_neurons(self) -> int:
@@ -360,7 +371,7 @@ class GraphNet(nn.Module):
 
         with torch.no_grad():
             if present(dead_edge_slots):
-                self._retire(self.weight, self.edge_alive, self.edge_uid, as_long(dead_edge_slots), optimizer)
+                self._retire(self.weight, self.edge_src, self.edge_uid, as_long(dead_edge_slots), optimizer)
             if present(dead_neurons):
                 self._retire(self.bias, self.neuron_alive, self.neuron_uid, as_long(dead_neurons), optimizer)
             if present(new_neurons):
@@ -370,7 +381,7 @@ class GraphNet(nn.Module):
                 slots = as_long(new_edge_slots)
                 self.edge_src[slots] = torch.as_tensor(new_src).reshape(-1).to(dev, INDEX_DTYPE)
                 self.edge_dst[slots] = torch.as_tensor(new_dst).reshape(-1).to(dev, INDEX_DTYPE)
-                self._admit(self.weight, self.edge_alive, self.edge_uid, slots, new_weight, optimizer)
+                self._admit(self.weight, None, self.edge_uid, slots, new_weight, optimizer)
             if present(bias_ids):
                 self.bias.index_add_(0, as_long(bias_ids),
                                      torch.as_tensor(bias_delta, dtype=self.bias.dtype).to(dev))
@@ -383,10 +394,11 @@ class GraphNet(nn.Module):
 
     @staticmethod
     def _retire(param, alive, uid, slots, optimizer) -> None:
-        """Free slots of a Parameter: value 0, dead, no owner, fresh optimizer state."""
+        """Free slots of a Parameter: value 0, dead (`alive`: a mask, or the edge sources, where
+        -1 means free), no owner, fresh optimizer state."""
         from .surgery import zero_slots
         param[slots] = 0
-        alive[slots] = False
+        alive[slots] = False if alive.dtype == torch.bool else -1
         if uid.numel():
             uid[slots] = -1
         zero_slots(optimizer, param, slots)
@@ -397,7 +409,8 @@ class GraphNet(nn.Module):
         if not isinstance(values, float):
             values = torch.as_tensor(values, dtype=param.dtype).to(param.device)
         param[slots] = values
-        alive[slots] = True
+        if alive is not None:  # (an edge is alive by its source, written before)
+            alive[slots] = True
         if uid.numel():
             uid[slots] = self._take_uids(len(slots)).to(param.device)
         zero_slots(optimizer, param, slots)
@@ -433,7 +446,7 @@ class GraphNet(nn.Module):
         """New edge storage of `size` slots holding old slots `keep` at the front (growth keeps
         every slot, packing the live ones)."""
         self._replace_parameter("weight", size, keep, optimizer)
-        for name, fill in (("edge_alive", False), ("edge_src", 0), ("edge_dst", 0), ("edge_uid", -1)):
+        for name, fill in (("edge_src", -1), ("edge_dst", 0), ("edge_uid", -1)):
             if name != "edge_uid" or self.tracks_edge_owners:
                 setattr(self, name, resized(getattr(self, name), size, fill, keep))
         self._storage_resized()
@@ -493,6 +506,9 @@ class GraphNet(nn.Module):
         built one (the usual `torch.save(net.state_dict())` / Lightning checkpoints). The storage
         is reallocated to the saved sizes first; an optimizer must be built after loading."""
         weight, bias = state_dict.get(prefix + "weight"), state_dict.get(prefix + "bias")
+        alive, src = state_dict.pop(prefix + "edge_alive", None), state_dict.get(prefix + "edge_src")
+        if torch.is_tensor(alive) and torch.is_tensor(src):  # saved when liveness was a stored mask
+            state_dict[prefix + "edge_src"] = torch.where(alive.to(src.device), src, -1)
         uid = state_dict.get(prefix + "edge_uid")
         if torch.is_tensor(uid) and uid.numel() != self.edge_uid.numel():  # owners kept or not, as saved
             self.edge_uid = torch.full((uid.numel(),), -1, dtype=INDEX_DTYPE, device=self.weight.device)
@@ -524,8 +540,7 @@ class GraphNet(nn.Module):
         acyclic (a CycleError otherwise: a recurrent net's layers are `analysis.structure`'s)."""
         if self.mode == "dag":
             return self.plan().level_of
-        return execute.longest_path_levels(self.neuron_alive, self.edge_src[self.edge_alive],
-                                           self.edge_dst[self.edge_alive], self.n_in, self.n_out)
+        return execute.longest_path_levels(self.neuron_alive, self.edge_src, self.edge_dst, self.n_in, self.n_out)
 
     def _apply(self, fn, *args, **kwargs):
         self._plan = None  # the plan holds index tensors on the old device
