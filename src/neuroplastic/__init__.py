@@ -20,4 +20,4 @@ from . import som  # noqa: E402
 from . import evolve  # noqa: E402
 
 __all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
-            "Trace", "analysis"]
+            "Trace", "analysis", "som", "evolve"]

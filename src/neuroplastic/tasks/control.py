@@ -86,7 +86,7 @@ class ActionSpec:
     high: np.ndarray | None = None
 
     @classmethod
-    def of(cls, space: gym.Space) -> "ActionSpec":
+    def of(cls, space: gym.Space) -> ActionSpec:
         if isinstance(space, gym.spaces.Discrete):
             return cls(True, int(space.n))
         if isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and np.all(np.isfinite(space.low)) \

@@ -10,8 +10,9 @@ no hidden state, no randomness, no access to the simulator internals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
