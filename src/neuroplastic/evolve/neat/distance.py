@@ -50,12 +50,14 @@ def _against(genomes, valid, idx, n_g, top_g, reps, n_innov, c_excess, c_disjoin
     w[rows[rv], reps.innov[rv]] = reps.weight[rv]
     n_r = rv.sum(1)                                                   # (S,)
     top_r = torch.where(rv, reps.innov, -1).max(1).values             # (S,)
-    match = has[:, idx] & valid                                       # (S, P, G)
+    flat = idx.reshape(-1)
+    match = has.index_select(1, flat).view(S, *idx.shape) & valid     # (S, P, G)
     m = match.sum(-1)                                                 # (S, P)
-    wdiff = torch.where(match, (genomes.weight - w[:, idx]).abs(), 0.0).sum(-1) / m.clamp(min=1)
+    w_rep = w.index_select(1, flat).view(S, *idx.shape)
+    wdiff = torch.where(match, (genomes.weight - w_rep).abs(), 0.0).sum(-1) / m.clamp(min=1)
     excess_g = (valid & (genomes.innov > top_r[:, None, None])).sum(-1)   # genome genes past the rep's
     below = has.cumsum(1)                                              # rep genes with number <= i
-    excess_r = n_r[:, None] - torch.where(top_g >= 0, below[:, top_g.clamp(min=0)], 0)
+    excess_r = n_r[:, None] - torch.where(top_g >= 0, below.index_select(1, top_g.clamp(min=0)), 0)
     excess = excess_g + excess_r
     disjoint = (n_g - m - excess_g) + (n_r[:, None] - m - excess_r)
     n = torch.maximum(n_g[None, :], n_r[:, None])

@@ -56,8 +56,13 @@ class Genomes:
         return (self.node_id >= n_fixed).sum(1)
 
     def take(self, index: torch.Tensor) -> Genomes:
-        """The rows `index` (a copy)."""
-        return Genomes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        """The rows `index` (a copy). A long index goes through index_select, which is several
+        times faster than advanced indexing for row gathers."""
+        if torch.is_tensor(index) and index.dtype == torch.bool:
+            index = index.nonzero().squeeze(1)
+        if not torch.is_tensor(index) or index.dim() != 1:
+            return Genomes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return Genomes(**{f.name: getattr(self, f.name).index_select(0, index) for f in fields(self)})
 
     def replace(self, **tensors) -> Genomes:
         return Genomes(**{f.name: tensors.get(f.name, getattr(self, f.name)) for f in fields(self)})

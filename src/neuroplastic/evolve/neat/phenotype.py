@@ -22,10 +22,11 @@ def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     live = genomes.conn_valid & genomes.enabled
     src = torch.where(live, genomes.slots(genomes.src), 0)
     dst = torch.where(live, genomes.slots(genomes.dst), 0)
-    slope = _SLOPES.to(genomes.weight.dtype)[genomes.act]
+    act = genomes.act.reshape(-1)
+    slope = _SLOPES.to(genomes.weight.dtype).index_select(0, act).view_as(genomes.act)
     gain = (slope * genomes.response).gather(1, dst)
     weight = torch.where(live, genomes.weight * gain, 0.0)
     bias = torch.where(genomes.node_valid, genomes.bias * slope, 0.0)
     bias[:, :n_in] = 0.0
-    codes = _CODES[genomes.act]
+    codes = _CODES.index_select(0, act).view_as(genomes.act)
     return GraphBatch(n_in, n_out, src, dst, weight, live, bias, codes, genomes.node_valid, mode="dag")
