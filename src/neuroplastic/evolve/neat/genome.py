@@ -97,14 +97,15 @@ class Genomes:
         g_cap = max(1, int(self.conn_valid.sum(1).max())) if self.innov.numel() else 1
         n_cap = int(self.node_valid.sum(1).max())
         out = {}
+        corder, norder = corder[:, :g_cap], norder[:, :n_cap]
+        valid = ck[:, :g_cap] != BIG
         for name in self.CONN:
-            t = getattr(self, name).gather(1, corder)[:, :g_cap]
-            valid = ck[:, :g_cap] != BIG
-            out[name] = torch.where(valid, t, torch.full_like(t, -1) if name == "innov" else torch.zeros_like(t))
+            t = getattr(self, name).gather(1, corder)
+            out[name] = t.masked_fill_(~valid, -1 if name == "innov" else 0)
+        valid = nk[:, :n_cap] != BIG
         for name in self.NODE:
-            t = getattr(self, name).gather(1, norder)[:, :n_cap]
-            valid = nk[:, :n_cap] != BIG
-            out[name] = torch.where(valid, t, torch.full_like(t, -1) if name == "node_id" else torch.zeros_like(t))
+            t = getattr(self, name).gather(1, norder)
+            out[name] = t.masked_fill_(~valid, -1 if name == "node_id" else 0)
         if out["innov"].shape[1] < g_cap:  # an empty population row set: keep one slot
             return Genomes(**out).padded(g_cap, n_cap)
         return Genomes(**out)
