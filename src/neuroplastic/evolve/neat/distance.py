@@ -55,7 +55,10 @@ def _against(genomes, valid, idx, n_g, top_g, reps, n_innov, c_excess, c_disjoin
     m = match.sum(-1)                                                 # (S, P)
     w_rep = w.index_select(1, flat).view(S, *idx.shape)
     wdiff = torch.where(match, (genomes.weight - w_rep).abs(), 0.0).sum(-1) / m.clamp(min=1)
-    excess_g = (valid & (genomes.innov > top_r[:, None, None])).sum(-1)   # genome genes past the rep's
+    # genome genes past the rep's largest number: the genome's sorted keys, one search per rep
+    key = torch.where(valid, genomes.innov, torch.iinfo(genomes.innov.dtype).max).sort(1).values
+    past = torch.searchsorted(key, top_r[None, :].expand(key.shape[0], S).contiguous(), right=True)
+    excess_g = (n_g[:, None] - past).t()                              # (S, P)
     below = has.cumsum(1)                                              # rep genes with number <= i
     excess_r = n_r[:, None] - torch.where(top_g >= 0, below.index_select(1, top_g.clamp(min=0)), 0)
     excess = excess_g + excess_r
