@@ -134,15 +134,20 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     rows = mask.nonzero().squeeze(1)
     if not len(rows):
         return g
-    sub = g.take(rows)
+    # only the fields the search needs, for the masked rows
+    node_id, innov = g.node_id.index_select(0, rows), g.innov.index_select(0, rows)
+    sub = Genomes(innov, g.src.index_select(0, rows), g.dst.index_select(0, rows), None, None, node_id,
+                  None, None, None)
     a = a[rows]
-    R, N = sub.node_id.shape
-    valid = sub.conn_valid
-    s_slot = torch.where(valid, sub.slots(sub.src), 0)
-    d_slot = torch.where(valid, sub.slots(sub.dst), 0)
+    R, N = node_id.shape
+    valid = innov >= 0
+    G = innov.shape[1]
+    slots = sub.slots(torch.cat([sub.src, sub.dst], 1))
+    s_slot = torch.where(valid, slots[:, :G], 0)
+    d_slot = torch.where(valid, slots[:, G:], 0)
     from_a = valid & (s_slot == a[:, None])
     joined = torch.zeros(R, N, dtype=torch.uint8).scatter_reduce(1, d_slot, from_a.to(torch.uint8), reduce="amax")
-    cand = tgt_ok[rows] & ~joined.bool()
+    cand = tgt_ok.index_select(0, rows) & ~joined.bool()
     cand[torch.arange(R), a] = False
     b, ok = _pick(cand, rng)
     cyclic = reaches(s_slot, d_slot, valid, b, N)[torch.arange(R), a]

@@ -20,8 +20,10 @@ _SLOPES = torch.tensor([slope for _, slope in ACTIVATIONS.values()])
 def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     """Every genome as a member of one GraphBatch (DAG mode); member i is genome i."""
     live = genomes.conn_valid & genomes.enabled
-    src = torch.where(live, genomes.slots(genomes.src), 0)
-    dst = torch.where(live, genomes.slots(genomes.dst), 0)
+    G = live.shape[1]
+    slots = genomes.slots(torch.cat([genomes.src, genomes.dst], 1))   # one search for both ends
+    src = torch.where(live, slots[:, :G], 0)
+    dst = torch.where(live, slots[:, G:], 0)
     act = genomes.act.reshape(-1)
     slope = _SLOPES.to(genomes.weight.dtype).index_select(0, act).view_as(genomes.act)
     gain = (slope * genomes.response).gather(1, dst)
