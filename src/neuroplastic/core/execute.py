@@ -149,13 +149,15 @@ _CHUNK = 1 << 16  # edges per step of the passes below: bounded scratch memory o
 
 
 def _layered_blocks(net, level: torch.Tensor, pos: torch.Tensor, starts: list) -> list | None:
-    """Weight slices (lo, hi) per level when the live edges fill the first slots in block
-    order and every level's block is full (a net built layer by layer, GraphNet.mlp), found
-    in one chunked pass without any per-edge array; None otherwise."""
+    """(lo, hi, first source position) per level: the level's block is weight[lo:hi], when the
+    live edges fill the first slots in block order and every level's block is full (a net
+    built layer by layer, GraphNet.mlp). Found in one chunked pass without any per-edge array;
+    None otherwise. Sorted unique keys and rows * width edges per level mean a full block:
+    a DAG's sources all lie before the level."""
     n = net.n_edges
     if n == 0 or bool((net.edge_src[:n] < 0).any()) or bool((net.edge_src[n:] >= 0).any()):
         return None
-    m = len(starts) and starts[-1]
+    m = starts[-1]
     n_levels = len(starts) - 1
     counts = torch.zeros(n_levels, dtype=torch.long)
     lowest = torch.full((n_levels,), m, dtype=torch.long)
