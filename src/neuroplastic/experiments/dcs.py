@@ -21,6 +21,7 @@ from ..core.validate import check_choice, check_device, check_int, check_number
 from ..errors import ConfigError
 from ..som import DCSGCS
 from . import register
+from .options import string_list, with_overrides
 
 DEFAULT = {"data": ["wine", "digits"], "variants": ["dcs-gcs", "mlp"], "seeds": 5, "test_fraction": 0.25,
            # DCS-GCS
@@ -67,17 +68,9 @@ class DCSExperiment:
     presets = {"--quick": QUICK, "--full": FULL}
 
     def config(self, quick: bool, full: bool, overrides: dict) -> dict:
-        config = {**DEFAULT, **(QUICK if quick else FULL if full else {})}
-        for key, value in overrides.items():
-            if key not in DEFAULT:
-                raise ConfigError(f"unknown dcs option {key!r}; known: {', '.join(sorted(DEFAULT))}")
-            config[key] = value
+        config = with_overrides("dcs", DEFAULT, QUICK if quick else FULL if full else {}, overrides)
         for key in ("data", "variants"):
-            if isinstance(config[key], str):
-                config[key] = [v for v in config[key].split(",") if v]
-            if not isinstance(config[key], list) or not config[key] or not all(isinstance(v, str) for v in config[key]):
-                raise ConfigError(f"{key}={config[key]!r} must be a non-empty comma-separated string "
-                                  "or list of strings")
+            config[key] = string_list(config, key)
         for variant in config["variants"]:
             check_choice(variant, "variant", VARIANTS)
         for key, minimum in (("seeds", 1), ("max_nodes", 2), ("epochs", 1), ("lam", 1), ("hidden", 1),

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..som import DCS, GNG
 from ..som.data import SHAPES, shape
 from . import register
+from .options import string_list, with_overrides
 
 # Fritzke's parameters (NIPS 1995), the growth budget and the data.
 DEFAULT = {"data": ["rings", "moons", "blobs", "holes"], "variants": ["gng-batched", "gng-sequential", "dcs"],
@@ -80,17 +81,9 @@ class GNGExperiment:
     presets = {"--quick": QUICK, "--full": FULL}
 
     def config(self, quick: bool, full: bool, overrides: dict) -> dict:
-        config = {**DEFAULT, **(QUICK if quick else FULL if full else {})}
-        for key, value in overrides.items():
-            if key not in DEFAULT:
-                raise ConfigError(f"unknown gng option {key!r}; known: {', '.join(sorted(DEFAULT))}")
-            config[key] = value
+        config = with_overrides("gng", DEFAULT, QUICK if quick else FULL if full else {}, overrides)
         for key in ("data", "variants"):
-            if isinstance(config[key], str):
-                config[key] = [v for v in config[key].split(",") if v]
-            if not isinstance(config[key], list) or not config[key] or not all(isinstance(v, str) for v in config[key]):
-                raise ConfigError(f"{key}={config[key]!r} must be a non-empty comma-separated string "
-                                  "or list of strings")
+            config[key] = string_list(config, key)
         for variant in config["variants"]:
             check_choice(variant, "variant", VARIANTS)
         for key, minimum in (("seeds", 1), ("n_train", 2), ("n_test", 1), ("max_nodes", 2), ("epochs", 1),
