@@ -1,0 +1,109 @@
+"""Lottery tickets: pruning removes edges and keeps the masked dense function; rates; rewinding."""
+import pytest
+import torch
+
+from neuroplastic.core.graph import GraphNet
+from neuroplastic.errors import ConfigError
+from neuroplastic.prune import check_options, find_tickets, prune, reinit, rewind, snapshot
+
+
+def _mlp(seed=0):
+    return GraphNet.mlp(12, [20, 10], 4, activation="relu", seed=seed)
+
+
+def _dense_weights(net):
+    """The weight matrices W[dst, src] of the dense net as a dict of (src, dst) -> weight."""
+    src, dst, w = net.edges()
+    return dict(zip(zip(src.tolist(), dst.tolist()), w.tolist()))
+
+
+def _masked_forward(dense, kept, x):
+    """The dense net with every weight not in `kept` set to zero (a mask)."""
+    masked = GraphNet.mlp(12, [20, 10], 4, activation="relu", seed=0)
+    masked.load_state_dict(dense.state_dict())
+    src, dst, w = masked.edges()
+    keep = torch.tensor([(s, d) in kept for s, d in zip(src.tolist(), dst.tolist())])
+    from neuroplastic.core.edits import Edits
+    masked.apply_edits(Edits().set_weights(src, dst, torch.where(keep, w, torch.zeros_like(w))))
+    return masked(x)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_pruned_net_equals_masked_dense_net(scope):
+    torch.manual_seed(0)
+    net = _mlp()
+    with torch.no_grad():  # trained-looking weights with varied magnitudes, biases too
+        net.weight.mul_(torch.rand_like(net.weight) * 3)
+        net.bias.add_(torch.randn_like(net.bias) * 0.3)
+    dense = _mlp()
+    dense.load_state_dict(net.state_dict())
+    x = torch.randn(32, 12)
+    src, dst, _ = dense.edges()
+    kept = set(zip(src.tolist(), dst.tolist()))
+    dead = 0
+    for _ in range(5):  # deep enough that neurons die and are removed (their constants folded)
+        counts = prune(net, 0.35, scope=scope)
+        kept -= set(zip(*(t.tolist() for t in counts["removed"])))
+        dead += counts["dead_neurons"]
+    assert dead > 0 and 0 < net.n_edges < len(kept)
+    assert torch.allclose(net(x), _masked_forward(dense, kept, x), atol=1e-5)
+
+
+def test_each_round_removes_the_stated_share():
+    net = _mlp()
+    layers = net.levels().clone()
+    for _ in range(3):
+        counts = prune(net, 0.2, scope="layer", layers=layers)
+        sizes = [n for n, _ in counts["groups"]]
+        assert [k for _, k in counts["groups"]] == [round(0.2 * n) for n in sizes[:-1]] + [round(0.1 * sizes[-1])]
+        assert counts["edges"] == sum(sizes) - counts["pruned"] - counts["dead_edges"]
+    before = net.n_edges
+    counts = prune(net, 0.3, scope="global")
+    assert counts["pruned"] == round(0.3 * before)
+
+
+def test_rewinding_restores_initial_values_of_survivors():
+    net = _mlp()
+    start = snapshot(net)
+    init = _dense_weights(net)
+    bias0 = net.bias.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(torch.randn_like(net.weight))
+        net.bias.add_(1.0)
+    prune(net, 0.5)
+    rewind(net, start)
+    src, dst, w = net.edges()
+    assert net.n_edges < len(init)
+    assert torch.equal(w, torch.tensor([init[(s, d)] for s, d in zip(src.tolist(), dst.tolist())]))
+    alive = net.neuron_alive.nonzero().squeeze(1)
+    assert torch.equal(net.bias.detach()[alive[alive >= 12]], bias0[alive[alive >= 12]])
+    reinit(net, start, seed=1)
+    assert not torch.equal(net.edges()[2], w)
+    src, dst, w = net.edges()
+    assert bool((w.abs() <= start.fan_in[dst.long()].double().rsqrt() + 1e-6).all())  # the initial range
+
+
+@pytest.mark.parametrize("rate", [0, 1, -0.1, 1.5, float("nan"), "0.2", True])
+def test_bad_rate_is_one_config_error(rate):
+    with pytest.raises(ConfigError, match="rate"):
+        check_options(rate)
+    with pytest.raises(ConfigError, match="rate"):
+        prune(_mlp(), rate)
+
+
+def test_find_tickets_levels_and_controls():
+    net = _mlp()
+    calls = []
+
+    def train(n, rule):
+        calls.append(rule)
+        return {"acc": 0.0}
+
+    out = find_tickets(net, train, rounds=2, rate=0.5)
+    assert set(out) == {"ticket", "reinit", "random"}
+    for rows in out.values():
+        assert [r["level"] for r in rows] == [0, 1, 2]
+        assert rows[0]["remaining"] == 1.0 and rows[2]["remaining"] < 0.35
+    assert len(calls) == 1 + 2 * 3
+    with pytest.raises(ConfigError, match="rewind_step"):
+        find_tickets(_mlp(), train, rounds=1, rewind_step=5)  # train() takes no step
