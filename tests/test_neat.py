@@ -14,8 +14,8 @@ from neuroplastic.evolve.neat.genome import Genomes
 from neuroplastic.evolve.neat.innovation import InnovationTable
 from neuroplastic.evolve.neat.mutate import add_node
 from neuroplastic.evolve.neat.phenotype import phenotypes
-from neuroplastic.evolve.neat.reproduce import crossover
-from neuroplastic.evolve.neat.tasks import parity_fitness, parity_table, xor_fitness
+from neuroplastic.evolve.neat.reproduce import crossover, plan_offspring
+from neuroplastic.evolve.neat.tasks import paper_xor_fitness, parity_fitness, parity_table, xor_fitness
 
 CONFIGS = Path(npl.__file__).parent / "evolve" / "configs"
 XOR = CONFIGS / "xor.ini"
@@ -252,6 +252,24 @@ def test_parity_fitness_is_the_truth_table_error():
     with torch.no_grad():
         want = 8 - (pop(x) - y).pow(2).sum((1, 2))
     torch.testing.assert_close(parity_fitness(3)(pop), want)
+
+
+def test_paper_xor_fitness_and_its_sign_test():
+    x, y = parity_table(2)
+    pop = NEAT({"pop_size": 5}, seed=0).phenotypes()
+    fitness = paper_xor_fitness()
+    with torch.no_grad():
+        out = pop(x)
+        torch.testing.assert_close(fitness(pop), (4 - (out - y).abs().sum((1, 2))) ** 2)
+    assert fitness.solved.tolist() == ((out > 0.5).float() == y).all(2).all(1).tolist()
+
+
+def test_elitism_only_for_species_of_at_least_elitism_min_species_size():
+    cfg = load_config({"elitism": 1, "elitism_min_species_size": 6})
+    member = torch.tensor([0] * 6 + [1] * 3)              # species 0 has 6 members, species 1 has 3
+    fitness = torch.arange(9, dtype=torch.float64)
+    _, _, elite = plan_offspring(fitness, member, torch.tensor([6, 3]), cfg, torch.Generator().manual_seed(0))
+    assert elite.tolist() == [True] + [False] * 8
 
 
 @pytest.mark.parametrize("argv, fragment", [

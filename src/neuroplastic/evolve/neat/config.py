@@ -79,7 +79,8 @@ SCHEMA = {
         ("spawn_method", ("proportional", "smoothed"), "proportional"),
         ("species_assignment", ("first", "closest"), "closest"),       # paper: first
         ("species_representative", ("random", "closest"), "closest"),  # paper: random
-        ("weight_mutation", ("per_gene", "per_genome"), "per_genome")],  # paper: per_genome
+        ("weight_mutation", ("per_gene", "per_genome"), "per_genome"),  # paper: per_genome
+        ("elitism_min_species_size", "int>=0", 0)],  # paper: 6 (champions of species of more than 5)
 }
 _SECTION_OF = {key: section for section, keys in SCHEMA.items() for key, _, _ in keys}
 _KIND_OF = {key: kind for keys in SCHEMA.values() for key, kind, _ in keys}

@@ -34,7 +34,8 @@ def plan_offspring(fitness: torch.Tensor, member: torch.Tensor, spawn: torch.Ten
     C = len(child_species)
     rank = torch.arange(C) - (spawn.cumsum(0) - spawn)[child_species]
     n = sizes[child_species]
-    elites = torch.minimum(torch.full_like(sizes, cfg.elitism), sizes)[child_species]
+    elites = torch.minimum(torch.full_like(sizes, cfg.elitism), sizes)
+    elites = torch.where(sizes >= cfg.elitism_min_species_size, elites, 0)[child_species]
     elite = rank < elites
     cutoff = torch.clamp(torch.ceil(cfg.survival_threshold * n.double()).long(), min=2)
     cutoff = torch.minimum(cutoff, n)

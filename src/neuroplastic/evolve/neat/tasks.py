@@ -33,3 +33,20 @@ def solves_parity(net, bits: int = 2) -> bool:
     with torch.no_grad():
         out = net(x.to(next(iter(net.buffers())).dtype if not list(net.parameters()) else net.bias.dtype))
     return bool(((out.reshape(-1, 1) > 0.5).float() == y).all())
+
+
+def paper_xor_fitness():
+    """The 2002 paper's XOR fitness, (4 - sum of |error|)**2 (maximum 16). Its solved test, every
+    output on the correct side of 0.5, is no fitness threshold: after each call, `fitness.solved`
+    is a (P,) bool tensor of the genomes that pass it (run with no_fitness_termination = True and
+    stop when `fitness.solved.any()`)."""
+    x, y = parity_table(2)
+
+    def fitness(pop) -> torch.Tensor:
+        out = pop(x.to(pop.weight.dtype))                       # (P, 4, 1)
+        target = y.to(out.dtype)
+        fitness.solved = ((out > 0.5).to(out.dtype) == target).all(2).all(1)
+        return (len(x) - (out - target).abs().sum((1, 2))) ** 2
+
+    fitness.solved = torch.zeros(0, dtype=torch.bool)
+    return fitness
