@@ -115,13 +115,11 @@ class NEAT:
                 self.best_genome = self.population.take(torch.tensor([best]))
             criterion = {"max": f.max, "min": f.min, "mean": f.mean}[cfg.fitness_criterion]()
             solved = bool(float(criterion) >= cfg.fitness_threshold)
-            n_fixed = cfg.n_fixed
+            hidden, edges = self.population.n_hidden(cfg.n_fixed), self.population.n_enabled()
             row = {"generation": self.generation, "step": self.generation, "best_fitness": float(f[best]),
                    "mean_fitness": float(f.mean()), "species": len(self.species),
-                   "mean_hidden": float(self.population.n_hidden(n_fixed).float().mean()),
-                   "mean_edges": float(self.population.n_enabled().float().mean()),
-                   "best_hidden": int(self.population.n_hidden(n_fixed)[best]),
-                   "best_edges": int(self.population.n_enabled()[best]),
+                   "mean_hidden": float(hidden.float().mean()), "mean_edges": float(edges.float().mean()),
+                   "best_hidden": int(hidden[best]), "best_edges": int(edges[best]),
                    "evaluations": self.evaluations, "solved": solved}
             if not (solved and not cfg.no_fitness_termination):
                 self._reproduce(f)
