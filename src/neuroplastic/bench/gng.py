@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..report import markdown_table
 from ..som import GNG, quantization_error
 from ..som.data import shape
-from .timing import sync
+from .timing import one_thread, sync
 
 PARAMS = {"eps_b": 0.2, "eps_n": 0.006, "a_max": 50, "lam": 100, "alpha": 0.5, "d": 0.995}
 GROW_LAM = 10             # insertion period while growing to the measured size (both models)
@@ -44,13 +44,8 @@ def _minigng_nodes(model) -> np.ndarray:
 def bench_gng(quick: bool = False, device: str = "cpu") -> list[dict]:
     """GNG training signals/s vs minigng at 100-5,000 units on 2-D rings, QE side by side."""
     MiniGNG = _reference()
-    threads = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with one_thread(device):
         rows = [_row(MiniGNG, n, quick, device) for n in ((100, 500) if quick else (100, 1000, 2000, 5000))]
-    finally:
-        torch.set_num_threads(threads)
     print(markdown_table(["case", "QE ours", "QE ours sequential", "QE minigng", "QE ratio (ours / minigng)",
                           "units ours / minigng", "ours sequential (signals/s)"],
                          [[r["case"], r["qe_ours"], r["qe_sequential"], r["qe_reference"], r["qe_ratio"],

@@ -8,7 +8,7 @@ import torch
 
 from ..core.batch import GraphBatch
 from ..core.graph import GraphNet
-from .timing import median_time
+from .timing import median_time, one_thread
 
 
 def random_dags(count: int, n_in: int = 2, n_out: int = 1, seed: int = 0) -> list[GraphNet]:
@@ -45,15 +45,8 @@ def random_dags(count: int, n_in: int = 2, n_out: int = 1, seed: int = 0) -> lis
 
 def bench_graphbatch(quick: bool = False, device: str = "cpu") -> list[dict]:
     """GraphBatch forward of P random NEAT-sized DAGs vs a Python loop of GraphNet forwards."""
-    threads = torch.get_num_threads()
-    if device == "cpu":
-        # Both sides on one thread: the reference's tiny ops never go parallel anyway, and on
-        # a shared 2-core machine a second OpenMP thread stalls whenever the other core is busy.
-        torch.set_num_threads(1)
-    try:
+    with one_thread(device):
         return _rows(quick, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _rows(quick: bool, device: str) -> list[dict]:

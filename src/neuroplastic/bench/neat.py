@@ -15,12 +15,11 @@ import random
 import statistics
 import time
 
-import torch
-
 from ..evolve import NEAT, load_config
 from ..evolve.neat.tasks import parity_fitness
 from ..experiments.neat import CONFIGS
 from ..experiments.neat_reference import available, load, parity_eval, version
+from .timing import one_thread
 
 XOR_INI = str(CONFIGS / "xor.ini")
 
@@ -57,12 +56,8 @@ def _reference(pop_size: int):
 
 def bench_neat(quick: bool = False, device: str = "cpu") -> list[dict]:
     """NEAT generations per second (XOR, pop 150 / 1,000 / 10,000) vs neat-python 2.0 on the same config."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # neat-python is single-threaded; a shared 2-core machine
-    try:
+    with one_thread(device):  # neat-python is single-threaded
         return _rows(quick, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _rows(quick: bool, device: str) -> list[dict]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -30,3 +31,17 @@ def train_step(model: nn.Module, opt, x, y, loss_fn=nn.functional.mse_loss):
         loss_fn(model(x), y).backward()
         opt.step()
     return step
+
+
+@contextmanager
+def one_thread(device: str):
+    """Torch on one thread for the block (CPU only): the references here are single-threaded
+    or run tiny ops that never go parallel, and on a shared 2-core machine a second OpenMP
+    thread stalls whenever the other core is busy."""
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
