@@ -107,3 +107,18 @@ def test_find_tickets_levels_and_controls():
     assert len(calls) == 1 + 2 * 3
     with pytest.raises(ConfigError, match="rewind_step"):
         find_tickets(_mlp(), train, rounds=1, rewind_step=5)  # train() takes no step
+
+
+def test_lottery_experiment_tiny_run_and_report(tmp_path):
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("lottery")
+    with pytest.raises(ConfigError, match="rate"):
+        exp.config(True, False, {"rate": 1.0})
+    config = exp.config(True, False, {"hidden": [16], "rounds": 2, "epochs": 1})
+    assert config["output_rate"] == pytest.approx(0.1)
+    rows = [{"task": j["task"], "variant": j["variant"], "seed": j["seed"],
+             "metrics": exp.run_job(j, config, tmp_path)} for j in exp.jobs(config)]
+    assert {c for r in rows for c in r["metrics"]["levels"]} == {"ticket", "reinit", "random"}
+    exp.report({"experiment": "lottery", "config": config, "rows": rows}, tmp_path)
+    assert (tmp_path / "accuracy_vs_remaining.png").stat().st_size > 1000
+    assert "| 2 |" in (tmp_path / "report.md").read_text()
