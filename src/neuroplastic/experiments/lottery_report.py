@@ -37,6 +37,37 @@ def level_table(data: dict) -> str:
                           + [f"early-stop iter. {c}" for c in controls], table)
 
 
+def summary(data: dict, epochs_iters: int | None, tolerance: float = 0.5) -> list[str]:
+    """One line per control: its best level, and how far it stays within `tolerance` pp of the
+    dense net (every level down to there); and whether the early stop is cut by the budget."""
+    lines = []
+    dense = next((np.mean([100 * m["test_accuracy"] for m in data[c][0]]) for c in data if 0 in data[c]), None)
+    if dense is None:
+        return lines
+    lines.append(f"Dense net (round 0): {dense:.1f}% test accuracy.")
+    for control in [c for c in CONTROLS if c in data]:
+        levels = sorted(data[control])
+        acc = {lv: np.mean([100 * m["test_accuracy"] for m in data[control][lv]]) for lv in levels}
+        left = {lv: 100 * np.mean([m["remaining"] for m in data[control][lv]]) for lv in levels}
+        best = max(levels, key=lambda lv: (acc[lv], lv))
+        holds = 0
+        for lv in levels:
+            if acc[lv] < dense - tolerance:
+                break
+            holds = lv
+        lines.append(f"- {LABELS[control]}: best {acc[best]:.1f}% at {left[best]:.1f}% of the weights; within "
+                     f"{tolerance} pp of the dense net down to {left[holds]:.1f}% (every round before too); "
+                     f"{acc[levels[-1]]:.1f}% at {left[levels[-1]]:.1f}%.")
+    if epochs_iters:
+        stops = [m["early_stop_iter"] for c in data for lv in data[c] for m in data[c][lv]]
+        cut = sum(s >= epochs_iters for s in stops)
+        if cut:
+            lines.append(f"The validation loss was still falling at the last epoch in {cut} of {len(stops)} "
+                         "trainings, so the early-stop iterations there are the budget, not a measured "
+                         "speed: read that column as a lower bound.")
+    return lines
+
+
 def plot(data: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -63,6 +94,12 @@ def plot(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _iters(rows) -> int | None:
+    """The last iteration of a training (the early stop's upper end), from the dense level."""
+    stops = [m["early_stop_iter"] for r in rows for ls in r["metrics"]["levels"].values() for m in ls]
+    return max(stops) if stops else None
+
+
 def write_report(results: dict, out_dir: Path) -> None:
     rows, cfg = results["rows"], results["config"]
     data = by_level(rows)
@@ -86,7 +123,7 @@ def write_report(results: dict, out_dir: Path) -> None:
             "Controls: *reinit* keeps each ticket's structure and draws fresh weights from the initial "
             "distribution; *random* removes as many weights per layer each round as IMP does, chosen at random, "
             "survivors reset to their initial values.", "",
-            "## Accuracy vs weights remaining", "", level_table(data), "",
+            "## Accuracy vs weights remaining", "", *summary(data, _iters(rows)), "", level_table(data), "",
             "![accuracy vs weights remaining](accuracy_vs_remaining.png)", ""]
     plot(data, out_dir / "accuracy_vs_remaining.png")
     write_text(out_dir / "report.md", "\n".join(text))
