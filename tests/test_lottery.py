@@ -122,3 +122,28 @@ def test_lottery_experiment_tiny_run_and_report(tmp_path):
     exp.report({"experiment": "lottery", "config": config, "rows": rows}, tmp_path)
     assert (tmp_path / "accuracy_vs_remaining.png").stat().st_size > 1000
     assert "| 2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_rewind_step_resets_survivors_to_their_values_after_k_steps():
+    net = _mlp()
+    seen = {}
+
+    def train(n, rule):
+        for step in range(4):  # four "optimizer steps" that move every weight
+            with torch.no_grad():
+                n.weight.add_(0.01 * (step + 1))
+            if rule is not None:
+                rule.step(n)
+        if rule is not None:
+            seen["at_k"] = rule.snapshot
+        return {}
+
+    def train_and_check(n, rule):
+        if rule is None and "at_k" in seen:  # a retraining: the net enters it rewound to step 2
+            src, dst, w = n.edges()
+            assert torch.allclose(w.double(), seen["at_k"].weights_of(src, dst))
+            seen["checked"] = seen.get("checked", 0) + 1
+        return train(n, rule)
+
+    find_tickets(net, train_and_check, rounds=2, rate=0.3, rewind_step=2, controls=("ticket",))
+    assert seen["at_k"] is not None and seen["checked"] == 2
