@@ -110,3 +110,71 @@ def test_big_layered_net_plan_keeps_no_per_edge_index():
     assert net.edge_src.dtype == net.edge_dst.dtype == torch.int32
     assert net.edge_uid.numel() == 0  # owner ids only once a rule asks for them
     assert net.track_edge_owners().edge_uid.dtype == torch.int32 and net.edge_uid.numel() == net.edge_capacity
+
+
+def test_a_state_dict_of_another_kind_of_net_is_refused_before_anything_changes():
+    source = npl.GraphNet.mlp(4, [16], 2, seed=0)
+    target = npl.GraphNet.mlp(3, [16], 2, seed=0)
+    before = target.weight.detach().clone()
+    with pytest.raises(npl.CheckpointError, match="n_in=4"):
+        target.load_state_dict(source.state_dict())
+    assert torch.equal(target.weight.detach(), before)
+    state = source.state_dict()
+    state["weight"] = state["weight"].clone()
+    state["weight"][0] = float("nan")
+    with pytest.raises(npl.CheckpointError, match="not finite"):
+        npl.GraphNet.mlp(4, [16], 2).load_state_dict(state)
+    state = source.state_dict()
+    state["edge_dst"] = state["edge_dst"].clone()
+    state["edge_dst"][0] = 999
+    with pytest.raises(npl.CheckpointError, match="do not exist"):
+        npl.GraphNet.mlp(4, [16], 2).load_state_dict(state)
+
+
+def test_a_rules_returned_edits_are_applied_by_the_trainer_when_it_did_not_apply_them():
+    class GrowOnce(npl.rules.Rule):
+        def __init__(self):
+            self.ref = None
+
+        def step(self, net, optimizer=None):
+            e = npl.Edits()
+            if self.ref is None:
+                self.ref = e.add_neuron(between=(0, 3))
+            return e
+
+    net = npl.GraphNet.mlp(3, [4], 2, seed=0)
+    rule = GrowOnce()
+    npl.train_supervised(net, torch.randn(64, 3).numpy(), torch.randint(0, 2, (64,)).numpy(), rule=rule, epochs=1)
+    assert net.n_hidden == 5 and net.neuron_alive[int(rule.ref)]
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda e, h: e.add_edges([0, 1], [h, h]), "no NeuronRefs"),
+    (lambda e, h: e.add_edges(torch.tensor([[0]]), torch.tensor([[2]])), "1-D"),
+    (lambda e, h: e.add_edges([0], [2], torch.tensor([1 + 1j])), "real numbers"),
+    (lambda e, h: e.add_neuron(between=(0, 2), weight_out=True), "not a real number"),
+])
+def test_array_ops_refuse_what_they_cannot_take_when_recorded(build, message):
+    e = npl.Edits()
+    h = e.add_neuron()
+    with pytest.raises(npl.EditError, match=message):
+        build(e, h)
+    assert npl.Edits().remove_edges(torch.tensor([]), torch.tensor([])).counts() == {}  # empty is no op
+
+
+def test_bad_constructor_and_trainer_inputs_are_one_clear_error():
+    with pytest.raises(npl.ConfigError, match="device='bogus'"):
+        npl.GraphNet.mlp(2, [3], 1, device="bogus")
+    with pytest.raises(npl.ConfigError, match="floating-point"):
+        npl.GraphNet.mlp(2, [3], 1, dtype=torch.int64)
+    with pytest.raises(npl.EditError, match="add_neurons"):
+        npl.Edits.from_tensors(add_neurons=-1)
+    net = npl.GraphNet.mlp(4, [3], 2)
+    x = torch.randn(10, 4).numpy()
+    with pytest.raises(npl.ConfigError, match="class ids must lie in 0..1"):
+        npl.train_supervised(net, x, torch.full((10,), 5).numpy())
+    with pytest.raises(npl.ConfigError, match="rule protocol"):
+        npl.train_supervised(net, x, torch.zeros(10, dtype=torch.long).numpy(), rule="hebbian")
+    stale = torch.optim.Adam(npl.GraphNet.mlp(4, [3], 2).parameters())
+    with pytest.raises(npl.EditError, match="holds none"):
+        net.apply_edits(npl.Edits().add_edge(0, 4), optimizer=stale)

@@ -280,6 +280,10 @@ def test_growing_without_the_optimizer_warns_that_it_no_longer_trains_the_net():
 
     with pytest.warns(UserWarning, match="pass it as apply_edits"):
         net.apply_edits(grow())
+    # that optimizer now holds the old Parameters only: passing it is refused, not ignored
+    with pytest.raises(npl.EditError, match="holds none of this network's Parameters"):
+        net.apply_edits(grow(), optimizer=opt)
+    opt = trained(net)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         net.apply_edits(grow(), optimizer=opt)  # passed: its state follows, nothing to warn about

@@ -27,6 +27,7 @@ from ..errors import CycleError, EditError
 from .execute import ACTIVATIONS, longest_path_levels
 from .index import KEY_LOW, KEY_SHIFT, OUTPUT_LEVEL, EditIndex
 from .surgery import as_optimizer_list
+from .validate import check_int
 
 # A removal through single ops costs a Python step per edge; above this many edges a
 # neuron's edges are removed as one array op instead.
@@ -35,6 +36,8 @@ _ARRAY_REMOVAL_FROM = 64
 
 def _finite(value, name: str) -> float:
     """A weight or bias as a float; anything that is not a finite number is an EditError."""
+    if isinstance(value, bool | complex):
+        raise EditError(f"{name}={value!r} is not a real number")
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -46,14 +49,25 @@ def _finite(value, name: str) -> float:
 
 def _index_array(values, name: str) -> torch.Tensor:
     """A 1-D int64 CPU tensor of neuron ids from a tensor, array or list of ints."""
-    t = torch.as_tensor(values)
+    try:
+        t = torch.as_tensor(values)
+    except (TypeError, ValueError, RuntimeError):
+        raise EditError(f"{name} must be a tensor, array or list of integer neuron ids (array ops take "
+                        "no NeuronRefs: wire a new neuron with add_edge, or apply it first)") from None
+    if t.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
         raise EditError(f"{name} must hold integer neuron ids, got {t.dtype}")
+    if t.dim() > 1:
+        raise EditError(f"{name} has shape {tuple(t.shape)}; expected one id per edge (1-D)")
     return t.reshape(-1).to("cpu", torch.long)
 
 
 def _weight_array(values, n: int, name: str) -> torch.Tensor:
     """A 1-D float64 CPU tensor of n finite values (a scalar is broadcast)."""
+    if (torch.is_tensor(values) and (values.is_complex() or values.dtype == torch.bool)) \
+            or isinstance(values, bool | complex):
+        raise EditError(f"{name} must hold real numbers")
     try:
         t = torch.as_tensor(values, dtype=torch.float64).detach().reshape(-1).cpu()
     except (TypeError, ValueError, RuntimeError):
@@ -189,7 +203,7 @@ class Edits:
         `add`/`set_weights` = (src, dst, weight), `remove` = (src, dst); `add_neurons`
         unconnected hidden neurons first (their refs are in `edits.new_neurons`)."""
         e = cls()
-        e.new_neurons = [e.add_neuron() for _ in range(int(add_neurons))]
+        e.new_neurons = [e.add_neuron() for _ in range(check_int(add_neurons, "add_neurons", 0, error=EditError))]
         if remove is not None:
             e.remove_edges(*remove)
         if add is not None:
@@ -552,6 +566,10 @@ def apply_edits(net, edits: Edits, optimizer=None) -> Edits:
     if edits.applied:
         raise EditError("these Edits were already applied; build a new Edits for new changes")
     optimizer = as_optimizer_list(optimizer)  # checked before anything is written
+    held = {id(p) for opt in optimizer for group in opt.param_groups for p in group["params"]}
+    if optimizer and id(net.weight) not in held and id(net.bias) not in held:
+        raise EditError("the optimizer holds none of this network's Parameters; build it on net.parameters() "
+                        "(or on a module that contains the net) and pass that one")
     batch = _Batch(net, edit_index(net))
     try:
         batch.run(edits)

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CycleError
 from . import execute
 from .execute import ACTIVATION_MODULES, ACTIVATIONS  # noqa: F401  (re-exported)
 from .trace import Trace
-from .validate import check_choice, check_int
+from .validate import check_choice, check_device, check_int
 
 MODES = ("dag", "recurrent")
 KERNELS = ("auto", "dense", "sparse")
@@ -105,6 +105,10 @@ class GraphNet(nn.Module):
                  edge_capacity: int | None = None, dtype: torch.dtype = torch.float32,
                  device=None):
         super().__init__()
+        if device is not None:
+            device = check_device(device)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ConfigError(f"dtype={dtype!r} must be a floating-point torch dtype (torch.float32, torch.float64)")
         self.n_in = check_int(n_in, "n_in", 1)
         self.n_out = check_int(n_out, "n_out", 1)
         self.activation = check_activation(activation, "activation")
@@ -495,7 +499,7 @@ class GraphNet(nn.Module):
 
     # ----------------------------------------------------------------- state dicts
     def get_extra_state(self) -> dict:
-        return {"next_uid": self.next_uid}
+        return {"next_uid": self.next_uid, "config": self.config()}
 
     def set_extra_state(self, state) -> None:
         self.next_uid = int(state["next_uid"]) if isinstance(state, dict) and "next_uid" in state else 0
@@ -506,6 +510,7 @@ class GraphNet(nn.Module):
         built one (the usual `torch.save(net.state_dict())` / Lightning checkpoints). The storage
         is reallocated to the saved sizes first; an optimizer must be built after loading."""
         weight, bias = state_dict.get(prefix + "weight"), state_dict.get(prefix + "bias")
+        self._check_loadable(state_dict, prefix)  # before anything is changed
         alive, src = state_dict.pop(prefix + "edge_alive", None), state_dict.get(prefix + "edge_src")
         if torch.is_tensor(alive) and torch.is_tensor(src):  # saved when liveness was a stored mask
             state_dict[prefix + "edge_src"] = torch.where(alive.to(src.device), src, -1)
@@ -523,6 +528,48 @@ class GraphNet(nn.Module):
                                       unexpected_keys, error_msgs)
         self._plan = None
         self.edit_index = None
+
+    _SHAPE_KEYS = ("n_in", "n_out", "mode", "steps", "clamp_inputs", "activation", "output_activation")
+
+    def _check_loadable(self, state_dict, prefix: str) -> None:
+        """A state dict of another kind of net, or one whose tensors do not make a graph, is one
+        CheckpointError, before anything is loaded."""
+        from ..errors import CheckpointError
+        extra = state_dict.get(prefix + "_extra_state")
+        saved = extra.get("config") if isinstance(extra, dict) else None
+        if isinstance(saved, dict):
+            mine = self.config()
+            differ = [k for k in self._SHAPE_KEYS if k in saved and saved[k] != mine[k]]
+            if differ:
+                k = differ[0]
+                raise CheckpointError(f"the state dict is of a net with {k}={saved[k]!r}, this one has "
+                                      f"{k}={mine[k]!r}; build the net with the saved settings first")
+        tensors = {k: state_dict.get(prefix + k) for k in ("weight", "bias", "edge_src", "edge_dst", "neuron_alive")}
+        if not all(torch.is_tensor(t) for t in tensors.values()):
+            return  # a partial state dict: torch's own strict checks report what is missing
+        alive = state_dict.get(prefix + "edge_alive")
+        src, dst = tensors["edge_src"].long(), tensors["edge_dst"].long()
+        live = (src >= 0) if not torch.is_tensor(alive) else alive.bool() & (src >= 0)
+        n = tensors["bias"].numel()
+        src, dst = src[live], dst[live]
+        neurons = tensors["neuron_alive"].bool()
+        if len(neurons) != n or len(tensors["edge_src"]) != tensors["weight"].numel():
+            raise CheckpointError("the state dict's tensors do not fit together (capacities differ)")
+        outside = bool((src >= n).any() | (dst < 0).any() | (dst >= n).any())
+        if outside or not bool(neurons[src].all() & neurons[dst].all()):
+            raise CheckpointError("the state dict has edges between neurons that do not exist")
+        if not bool(torch.isfinite(tensors["weight"]).all() & torch.isfinite(tensors["bias"]).all()):
+            raise CheckpointError("the state dict holds weights or biases that are not finite")
+        n_in, n_fixed = self.n_in, self.n_in + self.n_out
+        if not bool(neurons[:n_fixed].all()):
+            raise CheckpointError(f"the state dict lacks some of the {n_fixed} input and output neurons")
+        if self.mode == "dag":
+            if bool((dst < n_in).any()) or bool(((src >= n_in) & (src < n_fixed)).any()):
+                raise CheckpointError("the state dict has edges into inputs or out of outputs, which a DAG cannot run")
+            try:
+                execute.longest_path_levels(neurons, src, dst, n_in, self.n_out)
+            except CycleError:
+                raise CheckpointError("the state dict's edges form a cycle; this net runs as a DAG") from None
 
     def _shrink(self, name: str, size: int) -> None:
         assert name == "bias"

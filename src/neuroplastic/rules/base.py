@@ -6,8 +6,9 @@ A rule is a small object with a state dict (like a torch optimizer):
   `trace` is the last forward pass's per-sample activity (`core.trace.Trace`) when the rule
   sets `wants_trace`, else None.
 * `step(net, optimizer=None) -> Edits`: structural changes. A rule never mutates topology
-  itself; it applies the Edits through `net.apply_edits(edits, optimizer=optimizer)` (the
-  single edit path) and returns them, empty when it did nothing.
+  but through `net.apply_edits(edits, optimizer=optimizer)` (the single edit path); it may
+  apply its Edits itself and return them, or return them unapplied, and the driver applies
+  them with the trainer's optimizer. Empty when it did nothing.
 * `update(net) -> None`: weight rules (Hebbian, learned) change weights here; trainers call
   it under `torch.no_grad()`, so no autograd graph is ever built for it.
 * `state_dict()` / `load_state_dict(state)`: resumable runs.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..core.edits import Edits
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 
 RULES: dict[str, type] = {}
 
@@ -73,12 +74,20 @@ def rule_from_state(saved: dict | None):
     return rule
 
 
+def check_rule(rule) -> None:
+    """A ConfigError unless `rule` has the protocol's methods."""
+    if not all(callable(getattr(rule, name, None)) for name in ("observe", "step", "state_dict")):
+        raise ConfigError(f"rule={rule!r} does not follow the rule protocol "
+                          "(observe, step, state_dict; see neuroplastic.rules.Rule)")
+
+
 class RuleDriver:
     """Runs a rule beside a trainer's loop: keeps the last forward pass's trace when the rule
     wants one (a trace hook on the net), and after each optimizer step calls observe, step and,
     with no autograd graph, update. `net` is the GraphNet the rule acts on (a student's core)."""
 
     def __init__(self, rule, net):
+        check_rule(rule)
         self.rule, self.net = rule, net
         self.trace = None
         self._handle = net.register_trace_hook(self._keep) if getattr(rule, "wants_trace", False) else None
@@ -89,6 +98,8 @@ class RuleDriver:
     def after_step(self, optimizer=None) -> Edits:
         self.rule.observe(self.net, self.trace)
         edits = self.rule.step(self.net, optimizer)
+        if isinstance(edits, Edits) and edits and not edits.applied:  # returned, not applied by the rule
+            self.net.apply_edits(edits, optimizer=optimizer)
         with torch.no_grad():
             self.rule.update(self.net)
         self.trace = None

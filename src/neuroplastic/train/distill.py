@@ -35,7 +35,7 @@ from ..core import checkpoint as ckpt
 from ..core.graph import ACTIVATION_MODULES, GraphNet, check_activation
 from ..core.validate import check_int, check_number, plain
 from ..errors import CheckpointError, ConfigError, UnknownNameError
-from ..rules.base import RuleDriver, rule_from_state
+from ..rules.base import RuleDriver, check_rule, rule_from_state
 from ..rules.spm import SPM, SPMConfig
 from ..tasks.control import (
     DATA_SEED_BASE,
@@ -301,9 +301,7 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, 
         if spm_options:
             raise ConfigError(f"SPM option {sorted(spm_options)[0]!r} given together with rule=; "
                               "configure the rule you pass instead")
-        if not all(callable(getattr(rule, name, None)) for name in ("observe", "step", "state_dict")):
-            raise ConfigError(f"rule={type(rule).__name__} does not follow the rule protocol "
-                              "(observe, step, state_dict; see neuroplastic.rules.Rule)")
+        check_rule(rule)
     env = make_env(env_id, cfg.env_kwargs)
     try:
         spec, obs_spec = ActionSpec.of(env.action_space), ObsSpec(env.observation_space)

@@ -66,6 +66,10 @@ def train_supervised(model: nn.Module, x, y, *, epochs: int = 10, lr: float = 1e
     lr = check_number(lr, "lr", above=0)
     seed = check_int(seed, "seed", 0)
     x, y, loss_fn = _as_tensors(x, y, getattr(model, "n_in", None))
+    n_out = getattr(model, "n_out", None)
+    if loss_fn is nn.functional.cross_entropy and n_out is not None and (int(y.min()) < 0 or int(y.max()) >= n_out):
+        raise ConfigError(f"class ids must lie in 0..{n_out - 1} (one output per class); got {int(y.min())}.."
+                          f"{int(y.max())}")
     state = SupervisedState(optimizer or torch.optim.Adam(model.parameters(), lr=lr),
                             torch.Generator().manual_seed(seed))
     driver = RuleDriver(rule, model) if rule is not None else None
