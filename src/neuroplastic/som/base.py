@@ -1,6 +1,8 @@
 """What GNG and DCS share: the unit graph, the training loop over epochs, metrics, history."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -9,6 +11,22 @@ from ..errors import ConfigError
 from . import metrics
 from .graph import UnitGraph
 from .inputs import check_samples
+
+
+def merge_params(params: dict, base, kind: str, hint: str = ""):
+    """`base` (a parameter dataclass) with `params` put in: λ may be given as lam, lambda_ or
+    lambda (once); an unknown name is one ConfigError listing the known ones."""
+    params = dict(params)
+    for alias in ("lambda_", "lambda"):
+        if alias in params:
+            if "lam" in params:
+                raise ConfigError(f"give λ once: lam={params['lam']!r} and {alias}={params[alias]!r}")
+            params["lam"] = params.pop(alias)
+    known = base.__dataclass_fields__
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {kind} parameter {unknown[0]!r}; known: {', '.join(known)}{hint}")
+    return replace(base, **params)
 
 PROBE_ROWS = 1000  # rows of the training data the history's quantisation error is measured on
 

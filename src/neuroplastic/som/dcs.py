@@ -35,7 +35,7 @@ import torch
 
 from ..core.validate import check_choice, check_int, check_number
 from ..errors import ConfigError
-from .base import GrowingGraph
+from .base import GrowingGraph, merge_params
 from .inputs import check_labels
 
 
@@ -64,22 +64,8 @@ class GCSParams:
     normalize: bool = False    # outputs from normalised RBF activities (sum 1) instead of plain
 
 
-def _check(params: dict, base, kind: str):
-    params = dict(params)
-    for alias in ("lambda_", "lambda"):
-        if alias in params:
-            if "lam" in params:
-                raise ConfigError(f"give λ once: lam={params['lam']!r} and {alias}={params[alias]!r}")
-            params["lam"] = params.pop(alias)
-    known = base.__dataclass_fields__
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown {kind} parameter {unknown[0]!r}; known: {', '.join(known)}")
-    return replace(base, **params)
-
-
 def check_dcs_params(params: dict, base: DCSParams | None = None) -> DCSParams:
-    p = _check(params, base or DCSParams(), "DCS")
+    p = merge_params(params, base or DCSParams(), "DCS")
     return DCSParams(eps_b=check_number(p.eps_b, "eps_b", maximum=1, above=0),
                      eps_n=check_number(p.eps_n, "eps_n", maximum=1, above=0),
                      alpha=check_number(p.alpha, "alpha", maximum=1, above=0),

@@ -20,13 +20,12 @@ also `lambda_=` or `**{"lambda": 100}`), alpha, d; the defaults are the paper's.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
 from ..core.validate import check_choice, check_int, check_number
-from ..errors import ConfigError
-from .base import GrowingGraph
+from .base import GrowingGraph, merge_params
 
 MODES = ("batched", "sequential")
 # batch_size="auto": as many signals as there are units (about one win per unit and batch),
@@ -50,17 +49,7 @@ class GNGParams:
 
 def check_params(params: dict, base: GNGParams | None = None) -> GNGParams:
     """GNGParams from keyword arguments, each validated (one ConfigError that names it)."""
-    params = dict(params)
-    for alias in ("lambda_", "lambda"):
-        if alias in params:
-            if "lam" in params:
-                raise ConfigError(f"give λ once: lam={params['lam']!r} and {alias}={params[alias]!r}")
-            params["lam"] = params.pop(alias)
-    known = GNGParams.__dataclass_fields__
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown GNG parameter {unknown[0]!r}; known: {', '.join(known)} (and lambda_)")
-    p = replace(base or GNGParams(), **params)
+    p = merge_params(params, base or GNGParams(), "GNG", hint=" (and lambda_)")
     batch = p.batch_size if p.batch_size == "auto" else check_int(p.batch_size, "batch_size", 1)
     return GNGParams(eps_b=check_number(p.eps_b, "eps_b", maximum=1, above=0),
                      eps_n=check_number(p.eps_n, "eps_n", maximum=1, above=0),
