@@ -44,6 +44,14 @@ def group(rows: list[dict], metric: str) -> dict:
     return out
 
 
+def tasks_and_variants(rows: list[dict], variant_order) -> tuple[list, list]:
+    """The rows' tasks in first-seen order, and their variants in the experiment's order
+    (variants it does not list, e.g. from an older run in the same folder, after them)."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    present = {r["variant"] for r in rows}
+    return tasks, [v for v in variant_order if v in present] + sorted(present - set(variant_order))
+
+
 def mean_std(values) -> tuple[float, float]:
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std())

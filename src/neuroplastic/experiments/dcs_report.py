@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..report import markdown_table, mean_std, plot_curves, pm, variant_colors, write_text
+from ..report import markdown_table, mean_std, plot_curves, pm, tasks_and_variants, variant_colors, write_text
 
 
 def accuracy_table(rows, variant_order) -> str:
     by: dict = {}
     for row in rows:
         by.setdefault((row["task"], row["variant"]), []).append(row["metrics"])
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    present = {r["variant"] for r in rows}
-    variants = [v for v in variant_order if v in present] + sorted(present - set(variant_order))
+    tasks, variants = tasks_and_variants(rows, variant_order)
     table = []
     for task in tasks:
         for variant in variants:
@@ -29,8 +27,7 @@ def accuracy_table(rows, variant_order) -> str:
 
 def write_report(results: dict, out_dir: Path, variant_order: list[str]) -> None:
     rows, cfg = results["rows"], results["config"]
-    present = {r["variant"] for r in rows}
-    variants = [v for v in variant_order if v in present] + sorted(present - set(variant_order))
+    _, variants = tasks_and_variants(rows, variant_order)
     colors = variant_colors(variants)
     text = [f"# {results['experiment']}", "",
             f"Data: {', '.join(cfg['data'])}, a stratified {1 - cfg['test_fraction']:.0%} / "

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import markdown_table, mean_std, plot_curves, pm, save_figure, variant_colors, write_text
+from ..report import (
+    markdown_table,
+    mean_std,
+    plot_curves,
+    pm,
+    save_figure,
+    tasks_and_variants,
+    variant_colors,
+    write_text,
+)
 
 
 def _by(rows) -> dict:
@@ -17,16 +26,9 @@ def _by(rows) -> dict:
     return out
 
 
-def _ordered(rows, variant_order):
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    present = {r["variant"] for r in rows}
-    variants = [v for v in variant_order if v in present] + sorted(present - set(variant_order))
-    return tasks, variants
-
-
 def quality_table(rows, variant_order) -> str:
     by = _by(rows)
-    tasks, variants = _ordered(rows, variant_order)
+    tasks, variants = tasks_and_variants(rows, variant_order)
     table = []
     for task in tasks:
         for variant in variants:
@@ -109,7 +111,7 @@ def graph_plot(rows, variants, points, path: Path) -> bool:
 def write_report(results: dict, out_dir: Path, variant_order: list[str], points) -> None:
     """report.md and PNGs; `points(task, seed)` gives the (train, test) points of a data set."""
     rows, cfg = results["rows"], results["config"]
-    _, variants = _ordered(rows, variant_order)
+    _, variants = tasks_and_variants(rows, variant_order)
     colors = variant_colors(variants)
     text = [f"# {results['experiment']}", "",
             f"Data: {', '.join(cfg['data'])}; {cfg['n_train']} training and {cfg['n_test']} test points each, "
