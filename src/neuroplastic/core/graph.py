@@ -422,7 +422,7 @@ class GraphNet(nn.Module):
     def _grow(self, need_neurons: int, need_edges: int, optimizer) -> None:
         """Reallocate to at least double capacity; optimizer state and gradients follow every slot."""
         if need_neurons > self.capacity:
-            self._move_neurons(max(2 * self.capacity, need_neurons), optimizer)
+            self._move_neurons(max(2 * self.capacity, need_neurons), None, optimizer)
         if need_edges > self.edge_capacity:
             self._move_edges(max(2 * self.edge_capacity, need_edges), None, optimizer)
 
@@ -439,11 +439,12 @@ class GraphNet(nn.Module):
         replace_parameter(optimizer, old, new, old_slots=slots)
         setattr(self, name, new)
 
-    def _move_neurons(self, size: int, optimizer) -> None:
-        self._replace_parameter("bias", size, None, optimizer)
+    def _move_neurons(self, size: int, keep: torch.Tensor | None, optimizer) -> None:
+        """New neuron storage of `size` slots holding old slots `keep` (default: all) at the front."""
+        self._replace_parameter("bias", size, keep, optimizer)
         self._bias_replaced()
-        self.neuron_alive = resized(self.neuron_alive, size, False)
-        self.neuron_uid = resized(self.neuron_uid, size, -1)
+        self.neuron_alive = resized(self.neuron_alive, size, False, keep)
+        self.neuron_uid = resized(self.neuron_uid, size, -1, keep)
         self._storage_resized()
 
     def _move_edges(self, size: int, keep: torch.Tensor | None, optimizer) -> None:
@@ -518,12 +519,11 @@ class GraphNet(nn.Module):
         if torch.is_tensor(uid) and uid.numel() != self.edge_uid.numel():  # owners kept or not, as saved
             self.edge_uid = torch.full((uid.numel(),), -1, dtype=INDEX_DTYPE, device=self.weight.device)
         if torch.is_tensor(weight) and torch.is_tensor(bias) and weight.dim() == bias.dim() == 1:
+            # storage of the saved sizes; the values come with the state dict right after
             if bias.numel() != self.capacity:
-                self._move_neurons(bias.numel(), None) if bias.numel() > self.capacity else \
-                    self._shrink("bias", bias.numel())
+                self._move_neurons(bias.numel(), self._first_slots(bias.numel(), self.capacity), None)
             if weight.numel() != self.edge_capacity:
-                self._move_edges(weight.numel(), None if weight.numel() > self.edge_capacity
-                                 else torch.arange(weight.numel(), device=self.weight.device), None)
+                self._move_edges(weight.numel(), self._first_slots(weight.numel(), self.edge_capacity), None)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
         self._plan = None
@@ -571,14 +571,9 @@ class GraphNet(nn.Module):
             except CycleError:
                 raise CheckpointError("the state dict's edges form a cycle; this net runs as a DAG") from None
 
-    def _shrink(self, name: str, size: int) -> None:
-        assert name == "bias"
-        keep = torch.arange(size, device=self.bias.device)
-        self._replace_parameter("bias", size, keep, None)
-        self._bias_replaced()
-        self.neuron_alive = resized(self.neuron_alive, size, False, keep)
-        self.neuron_uid = resized(self.neuron_uid, size, -1, keep)
-        self._storage_resized()
+    def _first_slots(self, size: int, current: int) -> torch.Tensor | None:
+        """What a resize to `size` keeps: every slot when growing, else the first `size`."""
+        return None if size >= current else torch.arange(size, device=self.weight.device)
 
     # ----------------------------------------------------------------- planning
     def levels(self) -> torch.Tensor:
