@@ -47,7 +47,10 @@ def _as_tensors(x, y, n_in: int | None):
 
 def evaluate(model: nn.Module, x, y, batch: int = 4096) -> float:
     """Accuracy (class targets) or mean squared error (float targets) of `model` on (x, y)."""
-    x, y, loss_fn = _as_tensors(x, y, None)
+    return _score(model, *_as_tensors(x, y, None), batch)
+
+
+def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch: int = 4096) -> float:
     with torch.no_grad():
         out = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
     if loss_fn is nn.functional.cross_entropy:
@@ -72,6 +75,7 @@ def train_supervised(model: nn.Module, x, y, *, epochs: int = 10, lr: float = 1e
                           f"{int(y.max())}")
     state = SupervisedState(optimizer or torch.optim.Adam(model.parameters(), lr=lr),
                             torch.Generator().manual_seed(seed))
+    val = _as_tensors(x_val, y_val, None) if x_val is not None else None  # converted once, not per epoch
     driver = RuleDriver(rule, model) if rule is not None else None
     from tqdm.auto import trange
     try:
@@ -90,8 +94,8 @@ def train_supervised(model: nn.Module, x, y, *, epochs: int = 10, lr: float = 1e
                 total += float(loss.detach()) * len(idx)
             row = {"epoch": epoch + 1, "loss": total / len(x), "wall_s": time.perf_counter() - started,
                    "n_params": getattr(model, "n_params", sum(p.numel() for p in model.parameters()))}
-            if x_val is not None:
-                row["val"] = evaluate(model, x_val, y_val)
+            if val is not None:
+                row["val"] = _score(model, *val)
             if on_epoch is not None:
                 row.update(on_epoch(model, state.optimizer, epoch + 1) or {})
             state.epoch = epoch + 1
