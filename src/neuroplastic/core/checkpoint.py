@@ -244,7 +244,6 @@ def _rebuild_net(saved: dict):
         e, n = live["edge_slot"].long(), live["neuron"].long()
         tensors = {"weight": torch.zeros(e_cap, dtype=dtype).index_put_((e,), live["weight"]),
                    "bias": torch.zeros(n_cap, dtype=dtype).index_put_((n,), live["bias"]),
-                   "edge_alive": torch.zeros(e_cap, dtype=torch.bool).index_put_((e,), torch.tensor(True)),
                    "neuron_alive": torch.zeros(n_cap, dtype=torch.bool).index_put_((n,), torch.tensor(True))}
         owners = len(live["edge_uid"]) == len(e)  # saved from a net that tracks edge owners
         if not owners:
@@ -253,7 +252,7 @@ def _rebuild_net(saved: dict):
                                   ("neuron_uid", n, n_cap)):
             if name == "edge_uid" and not owners:
                 continue
-            fill = -1 if name.endswith("uid") else 0
+            fill = 0 if name == "edge_dst" else -1  # a source of -1 marks a free edge slot
             tensors[name] = torch.full((size,), fill, dtype=torch.long).index_put_((slots,), live[name].long())
     net = GraphNet(connect="none", dtype=dtype, **cfg)
     net.load_state_dict({**tensors, "_extra_state": {"next_uid": int(saved["next_uid"])}})
