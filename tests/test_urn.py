@@ -1,3 +1,4 @@
+import copy
 import json
 
 import numpy as np
@@ -181,6 +182,39 @@ def test_lifetime_compaction_during_training_keeps_learning():
     assert history[-1]["n_edges"] < 0.6 * history[0]["n_edges"]  # compacted during training
     assert any("compaction_edges_removed" in h for h in history)
     assert accuracy(net, torch.tensor(data.x_test), torch.tensor(data.y_test)) > 0.85
+
+
+def test_zero_compaction_during_the_ramp_removes_edges_and_keeps_the_logits():
+    from neuroplastic.tasks.datasets import shells
+    from neuroplastic.train.urn import train_urn
+    data = shells(n_train=600, n_test=100)
+    x = torch.tensor(data.x_test)
+    kept = URN(10, 3, size=80, steps=3, c_weight=1e-3, c_activity=1e-4, seed=1)
+    cut = copy.deepcopy(kept)
+    train_urn(kept, data.x_train, data.y_train, epochs=1, ramp_epochs=10, seed=0)
+    history = train_urn(cut, data.x_train, data.y_train, epochs=1, ramp_epochs=10, seed=0, compact_zeros_every=1)
+    assert history[0]["compaction_edges_removed"] > 0
+    assert cut.n_edges < kept.n_edges
+    assert torch.allclose(cut(x), kept(x), atol=1e-6)  # only exact zeros (and dead neurons) went
+
+
+def test_urn_training_resumed_from_its_epoch_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    from neuroplastic.tasks.datasets import shells
+    from neuroplastic.train.urn import train_urn
+    data = shells(n_train=500, n_test=100)
+    options = dict(ramp_epochs=3, seed=0, compact_every=2, compact_zeros_every=1)
+    whole = URN(10, 3, size=60, steps=3, c_weight=1e-3, c_activity=1e-4, seed=0)
+    interrupted = copy.deepcopy(whole)
+    expected = train_urn(whole, data.x_train, data.y_train, epochs=5, **options)
+    train_urn(interrupted, data.x_train, data.y_train, epochs=2, checkpoint=tmp_path / "urn.ckpt", **options)
+    fresh = URN(10, 3, size=60, steps=3, c_weight=1e-3, c_activity=1e-4, seed=0)  # a new process, say
+    history = train_urn(fresh, data.x_train, data.y_train, epochs=5, checkpoint=tmp_path / "urn.ckpt", **options)
+    assert [h["loss"] for h in history] == [h["loss"] for h in expected]
+    assert fresh.n_edges == whole.n_edges
+    assert torch.equal(fresh(torch.tensor(data.x_test)), whole(torch.tensor(data.x_test)))
+    other = URN(10, 3, size=60, steps=3, c_weight=2e-3, c_activity=1e-4, seed=0)
+    with pytest.raises(npl.CheckpointError, match="different URN run"):
+        train_urn(other, data.x_train, data.y_train, epochs=5, checkpoint=tmp_path / "urn.ckpt", **options)
 
 
 def test_mnist_style_idx_directory_is_a_dataset(tmp_path):
