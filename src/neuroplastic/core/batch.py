@@ -281,6 +281,14 @@ class GraphBatch(nn.Module):
             return torch.full((len(self),), self.steps, dtype=torch.long, device=self.weight.device)
         return plan.depth.clone()
 
+    def levels(self) -> torch.Tensor:
+        """(P, N_cap) level of every neuron slot, numbered as GraphNet.levels() numbers them
+        (inputs 0, outputs last, dead -1); DAG mode only. Cached with the plan."""
+        plan = self._get_plan()
+        if plan.levels is None:
+            raise ConfigError("levels() needs DAG mode; a recurrent batch has no layers")
+        return plan.levels
+
     def extra_repr(self) -> str:
         return (f"P={len(self)}, n_in={self.n_in}, n_out={self.n_out}, mode={self.mode!r}, "
                 f"N_cap={self.neuron_capacity}, E_cap={self.edge_capacity}")
@@ -489,8 +497,12 @@ class GraphBatch(nn.Module):
                               "move one of them with .to(device)")
         return x.to(self.weight.dtype), shared
 
-    def forward(self, x) -> torch.Tensor:
-        """x: (B, n_in) shared by all members, or (P, B, n_in) one per member -> (P, B, n_out)."""
+    def forward(self, x, return_activity: bool = False):
+        """x: (B, n_in) shared by all members, or (P, B, n_in) one per member -> (P, B, n_out).
+
+        `return_activity=True` returns `(y, activity)` with `activity` (P, B, N_cap), the value
+        of every neuron slot after the pass (inputs as written, 0 for dead or padding slots):
+        what local rules such as Hebbian ones read."""
         x, shared = self._input(x)
         plan = self._get_plan()
         # Without a gradient to carry, states are overwritten in place and the fused CSR
@@ -499,9 +511,9 @@ class GraphBatch(nn.Module):
                                             or x.requires_grad)
         with torch.inference_mode(False):  # see _get_plan
             sub = self._dense_plan(plan) if plan.kernel == "dense" else self._sparse_plan(plan)
-        if plan.kernel == "dense":
-            return self._forward_dense(x, shared, sub, grad)
-        return self._forward_sparse(x, shared, sub, grad)
+        forward = self._forward_dense if plan.kernel == "dense" else self._forward_sparse
+        y, activity = forward(x, shared, sub, grad)
+        return (y, activity()) if return_activity else y
 
     def _forward_dense(self, x, shared: bool, plan: _DensePlan, grad: bool) -> torch.Tensor:
         """One baddbmm per sweep over the (P, m, m) block of W^T; sweep k runs only the leading
@@ -529,8 +541,9 @@ class GraphBatch(nn.Module):
                 h = torch.cat([new, h[n:]])
             else:
                 h[:n] = new
-        y = h[:, :, n_in:n_in + self.n_out]
-        return y if plan.inverse is None else y[plan.inverse]
+        if plan.inverse is not None:
+            h = h[plan.inverse]
+        return h[:, :, n_in:n_in + self.n_out], lambda: h
 
     def _forward_sparse(self, x, shared: bool, plan: _SparsePlan, grad: bool) -> torch.Tensor:
         """State (rows, B), one row per live neuron of every member; stage by stage, rows
@@ -545,7 +558,12 @@ class GraphBatch(nn.Module):
             h = self._sparse_sweeps_autograd(xs, b, plan)
         else:
             h = self._sparse_sweeps_in_place(xs, b, plan)
-        return h[plan.out_rows].view(P, n_out, B).transpose(1, 2)
+
+        def activity():  # the rows back in (member, neuron) slots
+            m = self.bias.shape[1]
+            full = h.new_zeros(P * m, B).index_copy(0, plan.bias_index, h)
+            return full.view(P, m, B).transpose(1, 2)
+        return h[plan.out_rows].view(P, n_out, B).transpose(1, 2), activity
 
     def _write_inputs(self, h: torch.Tensor, xs: torch.Tensor, plan: _SparsePlan) -> torch.Tensor:
         if plan.inputs_first:  # DAG: the inputs are rows 0..P*n_in-1, member-major

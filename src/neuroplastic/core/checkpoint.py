@@ -72,17 +72,24 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def rng_state() -> dict:
     """The global RNG states (torch, numpy, random) as plain, weights-only-safe values."""
+    return {"torch": torch.get_rng_state(), "python": repr(random.getstate()), "numpy": numpy_rng_state()}
+
+
+def numpy_rng_state() -> dict:
+    """numpy's global generator state as plain values."""
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    return {"torch": torch.get_rng_state(), "python": repr(random.getstate()),
-            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached": float(cached)}}
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def set_numpy_rng_state(n: dict) -> None:
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
 
 
 def set_rng_state(state: dict) -> None:
     import ast
     torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    set_numpy_rng_state(state["numpy"])
     random.setstate(ast.literal_eval(state["python"]))
 
 

@@ -43,3 +43,21 @@ class Trace:
         post = self.activity(-1)
         pre = self.activity(-2) if self.recurrent else post
         return pre[:, src.long()], post[:, dst.long()]
+
+
+@dataclass
+class BatchTrace:
+    """The activity of one GraphBatch pass, `activity` (P, B, N_cap) as
+    `pop(x, return_activity=True)` returns it: the population form of `Trace` (DAG mode, where
+    pre- and post-synaptic values come from the same pass)."""
+
+    activity: torch.Tensor
+
+    def pre_post(self, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, B, E) pre- and post-synaptic activity of the (P, E) edges src -> dst."""
+        a = self.activity.detach()
+        P, B = a.shape[:2]
+
+        def at(index):
+            return a.gather(2, index.long()[:, None, :].expand(P, B, index.shape[1]))
+        return at(src), at(dst)

@@ -1,0 +1,129 @@
+"""Evolution strategies over a flat parameter vector, on the `cma` library (N. Hansen's CMA-ES).
+
+`ES(n_params, popsize, sigma, seed)` asks for a (P, n) population of candidates, takes their
+fitness (higher is better; cma minimises, so the sign is flipped here) and keeps the best
+candidate seen. `method="sep-cma"` (the default) is the diagonal CMA-ES of Ros & Hansen 2008,
+whose cost per generation is linear in n: the networks evolved here have thousands to tens of
+thousands of parameters, where the full covariance (`method="cma"`, quadratic in n) is too
+slow and learns too little per generation to pay for itself.
+
+The candidates of a generation are one tensor, so fitness functions evaluate them together
+(a GraphBatch, a vector env); nothing here loops over candidates.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import time
+
+import numpy as np
+import torch
+
+from ..core.validate import check_choice, check_int, check_number
+from ..errors import CheckpointError, ConfigError
+
+METHODS = ("sep-cma", "cma")
+
+
+class ES:
+    """A CMA-ES maximiser: `ask() -> (P, n)`, `tell(candidates, fitness)`, or `run(fitness,
+    generations)`. `x0`: the starting mean (zeros by default)."""
+
+    def __init__(self, n_params: int, popsize: int = 64, sigma: float = 0.1, seed: int = 0,
+                 method: str = "sep-cma", x0=None):
+        import cma
+        self.n_params = check_int(n_params, "n_params", 1)
+        self.popsize = check_int(popsize, "popsize", 2)
+        self.sigma = check_number(sigma, "sigma", above=0)
+        self.seed = check_int(seed, "seed", 0)
+        self.method = check_choice(method, "method", METHODS)
+        x0 = np.zeros(self.n_params) if x0 is None else np.asarray(x0, dtype=np.float64).reshape(-1)
+        if x0.shape != (self.n_params,) or not np.isfinite(x0).all():
+            raise ConfigError(f"x0 must be {self.n_params} finite numbers")
+        # cma draws from numpy's global generator seeded by "seed"; seed 0 means "random" to
+        # it, so ours are shifted by one
+        options = {"popsize": self.popsize, "seed": self.seed + 1, "verbose": -9, "maxiter": math.inf,
+                   "tolfun": 0, "tolflatfitness": math.inf, "tolx": 0, "tolstagnation": math.inf,
+                   "CMA_diagonal": self.method == "sep-cma"}
+        self._cma = cma.CMAEvolutionStrategy(x0, self.sigma, options)
+        self.best, self.best_fitness = torch.as_tensor(x0, dtype=torch.float32), -math.inf
+        self.generation = 0
+        self.history: list[dict] = []
+        self._asked: np.ndarray | None = None
+
+    def ask(self) -> torch.Tensor:
+        """(popsize, n_params) float32 candidates of this generation."""
+        if self._asked is None:
+            self._asked = np.asarray(self._cma.ask())
+        return torch.as_tensor(self._asked, dtype=torch.float32)
+
+    def tell(self, candidates: torch.Tensor, fitness) -> dict:
+        """Update the search distribution with the fitness of the candidates `ask` gave."""
+        if self._asked is None:
+            raise ConfigError("tell() without ask(): call ask() for this generation's candidates first")
+        fitness = np.asarray(torch.as_tensor(fitness, dtype=torch.float64).cpu()).reshape(-1)
+        if fitness.shape != (self.popsize,):
+            raise ConfigError(f"fitness has {fitness.size} values for {self.popsize} candidates")
+        if not np.isfinite(fitness).all():
+            raise ConfigError(f"fitness holds {int((~np.isfinite(fitness)).sum())} NaN or infinite values")
+        self._cma.tell(list(self._asked), list(-fitness))
+        best = int(np.argmax(fitness))
+        if fitness[best] > self.best_fitness:
+            self.best_fitness = float(fitness[best])
+            self.best = torch.as_tensor(self._asked[best], dtype=torch.float32)
+        self._asked = None
+        self.generation += 1
+        return {"generation": self.generation, "best": float(fitness.max()), "mean": float(fitness.mean()),
+                "best_ever": self.best_fitness, "sigma": float(self._cma.sigma)}
+
+    def mean(self) -> torch.Tensor:
+        """The current mean of the search distribution."""
+        return torch.as_tensor(self._cma.mean, dtype=torch.float32)
+
+    def run(self, fitness, generations: int, target: float | None = None, progress: bool = False,
+            on_generation=None) -> torch.Tensor:
+        """Evolve for `generations` (or until a generation's best reaches `target`); returns
+        the best candidate seen. `fitness(candidates (P, n)) -> (P,)`; `on_generation(row)`
+        is called after each generation with its history row (e.g. to checkpoint)."""
+        from tqdm.auto import tqdm
+        generations = check_int(generations, "generations", 0)
+        bar = tqdm(total=generations, initial=min(self.generation, generations), desc="ES", leave=False,
+                   disable=not progress)
+        while self.generation < generations:
+            started = time.perf_counter()
+            candidates = self.ask()
+            row = self.tell(candidates, fitness(candidates))
+            row["wall_s"] = time.perf_counter() - started
+            self.history.append(row)
+            bar.update(1)
+            bar.set_postfix(best=f"{row['best']:.1f}", mean=f"{row['mean']:.1f}")
+            if on_generation is not None:
+                on_generation(row)
+            if target is not None and row["best"] >= target:
+                break
+        bar.close()
+        return self.best
+
+    # The search state is cma's own object; it is kept as bytes inside the checksummed
+    # checkpoint container, so a damaged file is refused before anything is unpickled. cma
+    # samples from numpy's global generator, whose state is saved and restored with it.
+    def state_dict(self) -> dict:
+        from ..core.checkpoint import numpy_rng_state
+        return {"cma": torch.frombuffer(bytearray(pickle.dumps(self._cma)), dtype=torch.uint8),
+                "numpy_rng": numpy_rng_state(),
+                "best": self.best, "best_fitness": self.best_fitness, "generation": self.generation,
+                "history": list(self.history), "settings": self._settings()}
+
+    def load_state_dict(self, state: dict) -> None:
+        from ..core.checkpoint import set_numpy_rng_state
+        if state.get("settings") != self._settings():
+            raise CheckpointError(f"the saved ES has settings {state.get('settings')}, not {self._settings()}")
+        self._cma = pickle.loads(state["cma"].numpy().tobytes())
+        set_numpy_rng_state(state["numpy_rng"])
+        self.best, self.best_fitness = state["best"], float(state["best_fitness"])
+        self.generation, self.history = int(state["generation"]), list(state["history"])
+        self._asked = None
+
+    def _settings(self) -> dict:
+        return {"n_params": self.n_params, "popsize": self.popsize, "sigma": self.sigma, "seed": self.seed,
+                "method": self.method}
