@@ -147,3 +147,48 @@ def test_rewind_step_resets_survivors_to_their_values_after_k_steps():
 
     find_tickets(net, train_and_check, rounds=2, rate=0.3, rewind_step=2, controls=("ticket",))
     assert seen["at_k"] is not None and seen["checked"] == 2
+
+
+def _pruned_big(kernel, seed=0):
+    """A net whose hidden block (200 x 300 = 60,000 entries) is left at 8%: the csr kernel's case."""
+    net = GraphNet.mlp(16, [300, 200], 5, activation="relu", seed=seed, kernel=kernel)
+    prune(net, 0.92, scope="layer", output_rate=0.3)
+    return net
+
+
+def test_auto_kernel_runs_a_heavily_pruned_level_as_csr_and_a_full_one_dense():
+    net = _pruned_big("auto")
+    assert [lv.kernel for lv in net.plan().levels] == ["dense", "csr", "dense"]
+    assert net.edge_capacity == max(16, net.n_edges)  # pruning packed the storage
+
+
+@pytest.mark.parametrize("kernel", ["csr", "sparse"])
+def test_sparse_kernels_give_the_dense_kernels_outputs_and_gradients(kernel):
+    torch.manual_seed(0)
+    ours, ref = _pruned_big(kernel), _pruned_big("dense")
+    assert all(lv.kernel == kernel for lv in ours.plan().levels)
+    x = torch.randn(9, 16)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outs = [net(xi) for net, xi in zip((ours, ref), xs)]
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for out in outs:
+        out.square().sum().backward()
+    assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)
+    assert torch.allclose(ours.bias.grad, ref.bias.grad, atol=1e-4)
+    assert torch.allclose(xs[0].grad, xs[1].grad, atol=1e-5)
+    assert torch.allclose(ours.to_module()(x), outs[1], atol=1e-5)  # export materialises the block
+
+
+def test_csr_kernel_with_unpacked_edges_gathers_its_weights():
+    net = GraphNet.mlp(16, [300, 200], 5, activation="relu", seed=0, kernel="csr")
+    ref = GraphNet.mlp(16, [300, 200], 5, activation="relu", seed=0, kernel="dense")
+    for n in (net, ref):
+        prune(n, 0.9, scope="layer", pack=False)
+    assert net.edge_capacity > net.n_edges and all(lv.edge_range is None for lv in net.plan().levels)
+    x = torch.randn(4, 16)
+    assert torch.allclose(net(x), ref(x), atol=1e-5)
+
+
+def test_csr_kernel_is_refused_for_a_recurrent_net():
+    with pytest.raises(ConfigError, match="csr"):
+        GraphNet(3, 2, mode="recurrent", steps=2, kernel="csr")

@@ -20,10 +20,11 @@ from .gng import bench_gng
 from .graphbatch import bench_graphbatch
 from .graphnet import bench_graphnet
 from .neat import bench_neat
+from .prune import bench_prune
 from .urn import bench_urn
 
 BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_graphbatch, "gng": bench_gng,
-              "neat": bench_neat}
+              "neat": bench_neat, "prune": bench_prune}
 
 
 def machine(device: str) -> str:

@@ -4,7 +4,10 @@
   one contiguous range of earlier positions, so each level is one dense `addmm` with the block
   `W[level, lo:hi]`. For an MLP built by `GraphNet.mlp` those blocks are plain views of
   `weight` (no copy, and no index tensor kept), which is why a layered GraphNet trains at MLP
-  speed. Big, mostly empty blocks use a gather/index_add kernel instead.
+  speed. Big, mostly empty blocks (a pruned net) run as a CSR sparse matrix product
+  (`CsrLinear`: sparse x dense forward and input gradient, a sampled dense x dense product
+  for the weight gradient), which touches only the live edges; `kernel="sparse"` picks the
+  older gather/index_add kernel instead.
 * recurrent: `steps` synchronous sweeps h <- act(W h + b) over all live neurons, inputs
   written once at the start (or clamped every sweep).
 
@@ -15,6 +18,7 @@ exported module both call them, so there is one executor.
 from __future__ import annotations
 
 import bisect
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +34,70 @@ ACTIVATIONS = {
 }
 # The same activations as torch.nn modules, for plain-torch models built from or beside a GraphNet.
 ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+
+
+@dataclass
+class CsrLayout:
+    """The sparsity pattern of a (rows, width) block with its edges in row-major order, and
+    of its transpose (`t_perm` puts the edge weights in the transpose's order)."""
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    t_perm: torch.Tensor
+    t_crow: torch.Tensor
+    t_col: torch.Tensor
+    rows: int
+    width: int
+
+    @classmethod
+    def of(cls, dst_local: torch.Tensor, src_local: torch.Tensor, rows: int, width: int) -> CsrLayout:
+        """From row and column of every edge, sorted by (row, column)."""
+        dst_local, src_local = dst_local.long(), src_local.long()
+        index = torch.int32 if len(dst_local) < 2**31 else torch.long
+
+        def compressed(major, n):
+            ptr = torch.zeros(n + 1, dtype=torch.long, device=major.device)
+            ptr[1:] = torch.bincount(major, minlength=n).cumsum(0)
+            return ptr.to(index)
+        t_perm = torch.argsort(src_local * rows + dst_local)
+        return cls(compressed(dst_local, rows), src_local.to(index), t_perm, compressed(src_local, width),
+                   dst_local[t_perm].to(index), rows, width)
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.col, values, (self.rows, self.width))
+
+    def to_dense(self, values: torch.Tensor) -> torch.Tensor:
+        return self.matrix(values).to_dense()
+
+
+class CsrLinear(torch.autograd.Function):
+    """x (batch, width) -> x @ W.T (batch, rows) for a CSR block W with edge weights `values`.
+    Forward and the input gradient are sparse x dense products (W and its transpose); the
+    weight gradient is the dense product grad.T @ x sampled at W's pattern only."""
+
+    @staticmethod
+    def forward(ctx, x, values, layout: CsrLayout):
+        ctx.save_for_backward(x, values)
+        ctx.layout = layout
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": its results are tested here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse.mm(layout.matrix(values), x.t().contiguous()).t()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, values = ctx.saved_tensors
+        lay = ctx.layout
+        grad_t = grad.t().contiguous()
+        grad_x = grad_values = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if ctx.needs_input_grad[0]:
+                w_t = torch.sparse_csr_tensor(lay.t_crow, lay.t_col, values[lay.t_perm], (lay.width, lay.rows))
+                grad_x = torch.sparse.mm(w_t, grad_t).t()
+            if ctx.needs_input_grad[1]:
+                pattern = lay.matrix(torch.zeros_like(values))
+                grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x.contiguous(), beta=0.0).values()
+        return grad_x, grad_values, None
 
 
 @dataclass
@@ -49,6 +117,12 @@ class Level:
     flat: torch.Tensor | None = None       # dense kernel: flat position of each edge in the block
     src_local: torch.Tensor | None = None  # sparse kernel: source column of each edge
     dst_local: torch.Tensor | None = None  # sparse kernel: row of each edge
+    csr: CsrLayout | None = None           # csr kernel: the block's sparsity pattern
+    edge_range: tuple | None = None        # csr kernel: (lo, hi) when the edges are weight[lo:hi]
+
+    @property
+    def kernel(self) -> str:
+        return "csr" if self.csr is not None else "sparse" if self.sparse else "dense"
 
     @property
     def layout(self) -> tuple:
@@ -121,6 +195,16 @@ def use_sparse(kernel: str, n_edges: int, entries: int, max_density: float, min_
     if kernel != "auto":
         return kernel == "sparse"
     return entries >= min_entries and n_edges < max_density * entries
+
+
+def level_kernel(net, n_edges: int, entries: int) -> str:
+    """dense, sparse (gather/index_add) or csr for a DAG level that is not a weight view.
+    auto: csr for a big block below `CSR_MAX_DENSITY`, dense otherwise."""
+    if net.kernel != "auto":
+        return net.kernel
+    if n_edges and entries >= net.SPARSE_MIN_ENTRIES and n_edges < net.CSR_MAX_DENSITY * entries:
+        return "csr"
+    return "dense"
 
 
 def build_recurrent_plan(net) -> Plan:
@@ -239,10 +323,17 @@ def build_dag_plan(net) -> Plan:
         bias_slice = None
         if int(row_ids[-1] - row_ids[0]) == rows - 1:
             bias_slice = (int(row_ids[0]), int(row_ids[-1]) + 1)
-        sparse = use_sparse(net.kernel, k, rows * width, net.SPARSE_MAX_DENSITY, net.SPARSE_MIN_ENTRIES)
+        kernel = level_kernel(net, k, rows * width)
+        sparse = kernel == "sparse"
         level_plan = Level(row_ids, bias_slice, part, lo - starts[part], width, weight_slice, sparse, lv == top)
         if sparse:
             level_plan.eids, level_plan.src_local, level_plan.dst_local = le.long(), (ps - lo).long(), (pd - a).long()
+        elif kernel == "csr":
+            level_plan.csr = CsrLayout.of(pd - a, ps - lo, rows, width)
+            if int(le[-1] - le[0]) == k - 1 and bool((le[1:] > le[:-1]).all()):
+                level_plan.edge_range = (int(le[0]), int(le[-1]) + 1)  # packed edges: a view, no gather
+            else:
+                level_plan.eids = le.long()
         elif weight_slice is None:
             level_plan.eids, level_plan.flat = le.long(), ((pd - a) * width + (ps - lo)).long()
         levels.append(level_plan)
@@ -254,7 +345,8 @@ def build_dag_plan(net) -> Plan:
 
 def _finish_dag_plan(net, order, levels, level, starts) -> Plan:
     plan = Plan("dag", order, levels=levels, level_of=level, starts=starts)
-    plan.weight_split, plan.weight_piece = _pieces([lv.weight_slice for lv in levels], net.edge_capacity)
+    plan.weight_split, plan.weight_piece = _pieces([lv.weight_slice or lv.edge_range for lv in levels],
+                                                   net.edge_capacity)
     plan.bias_split, plan.bias_piece = _pieces([lv.bias_slice for lv in levels], net.capacity)
     return plan
 
@@ -267,7 +359,9 @@ def level_block(net, lv: Level, weight_piece=None, bias_piece=None) -> tuple[tor
         bias = bias_piece
     else:
         bias = net.bias[lv.bias_slice[0]:lv.bias_slice[1]] if lv.bias_slice else net.bias[lv.row_ids]
-    if lv.sparse:
+    if lv.csr is not None and lv.edge_range:
+        return (weight_piece if weight_piece is not None else net.weight[lv.edge_range[0]:lv.edge_range[1]]), bias
+    if lv.sparse or lv.csr is not None:
         return net.weight[lv.eids], bias
     rows = len(lv.row_ids)
     if lv.weight_slice:
@@ -281,7 +375,8 @@ def run_levels(x: torch.Tensor, n_in: int, layouts, weights, biases, act, out_ac
                keep: bool = False):
     """The DAG executor: level by level, each level reading the contiguous range of earlier
     outputs its block spans. `sparse_index[i]` = (src_local, dst_local) runs level i with the
-    gather/index_add kernel. Returns the output, and with `keep` the list of level outputs."""
+    gather/index_add kernel, and a CsrLayout there the CSR kernel (`weights[i]` then holds the
+    edge weights). Returns the output, and with `keep` the list of level outputs."""
     outs = [x]
     sizes = [n_in]  # output widths, known without looking at tensors (so torch.fx can trace it)
     h = x
@@ -294,7 +389,9 @@ def run_levels(x: torch.Tensor, n_in: int, layouts, weights, biases, act, out_ac
             if offset or sum(sizes[part:]) != width:
                 src = src[:, offset:offset + width]
             index = sparse_index[i] if sparse_index is not None else None
-            if index is not None:
+            if isinstance(index, CsrLayout):
+                z = CsrLinear.apply(src, w, index) + b
+            elif index is not None:
                 z = b.expand(x.shape[0], rows).index_add(1, index[1], src[:, index[0]] * w)
             else:
                 z = torch.addmm(b, src, w.t())
@@ -336,7 +433,8 @@ def forward_dag(net, x: torch.Tensor, plan: Plan, keep: bool = False):
     weights, biases = net.weight.split(plan.weight_split), net.bias.split(plan.bias_split)
     blocks = [level_block(net, lv, None if wi is None else weights[wi], None if bi is None else biases[bi])
               for lv, wi, bi in zip(plan.levels, plan.weight_piece, plan.bias_piece)]
-    sparse_index = [(lv.src_local, lv.dst_local) if lv.sparse else None for lv in plan.levels]
+    sparse_index = [lv.csr if lv.csr is not None else (lv.src_local, lv.dst_local) if lv.sparse else None
+                    for lv in plan.levels]
     y = run_levels(x, net.n_in, [lv.layout for lv in plan.levels], [w for w, _ in blocks], [b for _, b in blocks],
                    act, out_act, sparse_index, keep=keep)
     if not keep:

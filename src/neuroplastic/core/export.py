@@ -27,6 +27,8 @@ class _UnrolledDag(nn.Module):
                 w, b = execute.level_block(net, lv)
                 if lv.sparse:  # materialise the sparse level's block densely
                     w = w.new_zeros(len(lv.row_ids), lv.width).index_put((lv.dst_local, lv.src_local), w)
+                elif lv.csr is not None:
+                    w = lv.csr.to_dense(w)
                 self.blocks.append(nn.Parameter(w.detach().clone()))
                 self.biases.append(nn.Parameter(b.detach().clone()))
         self.act = execute.ACTIVATIONS[net.activation]

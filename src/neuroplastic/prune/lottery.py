@@ -143,11 +143,14 @@ def _groups(dst: torch.Tensor, layers: torch.Tensor, n_in: int, n_out: int, scop
 
 
 def prune(net, rate: float = RATE, *, scope: str = SCOPE, output_rate=OUTPUT_RATE, how: str = "magnitude",
-          layers: torch.Tensor | None = None, gen: torch.Generator | None = None, optimizer=None) -> dict:
+          layers: torch.Tensor | None = None, gen: torch.Generator | None = None, optimizer=None,
+          pack: bool = True) -> dict:
     """Remove round(r * n) of the n remaining edges of every group (smallest |w|, or at random
     with how="random"), then the dead neurons; one apply_edits. Returns counts and `removed`, the (src, dst) pruned by
     magnitude (or at random) before the dead neurons went. `layers` (from `edge_layers` of
-    the unpruned net) keeps the layer of every neuron fixed over the rounds."""
+    the unpruned net) keeps the layer of every neuron fixed over the rounds. `pack` then
+    shrinks the edge storage to the survivors (`pack_edges`), so an optimizer steps over the
+    live edges only and the executor reads each sparse level's weights as one slice."""
     opts = check_options(rate, scope, output_rate)
     check_choice(how, "how", ("magnitude", "random"))
     src, dst, w = net.edges()
@@ -162,6 +165,8 @@ def prune(net, rate: float = RATE, *, scope: str = SCOPE, output_rate=OUTPUT_RAT
     drop = torch.cat(drop)
     before, hidden = net.n_edges, net.n_hidden
     net.apply_edits(Edits().remove_edges(src[drop], dst[drop]).remove_dead(), optimizer=optimizer)
+    if pack:
+        net.pack_edges(optimizer)
     return {"pruned": len(drop), "removed": (src[drop].cpu(), dst[drop].cpu()),
             "dead_edges": before - len(drop) - net.n_edges, "dead_neurons": hidden - net.n_hidden,
             "edges": net.n_edges, "groups": per_group}
