@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.edits import Edits
 from ..core.validate import check_device, check_int
 from ..errors import ConfigError
 from ..report import save_figure
@@ -155,9 +156,11 @@ class URNExperiment:
         found = structure(net, probe, threshold=settings["threshold"], positions=data.positions,
                           control_seed=job["seed"])
         layer_of = found.pop("layer_of")
+        ablation = edge_kind_ablation(net, layer_of, x_test, y_test)
         timing = compaction_timing(net, data, settings)
         acc_compact = accuracy(net, x_test, y_test)
         metrics = {"test_accuracy": acc, "test_accuracy_compacted": acc_compact, "structure": found,
+                   "accuracy_without": ablation,
                    "has_positions": data.positions is not None,
                    "n_params": net.n_params, "n_hidden": net.n_hidden, "n_edges": net.n_edges,
                    "train_s": train_s, "epoch_s_total": epoch_s_total, **timing,
@@ -198,6 +201,30 @@ class URNExperiment:
     @property
     def presets(self) -> dict:
         return {"--quick": QUICK, "--full": self.full}
+
+
+def edge_kind_ablation(net: URN, layer_of: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Test accuracy of copies of the net with one kind of edge between active neurons (and
+    the inputs and outputs) removed: the edges that are not layer k -> k+1 ("non-layered"),
+    self loops, skips (k -> k+2 or more), lateral and backward edges (k -> k or lower). What
+    the MLP score weighs by |w| mass, this weighs by what the function needs."""
+    src, dst, _ = (t.detach().cpu() for t in net.edges())
+    depth = max(layer_of.values(), default=0)
+    layer = torch.full((net.capacity,), -1)
+    layer[:net.n_in] = 0
+    layer[net.n_in:net.n_in + net.n_out] = depth + 1
+    if layer_of:
+        layer[torch.tensor(list(layer_of))] = torch.tensor(list(layer_of.values()))
+    ranked = (layer[src] >= 0) & (layer[dst] >= 0)  # edges of constant neurons stay in every copy
+    gap, loop = layer[dst] - layer[src], src == dst
+    kinds = {"non_layered": ranked & ((gap != 1) | loop), "self_loops": ranked & loop,
+             "skips": ranked & (gap > 1), "lateral_and_backward": ranked & (gap <= 0) & ~loop}
+    out = {}
+    for kind, cut in kinds.items():
+        ablated = copy.deepcopy(net)
+        ablated.apply_edits(Edits().remove_edges(src[cut], dst[cut]))
+        out[kind] = {"edges": int(cut.sum()), "test_accuracy": accuracy(ablated, x, y)}
+    return out
 
 
 def compaction_timing(net: URN, data, settings: dict) -> dict:

@@ -119,6 +119,21 @@ def phase_plot(rows, path: Path, variant_settings: dict) -> bool:
     return True
 
 
+ABLATIONS = (("non_layered", "all non-layered"), ("self_loops", "self loops"), ("skips", "skips"),
+             ("lateral_and_backward", "lateral and backward"))
+
+
+def ablation_table(rows) -> str:
+    table = []
+    for r in rows:
+        cut = r["metrics"].get("accuracy_without")
+        if cut:
+            table.append([r["task"], r["variant"], r["seed"], f"{r['metrics']['test_accuracy']:.3f}"]
+                         + [f"{cut[k]['test_accuracy']:.3f} ({cut[k]['edges']})" for k, _ in ABLATIONS])
+    return markdown_table(["data", "variant", "seed", "URN accuracy"]
+                          + [f"without {label} (edges cut)" for _, label in ABLATIONS], table) if table else ""
+
+
 def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
     """report.md (and the phase diagram) from results.json's content; `variant_settings`:
     {variant: the settings it overrides}, e.g. {'c_weight=1e-3,steps=3': {'c_weight': 0.001, 'steps': 3}}."""
@@ -142,8 +157,15 @@ def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
                  "Radius: median over first-layer neurons of the |w|-weighted RMS distance of their input",
                  "weights from their centroid; control: the same with pixel positions shuffled;",
                  "index = 1 - radius / control (0: no locality).", "", loc, ""]
-    text += ["## Export of emergent MLPs", "", export_table(rows), "",
-             "## Compaction (dead edges and neurons removed through apply_edits)", "", compaction_table(rows), ""]
+    text += ["## Export of emergent MLPs", "", export_table(rows), ""]
+    ablation = ablation_table(rows)
+    if ablation:
+        text += ["## What the function needs beyond the layers", "",
+                 "Test accuracy of the trained net with one kind of edge between active neurons removed",
+                 "(layers as detected above; inputs are layer 0, outputs the last). The MLP score weighs",
+                 "these edges by their |w| mass; this weighs them by what the computation needs.", "",
+                 ablation, ""]
+    text += ["## Compaction (dead edges and neurons removed through apply_edits)", "", compaction_table(rows), ""]
     if phase_plot(rows, out_dir / "phase_diagram.png", variant_settings):
         text += ["## Phase diagram", "", "![phase](phase_diagram.png)", ""]
     text += [f"![W]({p.name})\n" for p in sorted(out_dir.glob("W_*.png"))]
