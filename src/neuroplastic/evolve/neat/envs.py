@@ -5,7 +5,9 @@ n_in); the P*B environments are a `gymnasium.vector` env (SyncVectorEnv, or the 
 numpy-vectorised implementation with vectorization="vector" where it has one). Every genome
 plays the same B episodes of a generation (reset seeds seed + generation*B + b), so genomes are
 compared on equal terms and a run is reproducible and resumable. A genome's fitness is its
-mean return over the B episodes (each cut at max_steps).
+mean return over the B episodes (each cut at max_steps). A population with an
+`observe_reward(reward (P, B), alive (P, B))` method is told each step's reward and which
+episodes are still running (a self-editing controller reads its recent reward).
 """
 from __future__ import annotations
 
@@ -88,14 +90,18 @@ class EnvFitness:
         total = np.zeros(P * B)
         alive = np.ones(P * B, dtype=bool)
         steps = 0
+        observe = getattr(pop, "observe_reward", None)  # controllers that read their reward
         while alive.any() and (self.max_steps is None or steps < self.max_steps):
             x = torch.as_tensor(np.asarray(obs, dtype=np.float64), dtype=pop.weight.dtype).view(P, B, self.n_in)
             with torch.no_grad():
                 y = pop(x).reshape(P * B, self.n_out)
             action = y.argmax(1).numpy() if self.discrete else np.clip(y.double().numpy(), self.low, self.high)
             obs, reward, terminated, truncated, _ = env.step(action)
-            total += np.where(alive, reward, 0.0)
+            earned = np.where(alive, reward, 0.0)
+            total += earned
             alive &= ~(terminated | truncated)
+            if observe is not None:
+                observe(earned.reshape(P, B), alive.reshape(P, B))
             steps += 1
         return total.reshape(P, B)
 
