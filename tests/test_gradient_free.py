@@ -1,0 +1,142 @@
+"""ES, Hebbian and static controller populations, and the hebbian experiment."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import neuroplastic as npl
+from neuroplastic.cli import main
+from neuroplastic.core.trace import BatchTrace
+from neuroplastic.evolve.controllers import HebbianControllers, StaticControllers
+from neuroplastic.evolve.es import ES
+from neuroplastic.rules import Hebbian
+
+
+def test_es_maximises_a_concave_function():
+    es = ES(20, popsize=12, sigma=0.5, seed=0)
+    es.run(lambda c: -(c - 2).pow(2).sum(1), generations=150)
+    assert es.best_fitness > -1e-2
+    assert torch.allclose(es.mean(), torch.full((20,), 2.0), atol=0.1)
+
+
+def test_es_resumed_from_its_state_dict_continues_to_the_same_numbers():
+    def fitness(c):
+        return -(c - 1).abs().sum(1)
+    whole = ES(10, popsize=8, sigma=0.3, seed=4)
+    whole.run(fitness, generations=12)
+    first = ES(10, popsize=8, sigma=0.3, seed=4)
+    first.run(fitness, generations=5)
+    state = first.state_dict()
+    np.random.seed(123)  # anything else drawing from numpy's generator in between
+    resumed = ES(10, popsize=8, sigma=0.3, seed=4)
+    resumed.load_state_dict(state)
+    resumed.run(fitness, generations=12)
+    assert torch.equal(resumed.mean(), whole.mean())
+    assert [r["best"] for r in resumed.history] == [r["best"] for r in whole.history]
+    with pytest.raises(npl.CheckpointError, match="settings"):
+        ES(10, popsize=9, sigma=0.3, seed=4).load_state_dict(state)
+
+
+def test_es_refuses_fitness_of_the_wrong_length_or_not_finite():
+    es = ES(3, popsize=4, seed=0)
+    c = es.ask()
+    with pytest.raises(npl.ConfigError, match="3 values for 4 candidates"):
+        es.tell(c, torch.zeros(3))
+    with pytest.raises(npl.ConfigError, match="NaN"):
+        es.tell(c, torch.tensor([0.0, float("nan"), 0.0, 0.0]))
+    with pytest.raises(npl.ConfigError, match="popsize"):
+        ES(3, popsize=0)
+
+
+def test_hebbian_rule_on_a_population_equals_the_rule_on_each_member():
+    nets = [npl.GraphNet.mlp(3, [4], 2, seed=i) for i in range(3)]
+    pop = npl.GraphBatch.from_nets(nets)
+    E = pop.edge_capacity
+    gen = torch.Generator().manual_seed(0)
+    coeffs = {k: torch.randn(3, E, generator=gen) * 0.1 for k in ("eta", "A", "B", "C", "D")}
+    x = torch.randn(3, 5, 3, generator=gen)
+    _, activity = pop(x, return_activity=True)
+    rule = Hebbian(**coeffs, normalise="layer")
+    rule.observe(pop, BatchTrace(activity))
+    rule.update(pop)
+    for i, net in enumerate(nets):
+        assert net.edge_capacity == E  # from_nets keeps each member's edge slots
+        single = Hebbian(**{k: v[i] for k, v in coeffs.items()}, normalise="layer")
+        traces = []
+        handle = net.register_trace_hook(lambda n, t: traces.append(t))
+        net(x[i])
+        handle.remove()
+        single.observe(net, traces[-1])
+        single.update(net)
+        assert torch.allclose(pop.to_net(i)(x[i]), net(x[i]), atol=1e-5)
+
+
+def test_hebbian_controllers_build_no_autograd_graph_even_with_grad_enabled():
+    task = HebbianControllers("CartPole-v1", hidden=[6], episodes=1, max_steps=20, seed=0)
+    candidates = torch.randn(2, task.n_params, requires_grad=True)
+    policies = task.policies(candidates.detach(), 0, 1)
+    with torch.enable_grad():
+        y = policies(torch.randn(2, 1, 4))
+    assert y.grad_fn is None and not y.requires_grad
+    assert policies.batch.weight.grad_fn is None and not policies.batch.weight.requires_grad
+    task.close()
+
+
+@pytest.mark.parametrize("kind", [HebbianControllers, StaticControllers])
+def test_batched_controller_returns_equal_member_by_member_returns(kind):
+    task = kind("CartPole-v1", hidden=[5], episodes=2, max_steps=60, seed=0)
+    candidates = torch.randn(4, task.n_params, generator=torch.Generator().manual_seed(1))
+    together = task.returns(candidates, first_seed=7)
+    alone = np.stack([task.returns(candidates[i:i + 1], first_seed=7)[0] for i in range(4)])
+    assert together.shape == (4, 2)
+    assert np.array_equal(together, alone)
+    task.close()
+
+
+def test_hebbian_weights_change_within_an_episode_and_start_random_in_each():
+    task = HebbianControllers("CartPole-v1", hidden=[5], episodes=2, seed=0)
+    start = task.initial_weights(first_seed=3, episodes=2)
+    assert start.shape == (2, task.n_synapses) and not torch.equal(start[0], start[1])
+    assert float(start.abs().max()) <= task.init
+    policies = task.policies(torch.ones(1, task.n_params) * 0.1, 3, 2)
+    before = policies.batch.weight.clone()
+    policies(torch.randn(1, 2, 4))
+    assert not torch.equal(before, policies.batch.weight)
+    task.close()
+
+
+def test_controllers_refuse_envs_they_cannot_handle_and_bad_candidates():
+    with pytest.raises(npl.ConfigError, match="1-D Box"):
+        StaticControllers("FrozenLake-v1")
+    task = StaticControllers("CartPole-v1", hidden=[3])
+    with pytest.raises(npl.ConfigError, match="expected"):
+        task.returns(torch.zeros(0, task.n_params), 0)
+    with pytest.raises(npl.ConfigError, match="expected"):
+        task.returns(torch.zeros(2, task.n_params + 1), 0)
+    task.close()
+
+
+def test_hebbian_experiment_quick_writes_both_variants(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "hebbian", "--quick", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {r["variant"] for r in results["rows"]} == {"hebbian", "static"}
+    for row in results["rows"]:
+        m = row["metrics"]
+        assert len(m["returns"]) == 5 and m["evaluations"] == 3 * 8 * 1
+    assert "hebbian" in (out / "report.md").read_text() and (out / "fitness.png").exists()
+    saved = npl.load(out / "nets" / "CartPole-v1__hebbian__seed0.ckpt")
+    assert saved["rule_class"] == "Hebbian"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "popsize=0"], "popsize"),
+    (["--envs", "FrozenLake-v1"], "1-D Box"),
+    (["--set", "variants=hebb"], "unknown variant"),
+    (["--set", "normalise=max"], "normalise"),
+])
+def test_hebbian_experiment_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    assert main(["run", "hebbian", "--quick", "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
