@@ -114,13 +114,13 @@ def test_lottery_experiment_tiny_run_and_report(tmp_path):
     exp = get_experiment("lottery")
     with pytest.raises(ConfigError, match="rate"):
         exp.config(True, False, {"rate": 1.0})
-    config = exp.config(True, False, {"hidden": [16], "rounds": 2, "epochs": 1})
+    config = exp.config(True, False, {"data": "digits", "hidden": [16], "rounds": 2, "epochs": 1})
     assert config["output_rate"] == pytest.approx(0.1)
     rows = [{"task": j["task"], "variant": j["variant"], "seed": j["seed"],
              "metrics": exp.run_job(j, config, tmp_path)} for j in exp.jobs(config)]
     assert {c for r in rows for c in r["metrics"]["levels"]} == {"ticket", "reinit", "random"}
     exp.report({"experiment": "lottery", "config": config, "rows": rows}, tmp_path)
-    assert (tmp_path / "accuracy_vs_remaining.png").stat().st_size > 1000
+    assert (tmp_path / "digits.png").stat().st_size > 1000
     assert "| 2 |" in (tmp_path / "report.md").read_text()
 
 
@@ -192,3 +192,70 @@ def test_csr_kernel_with_unpacked_edges_gathers_its_weights():
 def test_csr_kernel_is_refused_for_a_recurrent_net():
     with pytest.raises(ConfigError, match="csr"):
         GraphNet(3, 2, mode="recurrent", steps=2, kernel="csr")
+
+
+def _write_idx(path, array, magic_type=0x08, truncate=0):
+    """An IDX file as MNIST's: 0, 0, the element type, the number of dimensions, big-endian sizes."""
+    import struct
+    data = bytes([0, 0, magic_type, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.write_bytes(data[:len(data) - truncate])
+
+
+def _idx_dir(tmp_path, n_train=120, n_test=40):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        y = np.arange(n, dtype=np.uint8) % 3
+        x = (rng.random((n, 6, 6)) * 60).astype(np.uint8)
+        x[np.arange(n), y.astype(int) + 1, y.astype(int) + 1] = 255   # one bright pixel per class
+        _write_idx(tmp_path / f"{stem}-images-idx3-ubyte", x)
+        _write_idx(tmp_path / f"{stem}-labels-idx1-ubyte", y)
+    return tmp_path
+
+
+def test_lottery_reads_mnist_idx_files_from_a_directory(tmp_path):
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("lottery")
+    (tmp_path / "mnist").mkdir()
+    folder = _idx_dir(tmp_path / "mnist")
+    config = exp.config(True, False, {"data": str(folder), "hidden": [8], "rounds": 1, "epochs": 2})
+    job = exp.jobs(config)[0]
+    metrics = exp.run_job(job, config, tmp_path)
+    assert metrics["n_weights"] == 36 * 8 + 8 * 3    # 6x6 pixels in, 3 classes out
+    assert [m["level"] for m in metrics["levels"]["ticket"]] == [0, 1]
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ({"truncate": 5}, "truncated"),                 # image bytes missing
+    ({"magic_type": 0x09}, "not an unsigned-byte IDX file"),   # wrong magic number
+    ({"truncate": 10_000}, "truncated"),            # the header itself cut short
+])
+def test_a_damaged_idx_file_is_one_line_and_exit_2(tmp_path, capsys, damage, fragment):
+    import numpy as np
+
+    from neuroplastic.cli import main
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    _idx_dir(folder)
+    images = (np.arange(120 * 36) % 200).astype(np.uint8).reshape(120, 6, 6)
+    path = folder / "train-images-idx3-ubyte"
+    if damage.get("truncate", 0) >= 10_000:
+        path.write_bytes(bytes([0, 0, 8, 3, 0, 0]))
+    else:
+        _write_idx(path, images, **damage)
+    assert main(["run", "lottery", "--quick", "--data", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_lottery_on_a_distilled_cartpole_policy_measures_returns(tmp_path):
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("lottery")
+    config = exp.config(True, False, {"data": "CartPole-v1", "hidden": [16], "rounds": 1, "epochs": 2,
+                                      "eval_episodes": 3, "policy_episodes": 1, "variants": "imp"})
+    metrics = exp.run_job(exp.jobs(config)[0], config, tmp_path)
+    for row in metrics["levels"]["ticket"] + metrics["levels"]["reinit"]:
+        assert 0 < row["return_mean"] <= 500 and 0 <= row["test_accuracy"] <= 1
+        assert row["converge_iter"] <= row["early_stop_iter"] <= row["budget_iter"]
+    with pytest.raises(ConfigError, match="nosuch"):
+        exp.config(True, False, {"data": "nosuch-v0"})

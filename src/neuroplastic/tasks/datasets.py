@@ -160,6 +160,8 @@ def read_idx(path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file")
     ndim = data[3]
+    if ndim == 0 or len(data) < 4 + 4 * ndim:
+        raise ConfigError(f"{str(path)!r} is truncated: its IDX header ends before the {ndim} dimension sizes")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
@@ -179,6 +181,10 @@ def mnist_idx(directory, limit: int | None = None) -> Dataset:
 
     xs = [read_idx(find(f"{p}-images-idx3-ubyte")) for p in ("train", "t10k")]
     ys = [read_idx(find(f"{p}-labels-idx1-ubyte")) for p in ("train", "t10k")]
+    for p, x, y in zip(("train", "t10k"), xs, ys):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or not len(x):
+            raise ConfigError(f"{str(directory)!r}: {p} images have shape {x.shape} and labels {y.shape}; expected "
+                              "(n, height, width) images and n labels")
     if limit:
         xs, ys = [x[:limit] for x in xs], [y[:limit] for y in ys]
     h, w = xs[0].shape[1:]
