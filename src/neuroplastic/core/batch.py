@@ -656,6 +656,30 @@ class GraphBatch(nn.Module):
         self._plan = None
         return edits
 
+    def apply_edit_arrays(self, *, split=None, remove=None, add=None, set_weights=None) -> torch.Tensor:
+        """Edit many members at once from tensors with a member column (a population's own
+        commands): `split=(member, src, dst, weight_in, weight_out)` (a relay neuron,
+        `Edits.add_neuron(between=...)`), `remove=(member, src, dst)`, `add=(member, src, dst,
+        weight)`, `set_weights=(member, src, dst, weight)`, applied in that order. The same
+        result and checks as `apply_edits({i: Edits with those ops})` (see core/batch_edits.py),
+        in tensor operations instead of a GraphNet round trip per member; all-or-nothing.
+        Returns the new neurons' ids, one per split row."""
+        from .batch_edits import edit_arrays
+        tensors, new = edit_arrays(self, split, remove, add, set_weights)
+        old = {name: getattr(self, name) for name in tensors}
+        with torch.inference_mode(False):
+            for name, t in tensors.items():
+                setattr(self, name, t)
+        self._plan = None
+        try:
+            self._get_plan()  # a cycle is refused here
+        except CycleError:
+            for name, t in old.items():
+                setattr(self, name, t)
+            self._plan = None
+            raise
+        return new
+
     def _grow(self, need_n: int, need_e: int) -> None:
         """Pad every member's rows to at least need_n neurons / need_e edges."""
         def padded(t, size, fill=0):
