@@ -1,0 +1,225 @@
+"""A network that edits its own graph (neuroplastic.evolve.self_editing), beside the same ES
+on a fixed network of the size it builds, and beside NEAT, on gymnasium control tasks.
+
+Method, top to bottom (docs/self-editing.md gives the why of each choice):
+  1. self-editing: sep-CMA-ES (`ES`, the `cma` library) over the editor's parameters, x0 = 0,
+     `popsize` candidates a generation, each played on the generation's `episodes` episodes
+     (the same reset seeds for all); fitness = mean return. Every episode starts from inputs
+     wired straight to outputs and the editor grows and rewires it every `edit_every` steps.
+     With --workers N (Ray) a generation's candidates run as N chunks in parallel.
+  2. The run stops after `generations`, or earlier when a generation's best reaches the
+     env's threshold (STOP_AT). The final editor is the ES's best candidate or its mean,
+     whichever scores higher on `select_episodes` validation episodes (reset seeds 5000+).
+  3. It is scored on `eval_episodes` held-out episodes (reset seeds 10000+, HELD_OUT_SEED);
+     the row keeps the self-built networks' size over the episode and the final network of
+     the first held-out episode (nets/<job>.ckpt, drawn in the report).
+  4. static: the same ES, budget and selection on a fixed MLP whose hidden layer has as many
+     neurons as the self-built networks end with (mean over the held-out episodes, rounded;
+     read from the self-editing row of the same task and seed, run first if absent).
+  5. neat: NEAT (npl.evolve.NEAT, the package's cartpole.ini with the env's inputs and
+     outputs) with pop = popsize for as many generations, i.e. the same episode budget.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.validate import check_int, check_number
+from ..errors import ConfigError
+from . import register
+from .options import string_list, with_overrides
+
+ENVS = ["CartPole-v1", "LunarLander-v3"]
+VARIANTS = ("self-editing", "static", "neat")
+STOP_AT = {"CartPole-v1": 500.0, "LunarLander-v3": 300.0}  # a generation's best reaching it ends the run
+SELECT_SEED = 5_000  # validation episodes for choosing the final candidate (never the held-out ones)
+
+DEFAULT = {"envs": ENVS, "variants": list(VARIANTS), "seeds": 1,
+           # evolution strategy
+           "popsize": 32, "sigma": 0.3, "generations": 100, "episodes": 3, "max_steps": 0,
+           # the self-editing controller
+           "edit_every": 10, "max_hidden": 16, "dim": 8, "weight_max": 3.0, "reward_scale": 1.0,
+           # evaluation
+           "select_episodes": 10, "eval_episodes": 100}
+QUICK = {"envs": ["CartPole-v1"], "popsize": 8, "generations": 2, "episodes": 1, "max_steps": 100,
+         "select_episodes": 2, "eval_episodes": 5, "max_hidden": 4}
+FULL: dict = {}
+
+OPTION_NOTES = {
+    "envs": "gymnasium ids with a 1-D Box observation and Discrete or 1-D Box actions",
+    "variants": "self-editing, static (fixed MLP of the self-built size), neat",
+    "popsize": "ES candidates (and NEAT genomes) a generation", "sigma": "the ES's initial step size",
+    "generations": "the budget; a run stops earlier when a generation's best reaches STOP_AT",
+    "episodes": "episodes per candidate and generation (the same for all candidates)",
+    "max_steps": "steps per episode; 0: the env's own limit",
+    "edit_every": "env steps between the editor's rounds", "max_hidden": "cap on self-built hidden neurons",
+    "dim": "the editor's neuron-state size", "weight_max": "largest weight a command sets",
+    "reward_scale": "the window's mean reward is read as tanh(r / reward_scale)",
+    "select_episodes": "validation episodes to choose between the ES's best and mean",
+    "eval_episodes": "held-out episodes (reset seeds 10000+) for the final score",
+}
+
+
+def _chunks() -> int:
+    from ..evolve.parallel import ray_chunks
+    return ray_chunks()
+
+
+class SelfEditingExperiment:
+    name = "self-editing"
+    description = "a network that edits its own graph, editor evolved by sep-CMA-ES; beside a static net and NEAT"
+    inputs = "envs"
+    presets = {"--quick": QUICK, "--full": FULL}
+
+    def config(self, quick: bool, full: bool, overrides: dict) -> dict:
+        from ..evolve.neat.envs import EnvFitness
+        config = with_overrides(self.name, DEFAULT, QUICK if quick else FULL if full else {}, overrides)
+        for key in ("envs", "variants"):
+            config[key] = string_list(config, key)
+        for v in config["variants"]:
+            if v not in VARIANTS:
+                raise ConfigError(f"variant={v!r} is not supported; expected one of {list(VARIANTS)}")
+        for key, low in (("seeds", 1), ("popsize", 2), ("generations", 1), ("episodes", 1), ("max_steps", 0),
+                         ("edit_every", 1), ("max_hidden", 0), ("dim", 1), ("select_episodes", 1),
+                         ("eval_episodes", 1)):
+            config[key] = check_int(config[key], key, low)
+        for key in ("sigma", "weight_max", "reward_scale"):
+            config[key] = check_number(config[key], key, above=0)
+        for env_id in config["envs"]:  # unknown ids and unsupported spaces fail here, before any job
+            EnvFitness(env_id).close()
+        return config
+
+    def jobs(self, config: dict) -> list[dict]:
+        order = [v for v in VARIANTS if v in config["variants"]]  # self-editing first: static reads it
+        return [{"task": env, "variant": v, "seed": s}
+                for s in range(config["seeds"]) for env in config["envs"] for v in order]
+
+    # ------------------------------------------------------------- one job
+    def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
+        if job["variant"] == "neat":
+            return self._run_neat(job, config, progress)
+        from ..evolve.controllers import StaticControllers
+        from ..evolve.self_editing import SelfEditingControllers
+        max_steps = config["max_steps"] or None
+        common = {"env_id": job["task"], "episodes": config["episodes"], "max_steps": max_steps, "seed": job["seed"]}
+        if job["variant"] == "self-editing":
+            cls = SelfEditingControllers
+            settings = {**common, **{k: config[k] for k in ("edit_every", "max_hidden", "dim", "weight_max",
+                                                            "reward_scale")}}
+        else:
+            hidden = self._matched_hidden(job, config, out_dir)
+            cls, settings = StaticControllers, {**common, "hidden": (hidden,) if hidden else ()}
+        metrics, held_out = self._evolve(cls, settings, job, config, progress)
+        if job["variant"] == "static":
+            metrics["n_hidden"] = int(sum(settings["hidden"]))
+            metrics["n_edges"] = metrics["n_synapses"]
+        else:
+            self._self_built(metrics, held_out, job, out_dir)
+        return metrics
+
+    def _evolve(self, cls, settings: dict, job: dict, config: dict, progress: bool):
+        """The ES run, the selection and the held-out score; also returns the population that
+        played the held-out episodes (a self-editing one holds the self-built networks)."""
+        from ..evolve.controllers import HELD_OUT_SEED
+        from ..evolve.es import ES
+        from ..evolve.parallel import PopulationFitness
+        started = time.perf_counter()
+        fitness = PopulationFitness(cls, settings, chunks=_chunks())
+        c = fitness.controllers
+
+        def on_generation(row):  # what the generation's edits cost (in-process runs only)
+            last = getattr(c, "last", None)
+            if fitness.chunks == 1 and last is not None:
+                row["edit_s"], row["edit_rounds"] = last.edit_s, len(last.history)
+
+        try:
+            es = ES(c.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"])
+            es.run(fitness, config["generations"], progress=progress,
+                   on_generation=on_generation)
+            # the final candidate: the ES's best or its mean, on validation episodes
+            options = torch.stack([es.best, es.mean()])
+            select = c.returns(options, SELECT_SEED, config["select_episodes"])
+            pick = int(np.argmax(select.mean(1)))
+            final = options[pick]
+            train_s = time.perf_counter() - started
+            started = time.perf_counter()
+            returns = c.evaluate(final, episodes=config["eval_episodes"], seed=HELD_OUT_SEED)
+            eval_s = time.perf_counter() - started
+            held_out = getattr(c, "last", None)
+            keys = ("generation", "best", "mean", "sigma", "wall_s", "edit_s", "edit_rounds")
+            metrics = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+                       "returns": returns.tolist(), "solved": bool(returns.mean() >= STOP_AT.get(job["task"], np.inf)),
+                       "generations": es.generation, "evaluations": es.generation * config["popsize"] * c.episodes,
+                       "n_params": int(c.n_params), "n_synapses": int(c.n_synapses), "selected": ["best", "mean"][pick],
+                       "select_return": select.mean(1).tolist(), "train_s": train_s, "eval_s": eval_s,
+                       "chunks": fitness.chunks,
+                       "history": [{k: r[k] for k in keys if k in r} for r in es.history],
+                       "candidate": final.tolist()}
+        finally:
+            fitness.close()
+        return metrics, held_out
+
+    def _self_built(self, metrics: dict, pop, job: dict, out_dir: Path) -> None:
+        """Size of the self-built networks over the held-out episodes (an episode that ended
+        keeps its last size), the first one's final network saved, and what the edits cost."""
+        from ..core.checkpoint import save
+        from .runner import job_name
+        metrics["size_trace"] = [{"step": s, "hidden_mean": float(h.float().mean()), "hidden_max": int(h.max()),
+                                  "edges_mean": float(e.float().mean())} for s, h, e in pop.history]
+        final_h, final_e = pop.batch.n_hidden.float(), pop.batch.n_edges.float()
+        metrics["n_hidden"], metrics["n_edges"] = float(final_h.mean()), float(final_e.mean())
+        metrics["n_hidden_std"], metrics["n_edges_std"] = float(final_h.std()), float(final_e.std())
+        metrics["held_out_edit_rounds"], metrics["held_out_edit_s"] = len(pop.history), pop.edit_s
+        (out_dir / "nets").mkdir(exist_ok=True)
+        save(out_dir / "nets" / f"{job_name(job)}.ckpt", pop.batch.to_net(0))
+
+    def _matched_hidden(self, job: dict, config: dict, out_dir: Path) -> int:
+        from .runner import job_name
+        twin = {**job, "variant": "self-editing"}
+        path = out_dir / "rows" / f"{job_name(twin)}.json"
+        if path.is_file():
+            metrics = json.loads(path.read_text())["metrics"]
+        else:  # run alone (or before its twin finished on another worker): compute it here
+            metrics = self.run_job(twin, config, out_dir)
+        return int(round(metrics["n_hidden"]))
+
+    def _run_neat(self, job: dict, config: dict, progress: bool) -> dict:
+        from ..evolve import NEAT, load_config
+        from ..evolve.controllers import HELD_OUT_SEED
+        from ..evolve.neat.envs import EnvFitness, evaluate_env
+        from .neat import CONFIGS
+        probe = EnvFitness(job["task"])
+        cfg = load_config(str(CONFIGS / "cartpole.ini")).replace(
+            num_inputs=probe.n_in, num_outputs=probe.n_out, pop_size=config["popsize"],
+            fitness_threshold=STOP_AT.get(job["task"], float("inf")))
+        probe.close()
+        max_steps = config["max_steps"] or None
+        neat = NEAT(cfg, seed=job["seed"])
+        best = neat.run_env(job["task"], episodes=config["episodes"], generations=config["generations"],
+                            max_steps=max_steps, progress=progress)
+        returns = evaluate_env(best, job["task"], episodes=config["eval_episodes"], seed=HELD_OUT_SEED,
+                               max_steps=max_steps)
+        return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "returns": returns.tolist(),
+                "solved": bool(returns.mean() >= STOP_AT.get(job["task"], np.inf)),
+                "generations": len(neat.history), "evaluations": int(neat.evaluations) * config["episodes"],
+                "n_hidden": int(best.n_hidden), "n_edges": int(best.n_edges), "n_params": int(best.n_params),
+                "history": [{"generation": i + 1, "best": r["best_fitness"], "mean": r["mean_fitness"],
+                             "wall_s": r["wall_s"]} for i, r in enumerate(neat.history)]}
+
+    def job_files(self, job: dict, config: dict, out_dir: Path) -> list[Path]:
+        from .runner import job_name
+        return [out_dir / "nets" / f"{job_name(job)}.ckpt"] if job["variant"] == "self-editing" else []
+
+    def report(self, results: dict, out_dir) -> None:
+        from .self_editing_report import write_report
+        write_report(results, Path(out_dir))
+
+    def option_groups(self) -> list[tuple[str, dict, dict]]:
+        return [("experiment", dict(DEFAULT), OPTION_NOTES)]
+
+
+register(SelfEditingExperiment())

@@ -1,0 +1,191 @@
+"""The self-editing controller (neuroplastic.evolve.self_editing) and the array form of
+GraphBatch edits it applies its commands with."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import neuroplastic as npl
+from neuroplastic.cli import main
+from neuroplastic.core.batch import GraphBatch
+from neuroplastic.errors import ConfigError, CycleError, EditError
+from neuroplastic.evolve.parallel import PopulationFitness
+from neuroplastic.evolve.self_editing import HEADS, EditorLayout, SelfEditingControllers, SelfEditingPopulation
+
+
+def edges(net) -> set:
+    return {(s, d, round(w, 5)) for s, d, w in zip(*(t.tolist() for t in net.edges()))}
+
+
+def commanding(c: SelfEditingControllers, heads=("split", "remove", "add"), seed=0) -> torch.Tensor:
+    """A candidate whose structural heads always fire (their constant is large)."""
+    torch.manual_seed(seed)
+    cand = torch.randn(c.n_params) * 0.3
+    at, layout = 0, c.layout
+    for name, shape in layout.shapes.items():
+        k = int(np.prod(shape))
+        if name == "c":
+            for h in heads:
+                cand[at + HEADS.index(h)] = 5.0
+        at += k
+    return cand
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    c = SelfEditingControllers("CartPole-v1", episodes=2, max_steps=60, max_hidden=4, edit_every=5)
+    yield c
+    c.close()
+
+
+def test_commands_change_the_graph_through_edits():
+    for path in ("arrays", "members"):
+        c = SelfEditingControllers("CartPole-v1", max_hidden=4, edit_path=path)
+        cand = commanding(c).reshape(1, -1)
+        with torch.no_grad():
+            pop = SelfEditingPopulation(c, cand, 1)
+            before = pop.batch.to_net(0)
+            assert (before.n_hidden, before.n_edges) == (0, 8)  # inputs wired straight to outputs
+            pop.edit()
+            after = pop.batch.to_net(0)
+            pop.edit()  # now the relay offers absent allowed edges (inputs -> relay -> outputs)
+            third = pop.batch.to_net(0)
+        c.close()
+        # round 1: one split (+1 neuron, +2 -1 edges) and one removal; no absent edge is allowed
+        # yet (every input already reaches every output, positions forbid the rest)
+        assert after.n_hidden == 1 and after.n_edges == 8 + 1 - 1
+        relay = 6
+        s_in = [s for s, d, _ in edges(after) if d == relay]
+        s_out = [d for s, d, _ in edges(after) if s == relay]
+        assert len(s_in) == 1 and len(s_out) == 1
+        assert (s_in[0], s_out[0]) not in {(s, d) for s, d, _ in edges(after)}  # the split edge is gone
+        assert edges(before) != edges(after)
+        assert pop.position[0, relay] == 0.5 and len(pop.history) == 2
+        # round 2: split, removal and addition
+        assert third.n_hidden == 2 and third.n_edges == 8 + 1 - 1 + 1
+
+
+def test_both_edit_paths_build_the_same_networks():
+    nets = {}
+    for path in ("arrays", "members"):
+        c = SelfEditingControllers("CartPole-v1", episodes=2, max_steps=80, max_hidden=3, edit_every=4, edit_path=path)
+        cands = torch.stack([commanding(c, seed=s) for s in range(3)])
+        returns = c.returns(cands, 0)
+        nets[path] = (returns, [edges(n) for n in c.last.batch.to_nets()], c.last.batch.n_hidden.tolist())
+        c.close()
+    assert np.array_equal(nets["arrays"][0], nets["members"][0])
+    assert nets["arrays"][1] == nets["members"][1] and nets["arrays"][2] == nets["members"][2]
+    assert max(nets["arrays"][2]) > 0
+
+
+def test_batched_evaluation_equals_member_by_member(cartpole):
+    cands = torch.stack([commanding(cartpole, seed=s) for s in range(4)])
+    together = cartpole.returns(cands, 7)
+    alone = np.concatenate([cartpole.returns(cands[i:i + 1], 7) for i in range(4)])
+    assert np.array_equal(together, alone)
+    fitness = PopulationFitness(SelfEditingControllers, {"env_id": "CartPole-v1", "episodes": 2, "max_steps": 60,
+                                                         "max_hidden": 4, "edit_every": 5})
+    assert torch.allclose(fitness(cands), torch.as_tensor(cartpole.returns(cands, 0).mean(1)))
+    fitness.close()
+
+
+class NoGraph(TorchFunctionMode):
+    """Fails on any tensor op whose result carries an autograd graph."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else [out]:
+            if isinstance(t, torch.Tensor) and (t.requires_grad or t.grad_fn is not None):
+                raise AssertionError(f"{func} built an autograd graph")
+        return out
+
+
+def test_no_autograd_graph_on_the_path(cartpole):
+    cands = torch.stack([commanding(cartpole, seed=s) for s in range(2)])
+    with NoGraph():
+        returns = cartpole.returns(cands, 0)
+    pop = cartpole.last
+    assert returns.shape == (2, 2) and pop.batch.n_hidden.max() > 0
+    for t in (pop.batch.weight, pop.batch.bias, pop.state):
+        assert not t.requires_grad and t.grad_fn is None
+
+
+def test_edit_arrays_equal_edits_op_for_op():
+    torch.manual_seed(1)
+    nets = [npl.GraphNet(n_in=3, n_out=2, seed=i) for i in range(5)]
+    e = npl.Edits()
+    e.add_neuron(between=(0, 3))
+    nets[2].apply_edits(e)
+    a, b = GraphBatch.from_nets(nets), GraphBatch.from_nets(nets)
+    split = ([0, 2, 2, 4], [0, 1, 5, 2], [3, 4, 4, 3], [1.0, 0.5, -1.0, 2.0], [0.3, 0.2, 0.1, 0.0])
+    remove = ([1, 2], [2, 0], [3, 3])
+    with pytest.raises(EditError, match="member 1: edge 0 -> 3 already exists"):
+        b.apply_edit_arrays(split=split, remove=remove, add=([1], [0], [3], [0.7]))
+    assert all(edges(x) == edges(y) for x, y in zip(a.to_nets(), b.to_nets()))  # nothing changed
+    add = ([1, 0], [2, 1], [3, 5], [0.7, -0.4])  # member 1: the edge it removed; member 0: into its relay
+    sets = ([1, 3], [0, 1], [4, 3], [9.0, 1.5])
+    new = b.apply_edit_arrays(split=split, remove=remove, add=add, set_weights=sets)
+    per = {i: npl.Edits() for i in range(5)}
+    refs = [per[m].add_neuron(between=(s, d), weight_in=wi, weight_out=wo) for m, s, d, wi, wo in zip(*split)]
+    for m, s, d in zip(*remove):
+        per[m].remove_edges([s], [d])
+    for m, s, d, w in zip(*add):
+        per[m].add_edges([s], [d], [w])
+    for m, s, d, w in zip(*sets):
+        per[m].set_weights([s], [d], [w])
+    a.apply_edits(per)
+    assert new.tolist() == [int(r) for r in refs]
+    for x, y in zip(a.to_nets(), b.to_nets()):
+        assert edges(x) == edges(y) and x.n_hidden == y.n_hidden
+    x = torch.randn(6, 3)
+    assert torch.allclose(a(x), b(x), atol=1e-6)
+
+
+def test_edit_arrays_refuse_bad_commands_and_change_nothing():
+    pop = GraphBatch.from_nets([npl.GraphNet(n_in=2, n_out=1, seed=0) for _ in range(2)])
+    pop.apply_edit_arrays(split=([0], [0], [2], [1.0], [1.0]))  # member 0: 0 -> 3 -> 2
+    before = [edges(n) for n in pop.to_nets()]
+    with pytest.raises(CycleError):
+        pop.apply_edit_arrays(add=([0], [3], [3], [1.0]))  # a self loop on the relay
+    with pytest.raises(EditError, match="does not exist"):
+        pop.apply_edit_arrays(remove=([1], [0], [1]))
+    with pytest.raises(EditError, match="input neurons take no incoming edges"):
+        pop.apply_edit_arrays(add=([1], [0], [1], [1.0]))
+    with pytest.raises(EditError, match="member 5 is not in 0..1"):
+        pop.apply_edit_arrays(remove=([5], [0], [2]))
+    with pytest.raises(EditError, match="not finite"):
+        pop.apply_edit_arrays(set_weights=([0], [0], [3], [float("nan")]))
+    assert [edges(n) for n in pop.to_nets()] == before
+
+
+def test_bad_input_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="needs a 1-D Box"):
+        SelfEditingControllers("FrozenLake-v1")
+    c = SelfEditingControllers("CartPole-v1", max_hidden=2)
+    with pytest.raises(ConfigError, match=r"expected \(P >= 1, "):
+        c.returns(torch.zeros(0, c.n_params), 0)
+    c.close()
+    with pytest.raises(ConfigError, match="edit_every"):
+        SelfEditingControllers("CartPole-v1", edit_every=0)
+    assert EditorLayout(4, 2, 8).size == c.n_params
+    for argv, message in ((["--envs", "FrozenLake-v1"], "needs a 1-D Box"),
+                          (["--set", "popsize=0"], "popsize"),
+                          (["--set", "variants=hebb"], "variant='hebb' is not supported")):
+        assert main(["run", "self-editing", "--quick", "--out", str(tmp_path / "o"), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+
+
+def test_quick_experiment_writes_rows_report_and_network(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "self-editing", "--quick", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["variant"]: r["metrics"] for r in results["rows"]}
+    assert set(rows) == {"self-editing", "static", "neat"}
+    se = rows["self-editing"]
+    assert len(se["returns"]) == 5 and se["size_trace"][0]["step"] == 0
+    assert rows["static"]["n_hidden"] == round(se["n_hidden"])
+    assert (out / "report.md").read_text().count("self-built network") >= 1
+    assert list(out.glob("net-*.png")) and list(out.glob("size-*.png"))
