@@ -9,7 +9,10 @@
   for the weight gradient), which touches only the live edges; `kernel="sparse"` picks the
   older gather/index_add kernel instead.
 * recurrent: `steps` synchronous sweeps h <- act(W h + b) over all live neurons, inputs
-  written once at the start (or clamped every sweep).
+  written once at the start (or clamped every sweep). W is a dense (m, m) matrix (a view of
+  `weight` for a URN's all-pairs layout), or below `SPARSE_MAX_DENSITY_RECURRENT` one CSR
+  matrix run through the same `CsrLinear` products: a URN cut down during training then
+  costs what its live edges cost.
 
 A plan is derived state: built lazily after an edit, never per forward pass. `run_levels` and
 `run_sweeps` are pure torch functions of (input, weights, layout): GraphNet's forward and the
@@ -139,7 +142,8 @@ class Plan:
     eids: torch.Tensor | None = None       # live edge slots (recurrent gather; DAG compact kernel)
     src_pos: torch.Tensor | None = None    # position of each edge's source in `ids`
     dst_pos: torch.Tensor | None = None
-    sparse: bool = False                   # recurrent: gather/index_add kernel
+    sparse: bool = False                   # recurrent: CSR kernel (edges in eids, sorted by dst, src)
+    csr: CsrLayout | None = None           # recurrent sparse: the pattern of W
     view: bool = False                     # recurrent: weight[:m*m] is W (slot dst*m + src)
     dead: torch.Tensor | None = None       # recurrent view: the pairs with no edge (masked to 0)
     is_output: torch.Tensor | None = None  # recurrent: which positions are outputs
@@ -223,10 +227,16 @@ def build_recurrent_plan(net) -> Plan:
     is_output = torch.zeros(m, dtype=torch.bool, device=dev)
     is_output[net.n_in:net.n_in + net.n_out] = True
     sparse = use_sparse(net.kernel, len(eids), m * m, net.SPARSE_MAX_DENSITY_RECURRENT, net.SPARSE_MIN_ENTRIES)
+    csr = None
+    if sparse:  # W as one CSR matrix, its values the live edges in (target, source) order
+        order = torch.argsort(dst_pos * m + src_pos)
+        eids, src_pos, dst_pos = eids[order], src_pos[order], dst_pos[order]
+        csr = CsrLayout.of(dst_pos, src_pos, m, m)
+        view = False
     if view:  # the view needs no per-edge index at all (an S=5000 URN has 25M edges)
         eids = src_pos = dst_pos = None
     return Plan("recurrent", ids, eids=eids, src_pos=src_pos, dst_pos=dst_pos, sparse=sparse, view=view,
-                dead=dead, is_output=is_output)
+                dead=dead, is_output=is_output, csr=csr)
 
 
 _CHUNK = 1 << 16  # edges per step of the passes below: bounded scratch memory on big nets
@@ -405,14 +415,15 @@ def run_sweeps(x: torch.Tensor, w_t, b: torch.Tensor, steps: int, is_output: tor
                clamp_inputs: bool, sparse_index=None):
     """The recurrent executor: `steps` synchronous sweeps h <- act(W h + b) over m neurons
     (inputs first), inputs written once (or clamped). `w_t` is W transposed (dense kernel) or
-    the edge weights with `sparse_index` = (src_pos, dst_pos). Returns the list of states."""
+    the edge weights in the order of `sparse_index`, W's CsrLayout (sparse kernel). Returns the
+    list of states."""
     n_in = x.shape[1]
     m = b.shape[0]
     h = torch.cat([x, x.new_zeros(x.shape[0], m - n_in)], 1)
     states = []
     for _ in range(steps):
         if sparse_index is not None:
-            z = b.expand(x.shape[0], m).index_add(1, sparse_index[1], h[:, sparse_index[0]] * w_t)
+            z = CsrLinear.apply(h, w_t, sparse_index) + b
         else:
             z = torch.addmm(b, h, w_t)
         # one select rather than slicing z into inputs, outputs and hidden and concatenating
@@ -481,6 +492,5 @@ def recurrent_weights(net, plan: Plan):
 def forward_recurrent(net, x: torch.Tensor, plan: Plan):
     w_t, b = recurrent_weights(net, plan)
     act, out_act = ACTIVATIONS[net.activation], ACTIVATIONS[net.output_activation]
-    index = (plan.src_pos, plan.dst_pos) if plan.sparse and not plan.view else None
-    states = run_sweeps(x, w_t, b, net.steps, plan.is_output, act, out_act, net.clamp_inputs, index)
+    states = run_sweeps(x, w_t, b, net.steps, plan.is_output, act, out_act, net.clamp_inputs, plan.csr)
     return states[-1][:, net.n_in:net.n_in + net.n_out], states
