@@ -18,6 +18,7 @@ from .core.trace import Trace  # noqa: E402
 from . import analysis  # noqa: E402
 from . import som  # noqa: E402
 from . import evolve  # noqa: E402
+from . import lifelong  # noqa: E402
 
 __all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
-            "Trace", "analysis", "som", "evolve"]
+            "Trace", "analysis", "som", "evolve", "lifelong"]

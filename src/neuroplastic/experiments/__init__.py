@@ -33,7 +33,7 @@ def get_experiment(name: str):
 
 
 def _load_all() -> None:
-    from . import dcs, gng, hebbian, lottery, neat, self_editing, smgrnn, urn  # noqa: F401  (each registers itself)
+    from . import dcs, den, gng, hebbian, lottery, neat, self_editing, smgrnn, urn  # noqa: F401  (each registers itself)
 
 
 def all_experiments() -> dict:
