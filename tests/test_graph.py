@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -247,3 +249,24 @@ def test_recurrent_net_with_fewer_edge_slots_than_pairs_runs():
     src, dst, w = net.edges()
     assert net.edge_capacity < 25 and len(w) > 0
     assert net(x).shape == (3, 1)
+
+
+def test_sparse_recurrent_kernel_equals_dense_in_outputs_and_gradients():
+    from neuroplastic.train.urn import URN
+    net = URN(10, 3, size=200, steps=4, seed=0, c_weight=1e-3)
+    src, dst, _ = net.edges()
+    cut = torch.rand(len(src), generator=torch.Generator().manual_seed(0)) > 0.05
+    net.apply_edits(npl.Edits().remove_edges(src[cut], dst[cut]))
+    net.pack_edges()
+    x, y = torch.randn(16, 10), torch.randint(0, 3, (16,))
+    results = {}
+    for kernel in ("dense", "sparse"):
+        model = copy.deepcopy(net)
+        model.kernel = kernel
+        model._plan = None
+        assert model.plan().sparse == (kernel == "sparse")
+        loss, _ = model.loss(x, y)
+        loss.backward()
+        results[kernel] = (model(x), model.weight.grad, model.bias.grad)
+    for dense, sparse in zip(results["dense"], results["sparse"]):
+        assert torch.allclose(dense, sparse, atol=1e-6)
