@@ -92,8 +92,20 @@ class _State:
 
     def find(self, m, s, d) -> torch.Tensor:
         """Slot of each edge (m, s, d), -1 where it does not exist."""
-        hit = (self.src[m] == s[:, None]) & (self.dst[m] == d[:, None]) & self.edge_alive[m]
-        return torch.where(hit.any(1), hit.int().argmax(1), -1)
+        # by sorted keys (member, src, dst) of the live edges: one sort and one binary search
+        P, E = self.edge_alive.shape
+        N = self.neuron_alive.shape[1]
+        member = torch.arange(P, device=m.device)[:, None].expand(P, E)
+        live = self.edge_alive
+        keys = ((member * N + self.src) * N + self.dst)[live]
+        slots = torch.arange(E, device=m.device).expand(P, E)[live]
+        keys, order = keys.sort()
+        if not len(keys):
+            return torch.full_like(m, -1)
+        want = (m * N + s.clamp(0, N - 1)) * N + d.clamp(0, N - 1)
+        at = torch.searchsorted(keys, want).clamp(max=len(keys) - 1)
+        ok = (keys[at] == want) & (s >= 0) & (s < N) & (d >= 0) & (d < N)
+        return torch.where(ok, slots[order[at]], -1)
 
     def refuse_duplicates(self, m, s, d, what: str) -> None:
         N = self.neuron_alive.shape[1]
