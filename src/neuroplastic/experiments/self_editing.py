@@ -64,6 +64,21 @@ OPTION_NOTES = {
 }
 
 
+def connected_hidden(batch) -> torch.Tensor:
+    """(P,) hidden neurons with at least one incoming and one outgoing edge (a relay whose
+    edges were all removed later still counts as a neuron, but computes nothing)."""
+    P, N = batch.bias.shape
+    live = batch.edge_alive
+    rows = torch.arange(P)[:, None].expand_as(live)[live]
+    into = torch.zeros(P, N, dtype=torch.bool)
+    out = torch.zeros(P, N, dtype=torch.bool)
+    into[rows, batch.dst[live].long()] = True
+    out[rows, batch.src[live].long()] = True
+    hidden = batch.neuron_alive.clone()
+    hidden[:, :batch.n_in + batch.n_out] = False
+    return (hidden & into & out).sum(1)
+
+
 def _chunks() -> int:
     from ..evolve.parallel import ray_chunks
     return ray_chunks()
@@ -173,6 +188,7 @@ class SelfEditingExperiment:
         final_h, final_e = pop.batch.n_hidden.float(), pop.batch.n_edges.float()
         metrics["n_hidden"], metrics["n_edges"] = float(final_h.mean()), float(final_e.mean())
         metrics["n_hidden_std"], metrics["n_edges_std"] = float(final_h.std()), float(final_e.std())
+        metrics["n_hidden_connected"] = float(connected_hidden(pop.batch).float().mean())
         metrics["held_out_edit_rounds"], metrics["held_out_edit_s"] = len(pop.history), pop.edit_s
         (out_dir / "nets").mkdir(exist_ok=True)
         save(out_dir / "nets" / f"{job_name(job)}.ckpt", pop.batch.to_net(0))

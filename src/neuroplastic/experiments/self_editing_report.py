@@ -30,12 +30,14 @@ def results_table(rows) -> str:
         table.append([variant, len(ms), _fmt([m["return_mean"] for m in ms]),
                       _fmt([m["return_std"] for m in ms]),
                       f"{sum(m['solved'] for m in ms)}/{len(ms)}",
-                      _fmt([m["n_hidden"] for m in ms], 1), _fmt([m["n_edges"] for m in ms], 1),
+                      _fmt([m["n_hidden"] for m in ms], 1), _fmt([m.get("n_hidden_connected") for m in ms], 1),
+                      _fmt([m["n_edges"] for m in ms], 1),
                       _fmt([m["n_params"] for m in ms], 0), _fmt([m["generations"] for m in ms], 0),
                       _fmt([m["evaluations"] for m in ms], 0), _fmt([m["wall_s"] for m in ms], 0)])
-    headers = ["variant", "seeds", "held-out return (mean of 100 episodes)", "std over episodes", "solved",
-               "hidden neurons (final)", "edges (final)", "evolved parameters", "generations",
-               "episodes played in training", "wall s"]
+    n = max(len(r["metrics"].get("returns", [])) for r in rows)
+    headers = ["variant", "seeds", f"held-out return (mean of {n} episodes)", "std over episodes", "solved",
+               "hidden neurons (final)", "of them wired in and out", "edges (final)", "evolved parameters",
+               "generations", "episodes played in training", "wall s"]
     return markdown_table(headers, table)
 
 
@@ -102,8 +104,10 @@ def _plot_size(rows, path: Path, task: str) -> bool:
 
 def write_report(results: dict, out_dir: Path) -> None:
     from ..analysis.draw import draw_graph
+    from ..core.batch import GraphBatch
     from ..core.checkpoint import load
     from .runner import job_name
+    from .self_editing import connected_hidden
     rows = results["rows"]
     config = results["config"]
     parts = ["# self-editing: a network that edits its own graph\n"]
@@ -131,7 +135,9 @@ def write_report(results: dict, out_dir: Path) -> None:
                 continue
             net = load(net_path)["net"]
             png = f"net-{slug}-seed{r['seed']}.png"
+            wired = int(connected_hidden(GraphBatch.from_nets([net]))[0])
             draw_graph(net, out_dir / png, title=f"{task}, seed {r['seed']}: self-built network at the end of "
-                                                 f"held-out episode 0 ({net.n_hidden} hidden, {net.n_edges} edges)")
+                                                 f"held-out episode 0 ({net.n_hidden} hidden, {wired} of them "
+                                                 f"wired in and out, {net.n_edges} edges)")
             parts.append(f"![self-built network]({png})\n")
     write_text(out_dir / "report.md", "\n".join(parts))
