@@ -114,14 +114,6 @@ class SelfEditingControllers(Controllers):
     def n_params(self) -> int:
         return self.layout.size
 
-    def settings(self) -> dict:
-        """What a worker needs to build the same controllers (see parallel.py)."""
-        return {"env_id": self.env_id, "episodes": self.episodes, "max_steps": self.env.max_steps,
-                "seed": self.seed, "edit_every": self.edit_every, "max_hidden": self.max_hidden,
-                "max_edges": self.max_edges, "dim": self.layout.dim, "weight_max": self.weight_max,
-                "reward_scale": self.reward_scale, "edit_path": self.edit_path,
-                "vectorization": self.env.vectorization}
-
     def policies(self, candidates, first_seed, episodes):
         self.last = SelfEditingPopulation(self, candidates, episodes)
         return self.last
