@@ -1,10 +1,11 @@
 """Whole NEAT generations per second (evaluate + speciate + reproduce), ours vs neat-python 2.0.
 
-Both run the same INI file (the package's XOR config, neat-python's example) at the same
-population size with `no_fitness_termination = True`, so neither stops early, and both start
-from generation 0 and are timed over the same generations: rounds of `per_round` generations
-of ours and then of neat-python's, interleaved, so both see the same machine load. A row is
-the median seconds a generation over the rounds, as generations per second. Without
+Both run the same INI file (the package's XOR config, neat-python's example; for CartPole-v1,
+configs/cartpole.ini) at the same population size with `no_fitness_termination = True`, so
+neither stops early, and both start from generation 0 and are timed over the same generations:
+rounds of `per_round` generations of ours and then of neat-python's, interleaved, so both see
+the same machine load. A row is the median seconds a generation over the rounds, as
+generations per second. Without
 neat-python installed, the reference column is empty (None) and the ratio too.
 """
 from __future__ import annotations
@@ -22,12 +23,37 @@ from ..experiments.neat_reference import available, load, parity_eval, version
 from .timing import one_thread
 
 XOR_INI = str(CONFIGS / "xor.ini")
+CARTPOLE_INI = str(CONFIGS / "cartpole.ini")
+CARTPOLE_STEPS = 500  # CartPole-v1's own limit
 
 
-def _ours(pop_size: int, device: str):
-    cfg = load_config(XOR_INI).replace(pop_size=pop_size, no_fitness_termination=True)
+class _Task:
+    """A benchmark task: its INI file and both sides' fitness (XOR, or CartPole-v1 with one
+    episode per genome and generation, ours through gymnasium's numpy-vectorised CartPole)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.ini = XOR_INI if name == "xor" else CARTPOLE_INI
+
+    def ours(self):
+        if self.name == "xor":
+            return parity_fitness(2), None
+        from ..evolve.neat.envs import EnvFitness
+        env = EnvFitness("CartPole-v1", episodes=1, max_steps=CARTPOLE_STEPS, seed=0, vectorization="vector")
+        return env, env.close
+
+    def reference(self):
+        if self.name == "xor":
+            return parity_eval(2), None
+        from ..experiments.neat_reference import env_eval
+        evaluate, _, _, env = env_eval("CartPole-v1", 0, 1, CARTPOLE_STEPS)
+        return evaluate, env.close
+
+
+def _ours(task: _Task, pop_size: int, device: str):
+    cfg = load_config(task.ini).replace(pop_size=pop_size, no_fitness_termination=True)
     neat = NEAT(cfg, seed=0)
-    fitness = parity_fitness(2)
+    fitness, close = task.ours()
 
     def generations(n: int) -> float:
         started = time.perf_counter()
@@ -35,15 +61,15 @@ def _ours(pop_size: int, device: str):
             neat.step(fitness)
         return (time.perf_counter() - started) / n
 
-    return generations, neat
+    return generations, neat, close
 
 
-def _reference(pop_size: int):
+def _reference(task: _Task, pop_size: int):
     import neat
     random.seed(0)
-    config = load(XOR_INI, pop_size=pop_size, no_fitness_termination=True)
+    config = load(task.ini, pop_size=pop_size, no_fitness_termination=True)
     pop = neat.Population(config)
-    evaluate = parity_eval(2)
+    evaluate, close = task.reference()
 
     def generations(n: int) -> float:
         started = time.perf_counter()
@@ -51,11 +77,12 @@ def _reference(pop_size: int):
             pop.run(evaluate, n)
         return (time.perf_counter() - started) / n
 
-    return generations, pop
+    return generations, close
 
 
 def bench_neat(quick: bool = False, device: str = "cpu") -> list[dict]:
-    """NEAT generations per second (XOR, pop 150 / 1,000 / 10,000) vs neat-python 2.0 on the same config."""
+    """NEAT generations per second (XOR at pop 150 / 1,000 / 10,000, CartPole-v1 at pop 150 /
+    1,000) vs neat-python 2.0 on the same config and task."""
     with one_thread(device):  # neat-python is single-threaded
         return _rows(quick, device)
 
@@ -63,13 +90,15 @@ def bench_neat(quick: bool = False, device: str = "cpu") -> list[dict]:
 def _rows(quick: bool, device: str) -> list[dict]:
     rows = []
     have_reference = available()
-    sizes = (150, 1_000) if quick else (150, 1_000, 10_000)
-    for P in sizes:
+    cases = [("xor", 150), ("xor", 1_000), ("cartpole", 150)] if quick else \
+        [("xor", 150), ("xor", 1_000), ("xor", 10_000), ("cartpole", 150), ("cartpole", 1_000)]
+    for name, P in cases:
+        task = _Task(name)
         rounds, per_round = (3, 2) if quick or P >= 10_000 else (5, 5)
-        if P >= 10_000:
-            per_round = 1
-        ours, ours_state = _ours(P, device)
-        reference = _reference(P)[0] if have_reference else None
+        if P >= 10_000 or name == "cartpole":
+            per_round = 1 if P >= 10_000 else 2
+        ours, ours_state, close_ours = _ours(task, P, device)
+        reference, close_ref = _reference(task, P) if have_reference else (None, None)
         ours(1)  # warm-up: the first generation builds plans and grows capacity
         if reference:
             reference(1)
@@ -78,11 +107,17 @@ def _rows(quick: bool, device: str) -> list[dict]:
             t_ours.append(ours(per_round))
             if reference:
                 t_ref.append(reference(per_round))
+        for close in (close_ours, close_ref):
+            if close is not None:
+                close()
         ours_rate = 1 / statistics.median(t_ours)
         ref_rate = 1 / statistics.median(t_ref) if t_ref else None
         gens = 1 + rounds * per_round
-        rows.append({"case": f"XOR, pop {P:,}, neat-python's example config: whole generations (evaluate + speciate "
-                             f"+ reproduce), generations 1-{gens} of seed 0, {device}, 1 thread; "
+        what = "XOR, pop {P:,}, neat-python's example config" if name == "xor" else \
+            ("CartPole-v1, pop {P:,}, configs/cartpole.ini, 1 episode of <= 500 steps a genome (ours: one "
+             "gymnasium CartPoleVectorEnv of P copies, numpy-vectorised; neat-python: one genome and step at a time)")
+        rows.append({"case": f"{what.format(P=P)}: whole generations (evaluate + speciate + reproduce), "
+                             f"generations 1-{gens} of seed 0, {device}, 1 thread; "
                              f"{len(ours_state.species)} species at the end; reference: neat-python "
                              f"{version() or 'not installed'}",
                      "ours": round(ours_rate, 2), "reference": None if ref_rate is None else round(ref_rate, 2),

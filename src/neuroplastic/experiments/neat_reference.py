@@ -90,15 +90,13 @@ def run_parity(config_path: str, bits: int, seed: int, generations: int, **overr
             "best_fitness": float(best.fitness) if best else float("nan")}
 
 
-def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes: int, max_steps: int,
-            eval_episodes: int, **overrides) -> dict:
-    """One neat-python run on a gymnasium env: each genome plays the generation's episodes (the
-    same reset seeds as ours: seed + generation * episodes + b), actions by argmax."""
+def env_eval(env_id: str, seed: int, episodes: int, max_steps: int):
+    """neat-python's eval_genomes for a gymnasium env: each genome plays the generation's
+    episodes (the same reset seeds as ours: seed + generation * episodes + b), one genome and
+    one step at a time (neat-python's examples' way), actions by argmax. Returns
+    (eval_genomes, episode_return(net, reset_seed), state, env)."""
     import gymnasium as gym
     import neat
-    random.seed(seed)
-    np.random.seed(seed)
-    config = load(config_path, **overrides)
     env = gym.make(env_id)
     state = {"generation": 0, "n": 0}
 
@@ -121,6 +119,18 @@ def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes
         state["generation"] += 1
         state["n"] += len(genomes)
 
+    return eval_genomes, episode_return, state, env
+
+
+def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes: int, max_steps: int,
+            eval_episodes: int, **overrides) -> dict:
+    """One neat-python run on a gymnasium env (see env_eval), then its best genome on
+    `eval_episodes` held-out episodes (reset seeds 10000+)."""
+    import neat
+    random.seed(seed)
+    np.random.seed(seed)
+    config = load(config_path, **overrides)
+    eval_genomes, episode_return, state, env = env_eval(env_id, seed, episodes, max_steps)
     pop = neat.Population(config)
     started = time.perf_counter()
     best = pop.run(eval_genomes, generations)
