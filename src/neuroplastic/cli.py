@@ -100,7 +100,7 @@ def build_parser(run_epilog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML file of option = value lines")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
     run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
-    run.add_argument("--envs", help="control-task experiments (smgrnn): comma-separated gymnasium ids")
+    run.add_argument("--envs", help="control-task experiments (smgrnn, hebbian, ...): comma-separated gymnasium ids")
     run.add_argument("--data", help="dataset experiments (urn-*): FILE.npz (X, y, optional positions) "
                                     "or an MNIST IDX dir")
     run.add_argument("--quick", action="store_true", help="reduced budget (under a minute), used by tests")
