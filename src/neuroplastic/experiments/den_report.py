@@ -105,6 +105,8 @@ def write_report(results: dict, out_dir: Path) -> None:
         seq_rows = [r for r in rows if r["task"] == seq]
         n_tasks = seq_rows[0]["metrics"]["n_tasks"]
         text += [f"## {seq} ({n_tasks} tasks)", "", summary_table(seq_rows), "",
-                 f"![accuracy over the sequence]({seq}.png)", "", "### DEN, task by task", "", den_table(seq_rows), ""]
+                 f"![accuracy over the sequence]({seq}.png)", ""]
+        if any(r["variant"] == "den" for r in seq_rows):
+            text += ["### DEN, task by task", "", den_table(seq_rows), ""]
         plot(seq_rows, out_dir / f"{seq}.png")
     write_text(out_dir / "report.md", "\n".join(text))
