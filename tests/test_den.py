@@ -152,3 +152,29 @@ def test_bad_den_input_is_one_line_and_exit_2(tmp_path, capsys, setting, fragmen
     assert main(["run", "den", "--quick", "--set", setting, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def _write_idx(path, array):
+    import struct
+    path.write_bytes(bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+
+
+def test_den_experiment_reads_an_mnist_idx_directory_and_refuses_a_damaged_one(tmp_path, capsys):
+    from neuroplastic.cli import main
+    from neuroplastic.experiments import get_experiment
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 200), ("t10k", 60)):
+        y = (np.arange(n) % 10).astype(np.uint8)
+        x = (rng.random((n, 5, 5)) * 50).astype(np.uint8)
+        x.reshape(n, -1)[np.arange(n), y] = 255      # one bright pixel per class
+        _write_idx(tmp_path / f"{stem}-images-idx3-ubyte", x)
+        _write_idx(tmp_path / f"{stem}-labels-idx1-ubyte", y)
+    exp = get_experiment("den")
+    config = exp.config(True, False, {"data": str(tmp_path), "hidden": [8], "epochs": 1, "permuted_tasks": 2,
+                                      "variants": "den"})
+    metrics = exp.run_job({"task": "split", "variant": "den", "seed": 0}, config, tmp_path)
+    assert metrics["n_tasks"] == 5 and 0 <= metrics["test_accuracy"] <= 1
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 60]) + bytes(10))
+    assert main(["run", "den", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "truncated" in err and len(err.splitlines()) == 1
