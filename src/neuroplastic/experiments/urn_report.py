@@ -134,6 +134,26 @@ def ablation_table(rows) -> str:
                           + [f"without {label} (edges cut)" for _, label in ABLATIONS], table) if table else ""
 
 
+def time_table(rows) -> str:
+    """Per run: wall time, the seconds of its first (dense) epoch and of all epochs, and how
+    many epochs passed before lifetime compaction left under 1% of the initial edges."""
+    table = []
+    for r in rows:
+        m = r["metrics"]
+        hist = m.get("history") or []
+        if not hist or "wall_s" not in m:
+            continue
+        first = hist[0]["n_edges"]
+        sparse_at = next((h["step"] for h in hist if h["n_edges"] < 0.01 * first), None)
+        table.append([r["task"], r["variant"], r["seed"],
+                      f"{m.get('epoch_s_total', sum(h['epoch_s'] for h in hist)) / 60:.1f}",
+                      f"{hist[0]['epoch_s']:.0f}", f"{first:,}", "–" if sparse_at is None else sparse_at,
+                      f"{m['wall_s'] / 60:.1f}"])
+    return markdown_table(["data", "variant", "seed", "all epochs (minutes)", "first epoch (s)", "initial edges",
+                           "first epoch under 1% of them", "wall minutes of the last attempt"], table) \
+        if table else ""
+
+
 def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
     """report.md (and the phase diagram) from results.json's content; `variant_settings`:
     {variant: the settings it overrides}, e.g. {'c_weight=1e-3,steps=3': {'c_weight': 0.001, 'steps': 3}}."""
@@ -166,6 +186,13 @@ def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
                  "these edges by their |w| mass; this weighs them by what the computation needs.", "",
                  ablation, ""]
     text += ["## Compaction (dead edges and neurons removed through apply_edits)", "", compaction_table(rows), ""]
+    timing = time_table(rows)
+    if timing:
+        text += ["## Training time", "",
+                 "One CPU thread per run. An epoch's seconds are its training steps; all epochs include",
+                 "those an interrupted attempt ran before the run resumed from its epoch checkpoint; the",
+                 "last attempt's wall time adds the evaluation.", "",
+                 timing, ""]
     if phase_plot(rows, out_dir / "phase_diagram.png", variant_settings):
         text += ["## Phase diagram", "", "![phase](phase_diagram.png)", ""]
     text += [f"![W]({p.name})\n" for p in sorted(out_dir.glob("W_*.png"))]
