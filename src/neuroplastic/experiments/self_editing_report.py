@@ -24,18 +24,21 @@ def _fmt(values, digits=1) -> str:
 
 
 def results_table(rows) -> str:
+    from .self_editing import GOAL
     table = []
     for variant in [v for v in ORDER if any(r["variant"] == v for r in rows)]:
-        ms = [r["metrics"] for r in rows if r["variant"] == variant]
+        rs = [r for r in rows if r["variant"] == variant]
+        ms = [r["metrics"] for r in rs]
         table.append([variant, len(ms), _fmt([m["return_mean"] for m in ms]),
                       _fmt([m["return_std"] for m in ms]),
-                      f"{sum(m['solved'] for m in ms)}/{len(ms)}",
+                      f"{sum(m['return_mean'] >= GOAL.get(r['task'], np.inf) for r, m in zip(rs, ms))}/{len(ms)}",
                       _fmt([m["n_hidden"] for m in ms], 1), _fmt([m.get("n_hidden_connected") for m in ms], 1),
                       _fmt([m["n_edges"] for m in ms], 1),
                       _fmt([m["n_params"] for m in ms], 0), _fmt([m["generations"] for m in ms], 0),
                       _fmt([m["evaluations"] for m in ms], 0), _fmt([m["wall_s"] for m in ms], 0)])
     n = max(len(r["metrics"].get("returns", [])) for r in rows)
-    headers = ["variant", "seeds", f"held-out return (mean of {n} episodes)", "std over episodes", "solved",
+    headers = ["variant", "seeds", f"held-out return (mean of {n} episodes)", "std over episodes",
+               "solved (mean >= goal)",
                "hidden neurons (final)", "of them wired in and out", "edges (final)", "evolved parameters",
                "generations", "episodes played in training", "wall s"]
     return markdown_table(headers, table)
