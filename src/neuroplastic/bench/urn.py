@@ -60,6 +60,7 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
                                  "reference: the same sweeps in plain torch, cross-entropy only",
                          "ours": round(1 / t_ours, 3), "reference": round(1 / t_ref, 3), "unit": "steps/s",
                          "ratio": round(t_ref / t_ours, 3)})
+    rows += _sparse_rows(quick, device)
     # compaction: train a regulated URN on shells, then time one epoch before and after compaction
     # (the urn-shells regulators, trained until the network is sparse). The dense epoch grows
     # as S^2 and the compacted one with the few survivors, so the gain grows with S.
@@ -83,4 +84,40 @@ def bench_urn(quick: bool = False, device: str = "cpu") -> list[dict]:
                              f"{net.n_edges:,} edges ({device}); reference = the same net before compaction",
                      "ours": round(after, 4), "reference": round(before, 4), "unit": "s/epoch",
                      "ratio": round(before / after, 2)})
+    return rows
+
+
+def _sparse_rows(quick: bool, device: str) -> list[dict]:
+    """A URN cut down to a share of its edges (at random: what lifetime compaction leaves
+    mid-run) trains on the kernel auto picks (CSR below SPARSE_MAX_DENSITY_RECURRENT) against
+    the same net on the dense kernel, W as an S x S matrix as plain torch would hold it."""
+    import copy
+
+    from ..core.edits import Edits
+    from ..train.urn import URN
+    rows, size, batch = [], 500 if quick else 2000, 128
+    torch.manual_seed(0)
+    x = torch.randn(batch, 10, device=device)
+    y = torch.randint(0, 3, (batch,), device=device)
+    for density in ((0.05,) if quick else (0.005, 0.02, 0.05)):
+        net = URN(10, 3, size=size, steps=4, c_weight=1e-3, seed=0)
+        src, dst, _ = net.edges()
+        cut = torch.rand(len(src), generator=torch.Generator().manual_seed(0)) > density
+        net.apply_edits(Edits().remove_edges(src[cut], dst[cut]))
+        net.pack_edges()
+        timed = {}
+        for kernel in ("auto", "dense"):
+            model = copy.deepcopy(net).to(device)
+            model.kernel = kernel
+            model._plan = None
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            step = train_step(model, opt, x, y, nn.functional.cross_entropy)
+            step()
+            timed[kernel] = (median_time(step, 3 if quick else 5, device), model.plan().sparse)
+        (t_auto, sparse), (t_dense, _) = timed["auto"], timed["dense"]
+        rows.append({"case": f"URN train step S={size}, I=4, batch {batch} ({device}), {net.n_edges:,} edges "
+                             f"({100 * density:g}% of the pairs): kernel auto ({'CSR' if sparse else 'dense'}); "
+                             "reference: the same net with W as a dense S x S matrix",
+                     "ours": round(1 / t_auto, 3), "reference": round(1 / t_dense, 3), "unit": "steps/s",
+                     "ratio": round(t_dense / t_auto, 2)})
     return rows
