@@ -259,3 +259,20 @@ def test_lottery_on_a_distilled_cartpole_policy_measures_returns(tmp_path):
         assert row["converge_iter"] <= row["early_stop_iter"] <= row["budget_iter"]
     with pytest.raises(ConfigError, match="nosuch"):
         exp.config(True, False, {"data": "nosuch-v0"})
+
+
+def test_lottery_experiment_rewinds_to_an_early_iteration_in_a_real_training(tmp_path):
+    from neuroplastic.experiments import get_experiment
+    from neuroplastic.prune import RewindPoint
+    exp = get_experiment("lottery")
+    config = exp.config(True, False, {"data": "digits", "hidden": [16], "rounds": 1, "epochs": 1,
+                                      "rewind_step": 3, "variants": "imp"})
+    metrics = exp.run_job(exp.jobs(config)[0], config, tmp_path)
+    assert [m["level"] for m in metrics["levels"]["ticket"]] == [0, 1]
+    point = RewindPoint(2)
+    net = _mlp()
+    for _ in range(3):
+        point.step(net)
+    again = RewindPoint(5)
+    again.load_state_dict(point.state_dict())
+    assert again.at == 2 and torch.equal(again.snapshot.weight, point.snapshot.weight)

@@ -100,6 +100,15 @@ class RewindPoint:
     def update(self, net) -> None:
         pass
 
+    def state_dict(self) -> dict:
+        snap = None if self.snapshot is None else {k: getattr(self.snapshot, k) for k in
+                                                   ("keys", "weight", "bias", "fan_in")}
+        return {"at": self.at, "steps": self.steps, "snapshot": snap}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.at, self.steps = check_int(state["at"], "rewind_step", 1), int(state["steps"])
+        self.snapshot = None if state["snapshot"] is None else Snapshot(**state["snapshot"])
+
 
 def _set_biases(net, bias: torch.Tensor) -> None:
     ids = net.neuron_alive.nonzero().squeeze(1)
