@@ -217,6 +217,27 @@ def test_urn_training_resumed_from_its_epoch_checkpoint_equals_an_uninterrupted_
         train_urn(other, data.x_train, data.y_train, epochs=5, checkpoint=tmp_path / "urn.ckpt", **options)
 
 
+def test_urn_training_with_a_rule_resumes_the_rule_state_too(tmp_path):
+    from neuroplastic.rules import SPM
+    from neuroplastic.tasks.datasets import shells
+    from neuroplastic.train.urn import train_urn
+    data = shells(n_train=300, n_test=50)
+
+    def spm():
+        return SPM(window=4, interval=4, warmup=4, min_age=0, seed=0)
+    whole = URN(10, 3, size=40, steps=3, c_weight=1e-3, seed=0)
+    interrupted = copy.deepcopy(whole)
+    expected = train_urn(whole, data.x_train, data.y_train, epochs=4, seed=0, rule=spm())
+    train_urn(interrupted, data.x_train, data.y_train, epochs=2, seed=0, rule=spm(), checkpoint=tmp_path / "r.ckpt")
+    fresh = URN(10, 3, size=40, steps=3, c_weight=1e-3, seed=0)
+    history = train_urn(fresh, data.x_train, data.y_train, epochs=4, seed=0, rule=spm(), checkpoint=tmp_path / "r.ckpt")
+    assert [h["loss"] for h in history] == [h["loss"] for h in expected]
+    assert fresh.n_edges == whole.n_edges
+    with pytest.raises(npl.CheckpointError, match="with a rule"):
+        train_urn(URN(10, 3, size=40, steps=3, c_weight=1e-3, seed=0), data.x_train, data.y_train, epochs=4, seed=0,
+                  checkpoint=tmp_path / "r.ckpt")
+
+
 def test_mnist_style_idx_directory_is_a_dataset(tmp_path):
     import gzip
 

@@ -280,13 +280,14 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
 
     `compact_zeros_every=k`: while the ramp lasts, every k epochs the edges the proximal step
     has set exactly to zero are removed (and the neurons left with no path to an output), so
-    the dense phase ends after a few epochs instead of at the end of the ramp: on shells 55% of
-    W is exactly zero after one epoch and 98.8% after five. The logits are unchanged; what is
+    the dense phase ends after a few epochs instead of at the end of the ramp: on shells
+    (S = 1000) 55% of W is exactly zero after one epoch and 98.8% after five. The logits are unchanged; what is
     given up is that a zeroed edge could have come back later (docs/urn.md measures the
     difference).
 
-    `checkpoint=PATH`: the state after every epoch is written there (atomically), and a run
-    given a checkpoint of the same run continues from it to the same numbers.
+    `checkpoint=PATH`: the state after every epoch (network, optimizer, the rule's state, the
+    data order) is written there atomically, and a run given a checkpoint of the same run
+    continues from it to the same numbers.
 
     `rule`: any rule of the protocol, driven after every step (after the proximal step)."""
     epochs, batch_size, ramp_epochs, compact_every, compact_zeros_every = (
@@ -320,7 +321,7 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
                 "compact_every": compact_every, "compact_zeros_every": compact_zeros_every,
                 "net": {k: v for k, v in net.config().items() if k != "scale"}}
     if checkpoint is not None and Path(checkpoint).exists():
-        opt, history = _resume(checkpoint, net, gen, identity, lr)
+        opt, history = _resume(checkpoint, net, gen, identity, lr, rule)
     import time
 
     from tqdm.auto import trange
@@ -354,16 +355,16 @@ def train_urn(net: URN, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float 
         history.append(row)
         if checkpoint is not None:
             from ..core import checkpoint as ckpt
-            ckpt.save(checkpoint, net, step=epoch + 1, extra={
+            ckpt.save(checkpoint, net, rule=rule, step=epoch + 1, extra={
                 "identity": identity, "history": history, "gen": gen.get_state(), "optimizer": opt.state_dict()})
     if driver is not None:
         driver.close()
     return history
 
 
-def _resume(path, net: URN, gen: torch.Generator, identity: dict, lr: float):
-    """Load a train_urn checkpoint into `net` (its topology too) and `gen`; the optimizer
-    rebuilt on the loaded parameters and the history so far."""
+def _resume(path, net: URN, gen: torch.Generator, identity: dict, lr: float, rule=None):
+    """Load a train_urn checkpoint into `net` (its topology too), `gen` and `rule`; returns the
+    optimizer rebuilt on the loaded parameters and the history so far."""
     from ..core import checkpoint as ckpt
     from ..errors import CheckpointError
     saved = ckpt.load(path)
@@ -374,6 +375,11 @@ def _resume(path, net: URN, gen: torch.Generator, identity: dict, lr: float):
     net.load_state_dict(saved["net"].state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     opt.load_state_dict(extra["optimizer"])
+    if (rule is None) != (saved["rule"] is None):
+        written = "with" if saved["rule"] is not None else "without"
+        raise CheckpointError(f"checkpoint {str(path)!r} was written {written} a rule; resume it the same way")
+    if rule is not None:
+        rule.load_state_dict(saved["rule"])
     gen.set_state(extra["gen"])
     ckpt.set_rng_state(saved["rng"])
     return opt, list(extra["history"])
