@@ -67,7 +67,7 @@ def speed_table(data: dict) -> str:
                           + [f"iter. to within 10% of min. val. loss {c}" for c in controls], table)
 
 
-def summary(data: dict, tolerance: float = 0.5) -> list[str]:
+def summary(data: dict, tolerance: float = 0.5, labels: dict = LABELS) -> list[str]:
     """One line per control: its best level, and how far it stays within `tolerance` pp of the
     dense net (every level down to there); and how often the early stop is cut by the budget."""
     lines = []
@@ -89,7 +89,7 @@ def summary(data: dict, tolerance: float = 0.5) -> list[str]:
             if acc[lv] < dense - tolerance:
                 break
             holds = lv
-        line = (f"- {LABELS[control]}: best {acc[best]:.1f}% at {left[best]:.1f}% of the weights; within "
+        line = (f"- {labels[control]}: best {acc[best]:.1f}% at {left[best]:.1f}% of the weights; within "
                 f"{tolerance} pp of the dense net down to {left[holds]:.1f}% (every round before too); "
                 f"{acc[levels[-1]]:.1f}% at {left[levels[-1]]:.1f}%")
         if "return_mean" in data[control][levels[-1]][0]:
@@ -104,7 +104,7 @@ def summary(data: dict, tolerance: float = 0.5) -> list[str]:
     return lines
 
 
-def plot(data: dict, path: Path) -> None:
+def plot(data: dict, path: Path, labels: dict = LABELS) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -122,7 +122,7 @@ def plot(data: dict, path: Path) -> None:
         for ax, (key, scale, _) in zip(axes, panels):
             values = np.array([[scale * m[key] for m in data[control][lv]] for lv in levels], dtype=float)
             mean, std = values.mean(1), values.std(1)
-            ax.plot(x, mean, marker="o", ms=3, label=LABELS[control], color=colors[control])
+            ax.plot(x, mean, marker="o", ms=3, label=labels[control], color=colors[control])
             ax.fill_between(x, mean - std, mean + std, color=colors[control], alpha=0.15, linewidth=0)
     for ax, (_, _, label) in zip(axes, panels):
         ax.set_xscale("log")
@@ -152,8 +152,17 @@ def _task_text(task: str, rows: list, cfg: dict) -> str:
     return f"{task}, a stratified {1 - cfg['test_fraction']:.0%} / {cfg['test_fraction']:.0%} train/test split per seed"
 
 
+def labels_for(rewind_step: int) -> dict:
+    """The controls' labels; the ticket's names the rewind point when survivors go back to
+    iteration k > 0."""
+    if not rewind_step:
+        return LABELS
+    return {**LABELS, "ticket": f"winning ticket (IMP, rewound to iteration {rewind_step})"}
+
+
 def write_report(results: dict, out_dir: Path) -> None:
     rows, cfg = results["rows"], results["config"]
+    labels = labels_for(cfg["rewind_step"])
     data = by_level(rows)
     seeds = len({r["seed"] for r in rows})
     rewind = ("their initial values" if not cfg["rewind_step"]
@@ -181,8 +190,9 @@ def write_report(results: dict, out_dir: Path) -> None:
         slug = _slug(task)
         n_weights = task_rows[0]["metrics"]["n_weights"]
         text += [f"## {task}", "", f"Data: {_task_text(task, task_rows, cfg)}. {n_weights} weights.", "",
-                 *summary(data[task]), "", "### Accuracy vs weights remaining", "", level_table(data[task]), "",
+                 *summary(data[task], labels=labels), "", "### Accuracy vs weights remaining", "",
+                 level_table(data[task]), "",
                  "### Iterations to the early stop", "", speed_table(data[task]), "",
                  f"![accuracy vs weights remaining]({slug}.png)", ""]
-        plot(data[task], out_dir / f"{slug}.png")
+        plot(data[task], out_dir / f"{slug}.png", labels)
     write_text(out_dir / "report.md", "\n".join(text))
