@@ -7,6 +7,7 @@ writes DIR/NAME.json in the format of DESIGN.md.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -28,8 +29,9 @@ BENCHMARKS = {"graphnet": bench_graphnet, "urn": bench_urn, "graphbatch": bench_
 
 
 def machine(device: str) -> str:
-    desc = (f"{platform.system()} {platform.machine()}, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}")
+    # the process default; a bench that times on one thread (bench/timing.one_thread) says so in its cases
+    desc = (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch "
+            f"threads by default (cases timed on one thread say so), torch {torch.__version__}")
     if device.startswith("cuda"):
         desc += f", {torch.cuda.get_device_name()}"
     return desc
