@@ -117,7 +117,10 @@ class HebbianExperiment:
                    "returns": returns.tolist(), "n_params": task.n_params, "n_synapses": task.n_synapses,
                    "n_hidden": sum(config["hidden"]), "n_edges": task.n_synapses,
                    "evaluations": es.generation * config["popsize"] * config["episodes"],
-                   "generations": es.generation, "evolve_s": time.perf_counter() - started,
+                   "generations": es.generation,
+                   # every generation's seconds (those before a resume too); this attempt's alone
+                   "evolve_s": sum(r["wall_s"] for r in es.history),
+                   "evolve_s_this_attempt": time.perf_counter() - started,
                    "history": [{"step": r["generation"], "best": r["best"], "mean": r["mean"], "sigma": r["sigma"],
                                 "wall_s": r["wall_s"]} for r in es.history]}
         (out_dir / "nets").mkdir(exist_ok=True)

@@ -30,11 +30,11 @@ def results_table(rows) -> str:
             table.append([task, variant, len(ms), pm([m["return_mean"] for m in ms]),
                           pm([np.min(m["returns"]) for m in ms]), solved, first_text,
                           f"{ms[0]['n_params']:,}", f"{ms[0]['n_synapses']:,}", f"{ms[0]['evaluations']:,}",
-                          pm([m["evolve_s"] / 60 for m in ms])])
+                          pm([sum(g["wall_s"] for g in m["history"]) / 60 for m in ms])])
     return markdown_table(["task", "variant", "seeds", "held-out return (mean over seeds of the mean over episodes)",
                            "worst episode", "seeds solved", "first generation with a candidate there (seeds)",
                            "evolved numbers", "synapses", "episodes in evolution",
-                           "minutes"], table)
+                           "minutes of evolution"], table)
 
 
 def first_generation(history, threshold: float):
