@@ -28,13 +28,14 @@ def results_table(rows) -> str:
             first_text = "–" if threshold is None else \
                 f"{pm(reached, 0)} ({len(reached)}/{len(ms)})" if reached else f"not reached (0/{len(ms)})"
             table.append([task, variant, len(ms), pm([m["return_mean"] for m in ms]),
+                          f"{np.mean([m['return_std'] for m in ms]):.1f}",
                           pm([np.min(m["returns"]) for m in ms]), solved, first_text,
                           f"{ms[0]['n_params']:,}", f"{ms[0]['n_synapses']:,}", f"{ms[0]['evaluations']:,}",
                           pm([sum(g["wall_s"] for g in m["history"]) / 60 for m in ms])])
     return markdown_table(["task", "variant", "seeds", "held-out return (mean over seeds of the mean over episodes)",
-                           "worst episode", "seeds solved", "first generation with a candidate there (seeds)",
-                           "evolved numbers", "synapses", "episodes in evolution",
-                           "minutes of evolution"], table)
+                           "std over episodes", "worst episode", "seeds solved",
+                           "first generation with a candidate there (seeds)", "evolved numbers", "synapses",
+                           "episodes in evolution", "minutes of evolution"], table)
 
 
 def first_generation(history, threshold: float):
