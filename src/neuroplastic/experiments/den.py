@@ -22,7 +22,7 @@ import torch
 from ..core.validate import check_int, check_number
 from ..errors import ConfigError
 from . import register
-from .options import string_list, with_overrides
+from .options import layer_widths, string_list, with_overrides
 
 DEFAULT = {"data": "digits", "sequences": ["permuted", "split"], "variants": ["den", "finetune", "ewc", "per-task"],
            "seeds": 3, "hidden": [100, 50], "permuted_tasks": 10, "limit": 0,
@@ -124,14 +124,7 @@ class DENExperiment:
             if len(config["data"]) != 1:
                 raise ConfigError(f"data={config['data']!r}: the den experiment takes one data set")
             config["data"] = config["data"][0]
-        hidden = config["hidden"]
-        if isinstance(hidden, str):
-            hidden = [int(h) for h in hidden.split(",") if h.strip().isdigit()] or hidden
-        if isinstance(hidden, int) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        if not isinstance(hidden, list) or not hidden:
-            raise ConfigError(f"hidden={config['hidden']!r} must be a list of layer widths, e.g. 100,50")
-        config["hidden"] = [check_int(h, "hidden width", 1) for h in hidden]
+        config["hidden"] = layer_widths(config, "hidden", "100,50")
         config["permuted_tasks"] = check_int(config["permuted_tasks"], "permuted_tasks", 1)
         if config["permuted_tasks"] < 2:
             raise ConfigError(f"permuted_tasks={config['permuted_tasks']}: a task sequence needs at least 2 tasks")

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..core.validate import check_int, check_number
 from ..errors import ConfigError
 from . import register
-from .options import string_list, with_overrides
+from .options import layer_widths, string_list, with_overrides
 
 VARIANTS = ["hebbian", "static"]
 DEFAULTS = {"envs": ["CartPole-v1"], "variants": VARIANTS, "seeds": 3, "hidden": [32, 32], "popsize": 32,
@@ -67,12 +67,7 @@ class HebbianExperiment:
             config[key] = check_int(config[key], key, minimum)
         config["sigma"] = check_number(config["sigma"], "sigma", above=0)
         config["init"] = check_number(config["init"], "init", 0)
-        hidden = config["hidden"]
-        if isinstance(hidden, int) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        if not isinstance(hidden, list):
-            raise ConfigError(f"hidden={hidden!r} must be a list of layer widths, e.g. [32, 32]")
-        config["hidden"] = [check_int(h, "hidden width", 1) for h in hidden]
+        config["hidden"] = layer_widths(config, "hidden", "32,32")
         if config["normalise"] not in ("layer", "none"):
             raise ConfigError(f"normalise={config['normalise']!r} must be 'layer' or 'none'")
         for env_id in config["envs"]:  # unknown ids and unusable spaces fail here, before any job

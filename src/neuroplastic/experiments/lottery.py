@@ -30,7 +30,7 @@ import torch
 from ..core.validate import check_int, check_number
 from ..errors import ConfigError
 from . import register
-from .options import string_list, with_overrides
+from .options import layer_widths, string_list, with_overrides
 
 DEFAULT = {"data": ["digits", "CartPole-v1"], "variants": ["imp", "random"], "seeds": 3, "hidden": [300, 100],
            # pruning
@@ -137,14 +137,7 @@ class LotteryExperiment:
             if v not in VARIANTS:
                 raise ConfigError(f"variant={v!r} is not supported; expected one of {list(VARIANTS)}")
         config["data"] = string_list(config, "data")
-        hidden = config["hidden"]
-        if isinstance(hidden, str):
-            hidden = [int(h) for h in hidden.split(",") if h.strip().isdigit()] or hidden
-        if isinstance(hidden, int) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        if not isinstance(hidden, list) or not hidden:
-            raise ConfigError(f"hidden={config['hidden']!r} must be a list of layer widths, e.g. 300,100")
-        config["hidden"] = [check_int(h, "hidden width", 1) for h in hidden]
+        config["hidden"] = layer_widths(config, "hidden", "300,100")
         config.update(check_options(config["rate"], config["scope"], config["output_rate"], config["rewind_step"]))
         for key, minimum in (("seeds", 1), ("rounds", 0), ("epochs", 1), ("batch_size", 1), ("threads", 1),
                              ("policy_episodes", 1), ("eval_episodes", 1)):

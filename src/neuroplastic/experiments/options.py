@@ -23,3 +23,16 @@ def string_list(config: dict, key: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{key}={config[key]!r} must be a non-empty comma-separated string or list of strings")
     return value
+
+
+def layer_widths(config: dict, key: str = "hidden", example: str = "32,32") -> list[int]:
+    """config[key] as a non-empty list of layer widths ("300,100", [300, 100] and 300 all)."""
+    from ..core.validate import check_int
+    value = config[key]
+    if isinstance(value, str):
+        value = [int(h) for h in value.split(",") if h.strip().isdigit()] or value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key}={config[key]!r} must be a list of layer widths, e.g. {example}")
+    return [check_int(h, "hidden width", 1) for h in value]
