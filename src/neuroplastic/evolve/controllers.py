@@ -15,6 +15,8 @@ networks, the same initial weights), so they are compared on equal terms.
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
 
@@ -29,9 +31,10 @@ from .neat.envs import EnvFitness
 HELD_OUT_SEED = 10_000  # evaluation episodes, never seen in evolution
 
 
-class Controllers:
+class Controllers(abc.ABC):
     """The shared part: a template MLP (tanh hidden layers, no biases, linear outputs; Discrete
-    actions take the argmax, Box actions the clipped output) and the batched rollout."""
+    actions take the argmax, Box actions the clipped output) and the batched rollout. A
+    subclass says how many numbers a candidate has and what population plays its episodes."""
 
     def __init__(self, env_id: str, hidden=(32, 32), episodes: int = 1, max_steps: int | None = None,
                  seed: int = 0, vectorization: str = "sync"):
@@ -48,8 +51,9 @@ class Controllers:
         self._one = GraphBatch.from_nets([self.template])
 
     @property
+    @abc.abstractmethod
     def n_params(self) -> int:
-        raise NotImplementedError
+        """Numbers in one candidate."""
 
     def population(self, weight: torch.Tensor) -> GraphBatch:
         """A GraphBatch of len(weight) copies of the template with these (R, n_synapses)
@@ -95,8 +99,10 @@ class Controllers:
         """Returns of one candidate over `episodes` held-out episodes."""
         return self.returns(torch.as_tensor(candidate, dtype=torch.float32).reshape(1, -1), seed, episodes)[0]
 
+    @abc.abstractmethod
     def policies(self, candidates: torch.Tensor, first_seed: int, episodes: int):
-        raise NotImplementedError
+        """What EnvFitness steps for these candidates: called with (P, B, n_in) observations,
+        returns (P, B, n_out) actions' outputs (a GraphBatch, or a wrapper that also learns)."""
 
     def close(self) -> None:
         self.env.close()
