@@ -166,13 +166,14 @@ class HebbianControllers(Controllers):
         return PlasticPopulation(self.population(weight), self.rule(candidates, episodes), P, episodes)
 
 
-class PlasticPopulation:
-    """P candidates x B episodes as one GraphBatch whose weights a rule changes after every
-    forward: called like a GraphBatch with (P, B, n_in) inputs, as EnvFitness calls it."""
+class EpisodeRows:
+    """P candidates x B episodes as the P*B rows of one GraphBatch `batch`, stepped by
+    EnvFitness as if it were a P-member GraphBatch fed (P, B, n_in) observations. Subclasses
+    change the rows while they act (a learning rule, an editor)."""
 
-    def __init__(self, batch: GraphBatch, rule: Hebbian, P: int, B: int):
-        self.batch, self.rule, self.P, self.B = batch, rule, P, B
-        self.n_in, self.n_out = batch.n_in, batch.n_out
+    batch: GraphBatch
+    P: int
+    B: int
 
     @property
     def weight(self) -> torch.Tensor:
@@ -181,8 +182,21 @@ class PlasticPopulation:
     def __len__(self) -> int:
         return self.P
 
+    def act(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward of every row: (P, B, n_out) outputs and the (P*B, 1, N_cap) activity."""
+        y, activity = self.batch(x.reshape(self.P * self.B, 1, self.batch.n_in), return_activity=True)
+        return y.reshape(self.P, self.B, self.batch.n_out), activity
+
+
+class PlasticPopulation(EpisodeRows):
+    """Rows whose weights a rule changes after every forward."""
+
+    def __init__(self, batch: GraphBatch, rule: Hebbian, P: int, B: int):
+        self.batch, self.rule, self.P, self.B = batch, rule, P, B
+        self.n_in, self.n_out = batch.n_in, batch.n_out
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y, activity = self.batch(x.reshape(self.P * self.B, 1, self.n_in), return_activity=True)
+        y, activity = self.act(x)
         self.rule.observe(self.batch, BatchTrace(activity))
         self.rule.update(self.batch)  # the next step acts with the changed weights
-        return y.reshape(self.P, self.B, self.n_out)
+        return y

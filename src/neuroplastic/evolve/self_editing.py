@@ -44,7 +44,7 @@ import torch
 from ..core.batch import GraphBatch
 from ..core.edits import Edits
 from ..core.validate import check_choice, check_int, check_number
-from .controllers import Controllers
+from .controllers import Controllers, EpisodeRows
 
 EDIT_PATHS = ("arrays", "members")
 HEADS = ("weight", "split", "remove", "add")
@@ -125,7 +125,7 @@ class SelfEditingControllers(Controllers):
         return returns, self.last
 
 
-class SelfEditingPopulation:
+class SelfEditingPopulation(EpisodeRows):
     """P editors x B episodes: one GraphBatch of P*B self-built networks, called like a
     GraphBatch with (P, B, n_in) inputs (as EnvFitness calls it), told the rewards through
     `observe_reward`. `history`: one row per edit round, (step, hidden (R,), edges (R,))."""
@@ -163,26 +163,19 @@ class SelfEditingPopulation:
         self._reset_window()
 
     # ------------------------------------------------------------- called by EnvFitness
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.batch.weight
-
-    def __len__(self) -> int:
-        return self.P
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.steps % self.owner.edit_every == 0:
             started = time.perf_counter()
             self.edit()
             self.edit_s += time.perf_counter() - started
-        y, activity = self.batch(x.reshape(self.R, 1, self.n_in), return_activity=True)
+        y, activity = self.act(x)
         a = activity[:, 0]
         self.act_sum += a
         self.act_sq += a * a
         self.coact += a[:, :, None] * a[:, None, :]
         self.window += 1
         self.steps += 1
-        return y.reshape(self.P, self.B, self.n_out)
+        return y
 
     def observe_reward(self, reward, alive) -> None:
         self.reward_sum += torch.as_tensor(np.asarray(reward), dtype=torch.float32).reshape(-1)
