@@ -11,6 +11,8 @@ episodes are still running (a self-editing controller reads its recent reward).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -120,18 +122,18 @@ def _release_freed_heap() -> None:
     heap, and a long LunarLander run of Hebbian controllers grew by ~150 MB a generation until
     it ran out of memory (23 GB after 122 generations) although nothing was still referenced.
     Trimming once per rollout keeps it flat. A no-op where the C library has no malloc_trim."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """The C library's malloc_trim, or None where there is none."""
     import ctypes
     import ctypes.util
-    global _TRIM
-    if _TRIM is None:
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name) if name else None
-        _TRIM = getattr(libc, "malloc_trim", False) if libc is not None else False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None  # malloc_trim once found, False where there is none
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
 def evaluate_env(net, env_id: str, episodes: int = 100, seed: int = 10_000, max_steps: int | None = None) -> np.ndarray:
