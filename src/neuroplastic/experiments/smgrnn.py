@@ -9,6 +9,9 @@ Method, top to bottom:
        static           the same starting graph, SPM off
        mlp-16, mlp-64x64, mlp-256x256   plain torch.nn MLPs (1x16, 2x64 = the teacher-sized
                                           SB3 default, 2x256)
+     Any GraphNet variant with the suffix "-hebbian" (smgrnn-hebbian, static-hebbian, ...) is the
+     same student with no optimizer at all: local rules change its weights
+     (rules.ContrastiveHebbian) while the SPM, where it has one, changes its structure.
   3. Each student is evaluated on held-out reset seeds; returns, sizes and curves are kept.
 The paper's claims, made into targets (a)-(d) (docs/smgrnn.md), are checked in the report.
 """
@@ -23,6 +26,9 @@ from ..train.distill import DistillConfig, distill, resolve_model
 from . import register
 
 VARIANTS = ["smgrnn", "growth-only", "growth-disabled", "static", "mlp-16", "mlp-64x64", "mlp-256x256"]
+# The paper's future work, no optimizer: the SPM grows and prunes, a local rule learns the weights.
+HEBBIAN_SUFFIX = "-hebbian"
+HEBBIAN_VARIANTS = ["smgrnn-hebbian", "growth-only-hebbian", "growth-disabled-hebbian", "static-hebbian"]
 ENVS = ["CartPole-v1", "LunarLander-v3", "Pendulum-v1"]
 
 # The README's main job: a reduced but real run (CartPole, every variant, 3 seeds) sized to take
@@ -57,12 +63,18 @@ def _field_default(f):
 
 
 def variant_model(variant: str) -> tuple[str, dict]:
-    """'mlp-64x64' -> ('mlp', {'hidden': [64, 64]}); SPM variants map to themselves."""
+    """'mlp-64x64' -> ('mlp', {'hidden': [64, 64]}); 'smgrnn-hebbian' -> ('smgrnn',
+    {'learner': 'hebbian'}); SPM variants map to themselves."""
+    hebbian = isinstance(variant, str) and variant.endswith(HEBBIAN_SUFFIX)
+    name = variant[: -len(HEBBIAN_SUFFIX)] if hebbian else variant
     try:
-        model, hidden = resolve_model(variant)
+        model, hidden = resolve_model(name)
+        if hebbian and model == "mlp":
+            raise ConfigError("a plain MLP has no Hebbian form")
     except ConfigError:
-        raise ConfigError(f"unknown variant {variant!r}; expected one of {VARIANTS} or mlp-WxW...") from None
-    return model, ({"hidden": hidden} if hidden else {})
+        raise ConfigError(f"unknown variant {variant!r}; expected one of {VARIANTS + HEBBIAN_VARIANTS} "
+                          f"or mlp-WxW...") from None
+    return model, ({"hidden": hidden} if hidden else {}) | ({"learner": "hebbian"} if hebbian else {})
 
 
 class SMGrNNExperiment:
@@ -83,7 +95,7 @@ class SMGrNNExperiment:
         own = {k: defaults[k] for k in DEFAULT}
         distill_keys = {k: defaults[k] for k in sorted(_DISTILL_KEYS - set(DEFAULT))}
         spm_keys = {k: defaults[k] for k in sorted(_SPM_KEYS)}
-        notes = {"variants": f"any of {', '.join(VARIANTS)}, or mlp-WxW... widths",
+        notes = {"variants": f"any of {', '.join(VARIANTS + HEBBIAN_VARIANTS)}, or mlp-WxW... widths",
                  "envs": f"gymnasium ids; built-in teachers for {', '.join(ENVS)}",
                  "lambda_edge": "default: the learning rate lr",
                  "threads": "torch threads per job",
@@ -168,7 +180,7 @@ class SMGrNNExperiment:
         from .runner import job_name
         from .smgrnn_report import write_report
         out_dir = Path(out_dir)
-        write_report(results, out_dir, variant_order=VARIANTS, defaults=self.defaults(),
+        write_report(results, out_dir, variant_order=VARIANTS + HEBBIAN_VARIANTS, defaults=self.defaults(),
                      net_path=lambda row: out_dir / "nets" / f"{job_name(row)}.ckpt")
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..report import group, markdown_table, mean_std, plot_curves, pm, variant_colors, write_text
 
-SPM_VARIANTS = ("smgrnn", "growth-only", "growth-disabled", "static")
+GRAPH_VARIANTS = ("smgrnn", "growth-only", "growth-disabled", "static")
+HEBBIAN = "-hebbian"   # the suffix of a GraphNet variant that learns with no optimizer
+SPM_VARIANTS = GRAPH_VARIANTS + tuple(v + HEBBIAN for v in GRAPH_VARIANTS)
 
 CLAIMS_SOURCE = (
     "The claims are those of the SMGrNN paper (Jia & Zhou 2025, arXiv 2512.12713): against MLP "
@@ -169,6 +171,30 @@ def structure_table(rows: list[dict], order) -> str:
     return markdown_table(["task", "variant", "structural event", "count per run"], table)
 
 
+def without_optimizer_table(rows: list[dict], order) -> str:
+    """Each `X-hebbian` variant beside X: the same student, data and evaluation episodes, with
+    local rules instead of backpropagation and Adam."""
+    ret, params = group(rows, "return_mean"), group(rows, "n_params")
+    teacher = group(rows, "teacher_return_mean")
+    table = []
+    for task in sorted({t for t, _ in ret}):
+        for variant in order_variants([v for t, v in ret if t == task and v.endswith(HEBBIAN)], order):
+            base = variant[: -len(HEBBIAN)]
+            hebb, grad = ret[(task, variant)], ret.get((task, base))
+            t = mean_std(teacher[(task, variant)])[0]
+            table.append([task, variant, pm(hebb), pm(grad) if grad else "–",
+                          f"{mean_std(hebb)[0] - mean_std(grad)[0]:+.1f}" if grad else "–",
+                          _percent(mean_std(hebb)[0], t), f"{t:.1f}", pm(params[(task, variant)], 0)])
+    if not table:
+        return ""
+    return markdown_table(["task", "variant (no optimizer)", "return", "same student with Adam", "difference",
+                           "% of teacher", "teacher", "params"], table)
+
+
+def _percent(value: float, teacher: float) -> str:
+    return f"{100 * value / teacher:.0f}%" if teacher > 0 else "–"
+
+
 def draw_networks(rows: list[dict], out_dir: Path, net_path) -> tuple[list[str], list[str]]:
     """Draw seed 0's SMGrNN of each task; returns (drawn PNG names, notes on nets not drawn).
     `net_path(row)` is where the row's network was saved."""
@@ -177,7 +203,7 @@ def draw_networks(rows: list[dict], out_dir: Path, net_path) -> tuple[list[str],
     from ..errors import CheckpointError
     drawn, notes = [], []
     for row in rows:
-        if row["variant"] != "smgrnn" or row["seed"] != 0:
+        if row["variant"] not in ("smgrnn", "smgrnn" + HEBBIAN) or row["seed"] != 0:
             continue
         path = net_path(row)
         if not path.exists():
@@ -188,8 +214,9 @@ def draw_networks(rows: list[dict], out_dir: Path, net_path) -> tuple[list[str],
             notes.append(f"{row['task']}: network not drawn ({exc})")
             print(f"neuroplastic: {exc}; its drawing is left out of the report", file=sys.stderr)
             continue
-        name = f"network_{row['task']}.png"
-        draw_graph(net, out_dir / name, title=f"{row['task']} SMGrNN seed 0: {net.n_hidden} hidden, "
+        name = f"network_{row['task']}.png" if row["variant"] == "smgrnn" else \
+            f"network_{row['task']}_{row['variant']}.png"
+        draw_graph(net, out_dir / name, title=f"{row['task']} {row['variant']} seed 0: {net.n_hidden} hidden, "
                                                f"{net.n_edges} edges, {net.n_params} params")
         drawn.append(name)
     return drawn, notes
@@ -222,7 +249,7 @@ def write_report(results: dict, out_dir: Path, *, variant_order, net_path, defau
         f"Tasks: {', '.join(tasks)}. Variants: {', '.join(order_variants({r['variant'] for r in rows}, order))}. "
         f"Seeds: {len(seeds)} ({_ranges(seeds)}). Budget: {cfg['steps']} Adam steps (lr {cfg['lr']}, batch "
         f"{cfg['batch_size']}) on {cfg['n_data']}+ teacher transitions; final return over "
-        f"{cfg['eval_episodes']} held-out episodes per seed.",
+        f"{cfg['eval_episodes']} held-out episodes per seed." + _hebbian_budget(rows, {**(defaults or {}), **cfg}),
         f"Machine: {env.get('machine', '?')}, torch {env.get('torch', '?')}."
         + (f" Command: `{results['command']}`." if results.get("command") else ""),
         "",
@@ -240,6 +267,12 @@ def write_report(results: dict, out_dir: Path, *, variant_order, net_path, defau
         "",
         acceptance(rows, cfg, defaults),
         "",
+        *_section("## Without an optimizer: the SPM and a Hebbian rule",
+                  "The SMGrNN paper's future work: the SPM changes the structure and local rules the "
+                  "weights, with no gradient and no optimizer (`rules.ContrastiveHebbian`: the teacher's "
+                  "error at the outputs, Oja's rule in the hidden neurons; docs/smgrnn.md). Each row is "
+                  "beside the same student trained by backpropagation and Adam on the same data and "
+                  "held-out episodes.", without_optimizer_table(rows, order)),
         "## Structural activity",
         "",
         structure_table(rows, order),
@@ -260,6 +293,20 @@ def write_report(results: dict, out_dir: Path, *, variant_order, net_path, defau
     text += [f"![{d}]({d})\n" for d in drawings]
     text += [f"- {n}" for n in notes]
     write_text(out_dir / "report.md", "\n".join(text) + "\n")
+
+
+def _hebbian_budget(rows: list[dict], cfg: dict) -> str:
+    """The sentence on the Hebbian learner's settings (`cfg`: the options, defaults filled in)."""
+    if not any(r["variant"].endswith(HEBBIAN) for r in rows):
+        return ""
+    return (f" The -hebbian variants take the same {cfg['steps']} steps and batches with no optimizer: "
+            f"output rule eta {cfg.get('hebbian_lr')}, hidden rule {cfg.get('hebbian_hidden')} "
+            f"(eta {cfg.get('hebbian_hidden_lr')}).")
+
+
+def _section(title: str, intro: str, body: str) -> list[str]:
+    """A report section's lines, or none when it has nothing to show."""
+    return [title, "", intro, "", body, ""] if body else []
 
 
 def _ranges(values: list[int]) -> str:

@@ -33,9 +33,10 @@ from torch import nn
 
 from ..core import checkpoint as ckpt
 from ..core.graph import ACTIVATION_MODULES, GraphNet, check_activation
-from ..core.validate import check_int, check_number, plain
+from ..core.validate import check_choice, check_int, check_number, plain
 from ..errors import CheckpointError, ConfigError, UnknownNameError
 from ..rules.base import RuleDriver, check_rule, rule_from_state
+from ..rules.contrastive import HIDDEN_RULES, ContrastiveHebbian
 from ..rules.spm import SPM, SPMConfig
 from ..tasks.control import (
     DATA_SEED_BASE,
@@ -48,6 +49,10 @@ from ..tasks.control import (
 )
 
 MODELS = ("smgrnn", "growth-only", "growth-disabled", "static", "mlp")
+LEARNERS = ("adam", "hebbian")
+# Options that only the Hebbian learner reads: absent from an Adam run's config and identity,
+# so its results and checkpoints read as they did before the learner existed.
+_HEBBIAN_OPTIONS = ("learner", "hebbian_lr", "hebbian_hidden", "hebbian_hidden_lr")
 # "mlp-16", "mlp-64x64": the experiment tables name MLP baselines by their hidden widths.
 _MLP_VARIANT = re.compile(r"mlp-([1-9][0-9]*(?:x[1-9][0-9]*)*)")
 # What each GraphNet variant changes in the SPM; everything else is shared.
@@ -83,6 +88,14 @@ class DistillConfig:
     # whenever another process holds a core. Raise it only for large students on idle machines.
     threads: int = 1
     env_kwargs: dict = field(default_factory=dict)  # keyword arguments for gymnasium.make
+    # What changes the weights: "adam" (backpropagation and Adam, the paper's method) or
+    # "hebbian": local rules only, no gradient and no optimizer (`rules.ContrastiveHebbian`:
+    # the teacher's error at the outputs, Oja's rule or nothing in the hidden neurons). The
+    # SMGrNN paper names a Hebbian module as future work; it gives no rule or values.
+    learner: str = "adam"
+    hebbian_lr: float = 0.1        # eta of the output rule (a GraphNet student only)
+    hebbian_hidden: str = "oja"    # "oja" or "fixed": how hidden edges learn
+    hebbian_hidden_lr: float = 0.01
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # np.int64(5) is 5 to every check below
@@ -93,6 +106,10 @@ class DistillConfig:
         for name in ("dagger_rounds", "init_hidden", "checkpoint_every", "data_episodes"):
             check_int(getattr(self, name), name, 0)
         self.lr = check_number(self.lr, "lr", above=0)
+        self.learner = check_choice(self.learner, "learner", LEARNERS)
+        self.hebbian_lr = check_number(self.hebbian_lr, "hebbian_lr", above=0)
+        self.hebbian_hidden = check_choice(self.hebbian_hidden, "hebbian_hidden", HIDDEN_RULES)
+        self.hebbian_hidden_lr = check_number(self.hebbian_hidden_lr, "hebbian_hidden_lr", 0)
         try:
             if not isinstance(self.hidden, list | tuple):
                 raise ConfigError("not a list")
@@ -295,6 +312,9 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, 
         teacher = get_teacher(env_id)
     if not callable(teacher):
         raise ConfigError(f"teacher must be a callable obs -> action, got {type(teacher).__name__}")
+    if kind == "mlp" and cfg.learner != "adam":
+        raise ConfigError(f"learner={cfg.learner!r} acts on a GraphNet student; model 'mlp' is a plain torch "
+                          f"MLP trained by Adam")
     if rule is not None:
         if kind == "mlp":
             raise ConfigError("rule= acts on a GraphNet student; model 'mlp' is a plain torch MLP")
@@ -309,7 +329,9 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, 
         env.close()
     spm_config = None
     if kind in _SPM_OVERRIDES and rule is None:
-        spm_config = SPMConfig.from_dict({"seed": seed, "lambda_edge": cfg.lr, **spm_options,
+        # lambda_edge is of the order of a step's Δw: lr under Adam, eta under the Hebbian rule
+        step_size = cfg.lr if cfg.learner == "adam" else cfg.hebbian_lr
+        spm_config = SPMConfig.from_dict({"seed": seed, "lambda_edge": step_size, **spm_options,
                                           **_SPM_OVERRIDES[kind]})
     elif spm_options:
         raise ConfigError(f"SPM option {sorted(spm_options)[0]!r} given for model {model!r}, which has no SPM")
@@ -325,7 +347,7 @@ class DistillState:
     """Everything a distillation run carries from one step to the next, and into checkpoints."""
 
     student: Student
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None   # None when a local rule learns instead
     rule: object | None
     gen: torch.Generator
     obs: np.ndarray
@@ -336,6 +358,7 @@ class DistillState:
     teacher_return: tuple | None = None
     last_loss: float = float("nan")
     wall_before: float = 0.0   # seconds spent before the run was interrupted and resumed
+    learner: ContrastiveHebbian | None = None   # the weight rule of learner="hebbian"
 
     @property
     def core(self) -> nn.Module:
@@ -375,10 +398,13 @@ class _Run:
         try:
             for step in range(state.step + 1, cfg.steps + 1):
                 idx = torch.randint(len(inputs), (cfg.batch_size,), generator=state.gen)
-                loss = loss_fn(state.student(inputs[idx]), targets[idx])
-                state.optimizer.zero_grad(set_to_none=False)
-                loss.backward()
-                state.optimizer.step()
+                if state.learner is None:
+                    loss = loss_fn(state.student(inputs[idx]), targets[idx])
+                    state.optimizer.zero_grad(set_to_none=False)
+                    loss.backward()
+                    state.optimizer.step()
+                else:
+                    loss = local_step(state, inputs[idx], targets[idx], loss_fn)
                 if driver is not None:
                     driver.after_step(state.optimizer)
                 state.step, state.last_loss = step, float(loss.detach())
@@ -407,6 +433,9 @@ class _Run:
         returns, _ = rollout(self.env_id, policy, cfg.eval_episodes, EVAL_SEED_BASE, env_kwargs=cfg.env_kwargs)
         config = dataclasses.asdict(cfg)
         config.pop("init_hidden" if self.model == "mlp" else "hidden")  # what this student does not use
+        if cfg.learner == "adam":
+            for key in _HEBBIAN_OPTIONS:
+                config.pop(key)
         rule = state.rule
         result = {
             "env_id": self.env_id, "model": self.model, "seed": self.seed,
@@ -433,10 +462,18 @@ class _Run:
         std = obs.std(0)
         mean, std = obs.mean(0), np.where(std < 1e-4, 1.0, std + 1e-6)
         student = Student(core, self.spec, mean, std)
-        optimizer = torch.optim.Adam(student.parameters(), lr=self.cfg.lr)
+        optimizer, learner = self.learner(student)
         if rule is None and spm_config is not None:
             rule = SPM(spm_config)
-        return DistillState(student, optimizer, rule, torch.Generator().manual_seed(self.seed), obs, actions)
+        return DistillState(student, optimizer, rule, torch.Generator().manual_seed(self.seed), obs, actions,
+                            learner=learner)
+
+    def learner(self, student: Student) -> tuple[torch.optim.Optimizer | None, ContrastiveHebbian | None]:
+        """(Adam, None), or (None, the local rule) for learner="hebbian": one of them learns."""
+        cfg = self.cfg
+        if cfg.learner == "hebbian":
+            return None, ContrastiveHebbian(cfg.hebbian_lr, cfg.hebbian_hidden, cfg.hebbian_hidden_lr)
+        return torch.optim.Adam(student.parameters(), lr=cfg.lr), None
 
     def relabel(self, state: DistillState, policy) -> None:
         """DAgger: label the states the student reaches with the teacher's actions."""
@@ -454,6 +491,9 @@ class _Run:
         if not c["dagger_rounds"]:  # the budget may grow, except where it sets the DAgger schedule
             c.pop("steps")
         c.pop("threads")  # how fast, not what: a run may resume on a machine with more cores
+        if c["learner"] == "adam":  # so checkpoints written before the Hebbian learner still match
+            for key in _HEBBIAN_OPTIONS:
+                c.pop(key)
         if not c["env_kwargs"]:  # so checkpoints written before env_kwargs existed still match
             c.pop("env_kwargs")
         out = {"env_id": self.env_id, "model": self.model, "seed": self.seed, "config": c,
@@ -469,7 +509,7 @@ class _Run:
                  "actions": torch.as_tensor(np.asarray(state.actions)), "dagger_done": state.dagger_done,
                  "teacher_return": list(state.teacher_return),
                  "obs_norm": {"obs_mean": state.student.obs_mean, "obs_std": state.student.obs_std},
-                 "optimizer": state.optimizer.state_dict(), "wall_s": state.wall_before,
+                 "optimizer": state.optimizer.state_dict() if state.optimizer else None, "wall_s": state.wall_before,
                  "last_loss": state.last_loss}
         if isinstance(state.core, GraphNet):
             ckpt.save(path, state.core, rule=state.rule, step=state.step, extra=extra)
@@ -493,8 +533,9 @@ class _Run:
             core = saved["net"]
         norm = extra["obs_norm"]
         student = Student(core, self.spec, norm["obs_mean"].numpy(), norm["obs_std"].numpy())
-        optimizer = torch.optim.Adam(student.parameters(), lr=self.cfg.lr)
-        optimizer.load_state_dict(extra["optimizer"])
+        optimizer, learner = self.learner(student)
+        if optimizer is not None:
+            optimizer.load_state_dict(extra["optimizer"])
         if saved["rule"] is not None:
             if rule is not None:
                 rule.load_state_dict(saved["rule"])
@@ -506,7 +547,33 @@ class _Run:
         # a checkpoint taken at the last step resumes straight into the final evaluation
         return DistillState(student, optimizer, rule, gen, obs, actions, list(extra["history"]),
                             int(saved["step"]), int(extra["dagger_done"]), tuple(extra["teacher_return"]),
-                            float(extra.get("last_loss", float("nan"))), float(extra.get("wall_s", 0.0)))
+                            float(extra.get("last_loss", float("nan"))), float(extra.get("wall_s", 0.0)),
+                            learner)
+
+
+def local_step(state: DistillState, x: torch.Tensor, target: torch.Tensor, loss_fn) -> torch.Tensor:
+    """One step of the local learner in place of backward() and optimizer.step(): a forward
+    pass traced for the rule, the teacher's error at the outputs, the rule's update. No autograd
+    graph is built; the loss is only reported."""
+    with torch.no_grad():
+        handle = state.core.register_trace_hook(state.learner.observe)
+        try:
+            out = state.student(x)
+        finally:
+            handle.remove()
+        state.learner.teach(output_error(state.student, out, target))
+        state.learner.update(state.core)
+        return loss_fn(out, target)
+
+
+def output_error(student: Student, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Target minus output at the output neurons: the one-hot teacher action minus the softmax
+    (discrete), or the teacher's action minus the student's, both in the squashed [-1, 1] units
+    of the tanh (continuous)."""
+    if student.discrete:
+        return torch.nn.functional.one_hot(target, out.shape[1]).to(out) - out.softmax(1)
+    squashed = (out - student.act_mid) / student.act_half
+    return ((target - student.act_mid) / student.act_half).clamp(-1, 1) - squashed
 
 
 def _progress(enabled: bool, total: int, initial: int, desc: str):
