@@ -3,6 +3,7 @@
   neat-xor       XOR, neat-python's example config (pop 150, threshold 3.9, <= 300 generations)
   neat-parity    3-bit parity, the same config with 3 inputs (fitness 8 - sum of squared errors)
   neat-cartpole  CartPole-v1 through gymnasium.vector (a smoke test: mean return >= 475)
+  neat-lunarlander  LunarLander-v3 through gymnasium.vector (the goal: >= 200 over 100 held-out episodes)
 
 Method, top to bottom:
   1. Read the INI file (`config`, default the package's configs/<task>.ini); `pop_size` and
@@ -13,7 +14,7 @@ Method, top to bottom:
      hidden nodes and enabled connections, wall time and the per-generation history.
   3. With neat-python installed (`pip install 'neuroplastic[neat]'`) and `reference = true`,
      the same file and fitness run in neat-python 2.0 as variant "neat-python".
-  4. CartPole's best genome is also scored on 100 held-out episodes (reset seeds 10000+).
+  4. An environment's best genome is also scored on 100 held-out episodes (reset seeds 10000+).
 """
 from __future__ import annotations
 
@@ -172,3 +173,8 @@ register(NEATExperiment("neat-cartpole", "NEAT on CartPole-v1 through gymnasium.
                         "CartPole-v1", "cartpole.ini",
                         {"seeds": 5, "generations": 30, "episodes": 3, "max_steps": 500, "eval_episodes": 100},
                         {"seeds": 1, "generations": 3, "episodes": 2, "max_steps": 200, "eval_episodes": 10}))
+register(NEATExperiment("neat-lunarlander", "NEAT on LunarLander-v3 through gymnasium.vector",
+                        "LunarLander-v3", "lunarlander.ini",
+                        {"seeds": 3, "generations": 150, "episodes": 3, "max_steps": 1000, "eval_episodes": 100},
+                        {"seeds": 1, "generations": 2, "episodes": 1, "max_steps": 100, "eval_episodes": 3,
+                         "pop_size": 20}))

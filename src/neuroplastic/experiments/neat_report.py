@@ -24,7 +24,7 @@ def _fmt(values, digits=1) -> str:
     return pm(values, digits) if values else "–"
 
 
-def results_table(rows, paper: dict | None) -> str:
+def results_table(rows, paper: dict | None, eval_episodes: int = 100) -> str:
     table = []
     env = any("return_mean" in m for ms in _by_variant(rows).values() for m in ms)
     for variant, ms in _by_variant(rows).items():
@@ -44,7 +44,7 @@ def results_table(rows, paper: dict | None) -> str:
                       f"{paper['n_hidden']} (mean)", f"{paper['n_edges']} (mean)", "–", "–"] + ([""] if env else []))
     headers = ["variant", "seeds", "solved", "generations (solved runs)", "median", "evaluations (solved runs)",
                "hidden nodes (best genome)", "enabled connections", "best fitness (all runs)", "ms / generation"]
-    return markdown_table(headers + (["held-out return (100 episodes)"] if env else []), table)
+    return markdown_table(headers + ([f"held-out return ({eval_episodes} episodes)"] if env else []), table)
 
 
 def _padded(histories, key) -> np.ndarray:
@@ -117,7 +117,7 @@ def write_report(results: dict, out_dir: Path, paper: dict | None = None) -> Non
               + (f", pop_size {config['pop_size']}" if config.get("pop_size") else "") + ". A run is solved when the "
               "config's fitness_criterion over the population reaches fitness_threshold (neat-python's rule); "
               "generations counts the generations before the one that met it (neat-python's numbering).", "",
-              results_table(rows, paper), ""]
+              results_table(rows, paper, config.get("eval_episodes", 100)), ""]
     versions = {m.get("neat_python") for r in rows for m in [r["metrics"]] if r["variant"] == "neat-python"}
     if versions:
         lines += [f"neat-python {', '.join(sorted(v for v in versions if v))} ran on the same INI file and fitness, "
