@@ -95,7 +95,7 @@ class _SparsePlan:
     bias_index: torch.Tensor     # per row: its position in bias.view(-1)
     w_index: torch.Tensor        # per edge (sorted by target row): position in weight.view(-1)
     src_row: torch.Tensor        # per edge: state row of its source
-    dst_local: torch.Tensor      # per edge: its target row minus its stage's first row
+    dst_row: torch.Tensor        # per edge: state row of its target
     values: torch.Tensor         # the edge weights in CSR order, refreshed every forward
     schedule: list               # the stages in execution order
 
@@ -127,13 +127,19 @@ class GraphBatch(nn.Module):
     forward is differentiable in `weight` and `bias` once you set `requires_grad` on them;
     by default (population evaluation) no autograd graph is built. `kernel`: "auto",
     "dense" or "sparse" (see the module docstring); all give the same outputs.
+
+    `validate=False` is for a caller that builds the tensors itself and vouches for them:
+    the same device, dtypes as above, dead slots already zero, every structure rule of a
+    GraphNet already holding (inputs and outputs alive, edges between live neurons, no
+    duplicate pairs, in DAG mode none into an input or out of an output). They are then used
+    as given (not copied) and only the cycle check runs; anything else is undefined.
     """
 
     KERNELS = ("auto", "dense", "sparse")
 
     def __init__(self, n_in: int, n_out: int, src, dst, weight, edge_alive, bias, activation,
                  neuron_alive, *, mode: str = "dag", steps: int = 1, clamp_inputs: bool = False,
-                 kernel: str = "auto"):
+                 kernel: str = "auto", validate: bool = True):
         super().__init__()
         self.n_in = check_int(n_in, "n_in", 1)
         self.n_out = check_int(n_out, "n_out", 1)
@@ -141,6 +147,9 @@ class GraphBatch(nn.Module):
         self.steps = check_int(steps, "steps", 1)
         self.clamp_inputs = check_bool(clamp_inputs, "clamp_inputs")
         self.kernel = check_choice(kernel, "kernel", self.KERNELS)
+        if not check_bool(validate, "validate"):
+            self._adopt(src, dst, weight, edge_alive, bias, activation, neuron_alive)
+            return
         weight = torch.as_tensor(weight)
         if not weight.is_floating_point():
             weight = weight.to(torch.get_default_dtype())
@@ -188,6 +197,20 @@ class GraphBatch(nn.Module):
         self._plan: _Plan | None = None
         self._check_structure(src.long(), dst.long())
         self._get_plan()  # a DAG with a cycle is refused here, not at the first forward
+
+    def _adopt(self, src, dst, weight, edge_alive, bias, activation, neuron_alive) -> None:
+        """validate=False: tensors a caller builds fresh and vouches for (a population built in
+        bulk, e.g. NEAT's phenotypes) are kept as they are, without the copies, the dead-slot
+        zeroing and the structure checks; only a DAG's cycle check (the plan) still runs."""
+        self.register_buffer("src", src.to(torch.int32))
+        self.register_buffer("dst", dst.to(torch.int32))
+        self.register_buffer("weight", weight)
+        self.register_buffer("edge_alive", edge_alive)
+        self.register_buffer("bias", bias.to(weight.dtype))
+        self.register_buffer("activation", activation.to(torch.int8))
+        self.register_buffer("neuron_alive", neuron_alive)
+        self._plan = None
+        self._get_plan()
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -346,27 +369,28 @@ class GraphBatch(nn.Module):
     def _levels(self) -> torch.Tensor:
         """(P, N_cap) GraphNet levels of every member at once: inputs 0, hidden neurons the
         longest path from a source (1 without incoming edges), outputs one above the deepest
-        hidden neuron, dead -1. Longest-path relaxation over all members' edges at once."""
-        N = self.neuron_capacity
+        hidden neuron, dead -1. Longest-path relaxation over all members' edges into hidden
+        neurons at once, as flat (member, neuron) positions (outputs are placed afterwards)."""
+        P, N = self.bias.shape
         n_in, n_fixed = self.n_in, self.n_in + self.n_out
-        ids = torch.arange(N, device=self.bias.device)
-        level = torch.where(self.neuron_alive, 1, -1).long()
+        level = torch.where(self.neuron_alive, 1, -1)
         level[:, :n_in] = 0
-        src, dst = self.src.long(), self.dst.long()
-        into_hidden = self.edge_alive & (dst >= n_fixed)  # outputs are placed last afterwards
-        dst = dst.masked_fill(~into_hidden, 0)  # masked edges offer -1 to input 0: no effect
-        for _ in range(int(self.neuron_alive.sum(1).max()) + 1):
-            offer = (level.gather(1, src) + 1).masked_fill(~into_hidden, -1)
-            new = level.scatter_reduce(1, dst, offer, reduce="amax")
-            changed = (new != level).any(1)
-            if not bool(changed.any()):
+        into_hidden = (self.edge_alive & (self.dst >= n_fixed)).reshape(-1).nonzero().squeeze(1)
+        base = into_hidden // self.edge_capacity * N
+        src = base + self.src.reshape(-1).index_select(0, into_hidden)
+        dst = base + self.dst.reshape(-1).index_select(0, into_hidden)
+        flat = level.reshape(-1)
+        # a longest path has fewer edges than a member has neurons: N + 1 sweeps settle any DAG
+        for _ in range(N + 1):
+            new = flat.scatter_reduce(0, dst, flat.index_select(0, src) + 1, reduce="amax")
+            if torch.equal(new, flat):
                 break
-            level = new
-        else:  # a longest path has fewer edges than neurons: still rising means a cycle
-            cyclic = changed.nonzero().squeeze(1).tolist()
+            flat, last = new, flat
+        else:  # still rising means a cycle
+            cyclic = (flat != last).view(P, N).any(1).nonzero().squeeze(1).tolist()
             raise CycleError(f"member(s) {cyclic[:10]} have a cycle, so they cannot run in DAG mode")
-        hidden = self.neuron_alive & (ids >= n_fixed)
-        top = level.masked_fill(~hidden, 0).max(1).values
+        level = flat.view(P, N)
+        top = level[:, n_fixed:].clamp(min=0).amax(1) if N > n_fixed else level.new_zeros(P)
         level[:, n_in:n_fixed] = (top + 1)[:, None]
         return level
 
@@ -426,61 +450,68 @@ class GraphBatch(nn.Module):
     def _sparse_plan(self, plan: _Plan) -> _SparsePlan:
         """Live neurons of all members as the rows of one state matrix, grouped by stage (DAG:
         level; recurrent: inputs when clamped, then the rest) and, within a stage, by
-        activation; the edges into each stage as a CSR matrix over those rows."""
+        activation; the edges into each stage as a CSR matrix over those rows. Neurons and
+        edges are named by their flat positions in the (P, N_cap) and (P, E_cap) tensors."""
         if plan.sparse is not None:
             return plan.sparse
         P, m = self.bias.shape
+        E = self.edge_capacity
         dev = self.bias.device
         K = len(ACTIVATION_NAMES)
-        p, ids = self.neuron_alive.nonzero(as_tuple=True)
-        computed = self._computed()[p, ids]
-        if self.mode == "dag":
-            stage = plan.levels[p, ids]
+        dag = self.mode == "dag"
+        cell = self.neuron_alive.reshape(-1).nonzero().squeeze(1)   # (member, neuron), ascending
+        if dag or self.clamp_inputs:  # live neurons are computed, except clamped inputs
+            computed = cell % m >= self.n_in
         else:
-            stage = computed.long()
-        code = torch.where(computed, self.activation[p, ids].long(), 0)
-        # inputs (stage 0) come first in (member, id) order, so x is written as one block
-        perm = torch.argsort(((stage * K + code) * P + p) * m + ids)
-        p, ids, stage, code = p[perm], ids[perm], stage[perm], code[perm]
-        n_rows = len(p)
-        row_of = torch.full((P, m), -1, dtype=torch.long, device=dev)
-        row_of[p, ids] = torch.arange(n_rows, device=dev)
-        ep, slot = self.edge_alive.nonzero(as_tuple=True)
-        src_row = row_of[ep, self.src[ep, slot].long()]
-        dst_row = row_of[ep, self.dst[ep, slot].long()]
-        keep = stage[dst_row] > 0  # edges into clamped inputs change nothing
-        ep, slot, src_row, dst_row = ep[keep], slot[keep], src_row[keep], dst_row[keep]
+            computed = torch.ones_like(cell, dtype=torch.bool)
+        stage = plan.levels.reshape(-1).index_select(0, cell) if dag else computed.long()
+        code = torch.where(computed, self.activation.reshape(-1).index_select(0, cell).long(), 0)
+        # rows by (stage, activation), then (member, neuron); inputs (stage 0) come first in
+        # (member, id) order, so x is written as one block
+        group = stage * K + code
+        perm = torch.argsort(group * (P * m) + cell)
+        cell, group = cell.index_select(0, perm), group.index_select(0, perm)
+        n_rows = len(cell)
+        row_of = torch.full((P * m,), -1, dtype=torch.long, device=dev)
+        row_of[cell] = torch.arange(n_rows, device=dev)
+        edge = self.edge_alive.reshape(-1).nonzero().squeeze(1)
+        base = edge // E * m
+        src_row = row_of.index_select(0, base + self.src.reshape(-1).index_select(0, edge))
+        dst_row = row_of.index_select(0, base + self.dst.reshape(-1).index_select(0, edge))
+        if not dag:  # edges into clamped inputs change nothing (a DAG has none into inputs)
+            keep = (group.index_select(0, dst_row) >= K).nonzero().squeeze(1)
+            edge, src_row, dst_row = edge[keep], src_row[keep], dst_row[keep]
         eperm = torch.argsort(dst_row * n_rows + src_row)
-        ep, slot, src_row, dst_row = ep[eperm], slot[eperm], src_row[eperm], dst_row[eperm]
-        values = self.weight.new_zeros(len(ep))
-        row_bounds = torch.searchsorted(stage, torch.arange(int(stage.max()) + 2, device=dev)).tolist()
-        kind_bounds = torch.searchsorted(stage * K + code, torch.arange((int(stage.max()) + 1) * K + 1,
-                                                                          device=dev)).tolist()
-        edge_at = torch.searchsorted(dst_row, torch.arange(n_rows + 1, device=dev))
+        edge, src_row, dst_row = edge[eperm], src_row[eperm], dst_row[eperm]
+        values = self.weight.new_zeros(len(edge))
+        n_stages = int(group[-1]) // K + 1 if n_rows else 1
+        # first row of each (stage, activation) group; a stage's rows start at its group 0
+        kind_bounds = torch.searchsorted(group, torch.arange(n_stages * K + 1, device=dev))
+        edge_at = torch.searchsorted(dst_row, torch.arange(n_rows + 1, device=dev)).int()
+        stage_edges = edge_at.index_select(0, kind_bounds[::K]).tolist()
+        kind_bounds = kind_bounds.tolist()
+        cols = src_row.int()  # int32 indices: MKL's own, so the product does not convert them on every call
         stages = []
-        for s in range(1, len(row_bounds) - 1):
-            ra, rb = row_bounds[s], row_bounds[s + 1]
-            if ra == rb:
-                continue
-            ea, eb = int(edge_at[ra]), int(edge_at[rb])
-            kinds = [(ACTIVATION_NAMES[c], kind_bounds[s * K + c] - ra, kind_bounds[s * K + c + 1] - ra)
-                     for c in range(K) if kind_bounds[s * K + c + 1] > kind_bounds[s * K + c]]
-            with warnings.catch_warnings():  # torch calls sparse CSR "beta"; the product is stable
-                warnings.simplefilter("ignore")
-                # int32 indices: MKL's own, so the product does not convert them on every call
-                csr = torch.sparse_csr_tensor((edge_at[ra:rb + 1] - ea).int(), src_row[ea:eb].int(),
-                                              values[ea:eb], (rb - ra, n_rows), check_invariants=False)
-            stages.append(_Stage(ra, rb, ea, eb, kinds, csr))
-        schedule = stages if self.mode == "dag" else stages * self.steps
+        with warnings.catch_warnings():  # torch calls sparse CSR "beta"; the product is stable
+            warnings.simplefilter("ignore")
+            for s in range(1, n_stages):
+                ra, rb = kind_bounds[s * K], kind_bounds[(s + 1) * K]
+                if ra == rb:
+                    continue
+                ea, eb = stage_edges[s], stage_edges[s + 1]
+                kinds = [(ACTIVATION_NAMES[c], kind_bounds[s * K + c] - ra, kind_bounds[s * K + c + 1] - ra)
+                         for c in range(K) if kind_bounds[s * K + c + 1] > kind_bounds[s * K + c]]
+                csr = torch.sparse_csr_tensor(edge_at[ra:rb + 1] - ea, cols[ea:eb], values[ea:eb],
+                                              (rb - ra, n_rows), check_invariants=False)
+                stages.append(_Stage(ra, rb, ea, eb, kinds, csr))
+        schedule = stages if dag else stages * self.steps
+        row_of = row_of.view(P, m)
         in_rows = row_of[:, :self.n_in].reshape(-1)
-        inputs_first = bool(torch.equal(in_rows, torch.arange(len(in_rows), device=dev)))
-        plan.sparse = _SparsePlan(n_rows, in_rows, inputs_first,
-                                  row_of[:, self.n_in:self.n_in + self.n_out].reshape(-1),
-                                  p * m + ids, ep * self.edge_capacity + slot, src_row,
-                                  dst_row - torch.repeat_interleave(
-                                      torch.tensor([st.ra for st in stages], device=dev),
-                                      torch.tensor([st.eb - st.ea for st in stages], device=dev)),
-                                  values, schedule)
+        # DAG and clamped inputs: stage 0 is every input, in (member, id) order
+        inputs_first = dag or self.clamp_inputs or bool(torch.equal(in_rows, torch.arange(len(in_rows), device=dev)))
+        out_rows = row_of[:, self.n_in:self.n_in + self.n_out].reshape(-1)
+        plan.sparse = _SparsePlan(n_rows, in_rows, inputs_first, out_rows, cell, edge, src_row, dst_row, values,
+                                  schedule)
         return plan.sparse
 
     # ----------------------------------------------------------------- execution
@@ -603,7 +634,7 @@ class GraphBatch(nn.Module):
         h = xs.new_zeros(plan.n_rows, B).index_copy(0, plan.in_rows, xs)
         for st in plan.schedule:
             z = b[st.ra:st.rb].expand(st.rb - st.ra, B).index_add(
-                0, plan.dst_local[st.ea:st.eb], h.index_select(0, plan.src_row[st.ea:st.eb]) * w[st.ea:st.eb])
+                0, plan.dst_row[st.ea:st.eb] - st.ra, h.index_select(0, plan.src_row[st.ea:st.eb]) * w[st.ea:st.eb])
             z = torch.cat([ACTIVATIONS[name](z[lo:hi]) for name, lo, hi in st.kinds])
             h = torch.cat([h[:st.ra], z, h[st.rb:]])
         return h

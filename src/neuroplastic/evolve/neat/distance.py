@@ -9,7 +9,8 @@ included), N: genes in the larger genome, or 1 when it has fewer than
 
 The few genomes compared against (species representatives) are laid out densely by
 innovation number, so matching is one gather for all (genome, representative) pairs; chunks
-over the representatives bound the memory.
+over the representatives bound the memory. What the many genomes contribute (a `GenePool`) is
+worked out once per population and shared by every comparison speciation makes.
 """
 from __future__ import annotations
 
@@ -18,53 +19,83 @@ import torch
 from .genome import Genomes
 
 CHUNK_ELEMENTS = 1 << 22  # (reps, P, G) elements per chunk
+_NO_KEY = torch.iinfo(torch.int64).max  # the sort key of an empty slot
+
+
+class GenePool:
+    """What the distance reads of the many genomes compared (their genes' innovation numbers
+    and weights), worked out once and reused against every set of representatives."""
+
+    def __init__(self, innov: torch.Tensor, weight: torch.Tensor, width: int | None = None):
+        self.innov, self.weight = innov, weight
+        self.valid = innov >= 0
+        self.flat = innov.clamp(min=0).reshape(-1)
+        self.count = self.valid.sum(1)
+        top = torch.where(self.valid, innov, -1).max(1).values
+        self.top_ok, self.top_at = top >= 0, top.clamp(min=0)
+        # sorted keys, empty slots last: genes past a number are counted by one search
+        self.keys = torch.where(self.valid, innov, _NO_KEY).sort(1).values
+        # columns a dense lookup by innovation number needs (any larger bound works too)
+        self.width = width if width is not None else int(self.flat.max()) + 1 if self.flat.numel() else 1
+
+    def __len__(self) -> int:
+        return self.innov.shape[0]
+
+    def rows(self, index: torch.Tensor) -> GenePool:
+        return GenePool(self.innov.index_select(0, index), self.weight.index_select(0, index), self.width)
 
 
 def compatibility(genomes: Genomes, reps: Genomes, n_innovations: int, c_excess: float, c_disjoint: float,
                   c_weight: float, small_genome: int) -> torch.Tensor:
     """(P, S) distances of every genome to every representative."""
-    P, S = len(genomes), len(reps)
-    out = torch.empty(P, S, dtype=genomes.weight.dtype)
+    return pool_distances(GenePool(genomes.innov, genomes.weight), reps.innov, reps.weight, n_innovations,
+                          c_excess, c_disjoint, c_weight, small_genome)
+
+
+def pool_distances(pool: GenePool, rep_innov: torch.Tensor, rep_weight: torch.Tensor, n_innovations: int,
+                   c_excess: float, c_disjoint: float, c_weight: float, small_genome: int) -> torch.Tensor:
+    """(P, S) distances of the pool's genomes to S representatives given by their genes."""
+    P, S = len(pool), len(rep_innov)
     if S == 0:
-        return out
-    valid = genomes.conn_valid
-    idx = genomes.innov.clamp(min=0)
-    n_g = valid.sum(1)
-    top_g = torch.where(valid, genomes.innov, -1).max(1).values
-    step = max(1, CHUNK_ELEMENTS // max(1, genomes.innov.numel()))
+        return torch.empty(P, S, dtype=pool.weight.dtype)
+    width = max(n_innovations, pool.width, 1)
+    step = max(1, CHUNK_ELEMENTS // max(1, pool.innov.numel()))
+    if S <= step:
+        return _against(pool, rep_innov, rep_weight, width, c_excess, c_disjoint, c_weight,
+                        small_genome).t().contiguous()
+    out = torch.empty(P, S, dtype=pool.weight.dtype)
     for a in range(0, S, step):
-        r = reps.take(torch.arange(a, min(S, a + step)))
-        out[:, a:a + len(r)] = _against(genomes, valid, idx, n_g, top_g, r, n_innovations,
-                                        c_excess, c_disjoint, c_weight, small_genome).t()
+        out[:, a:a + step] = _against(pool, rep_innov[a:a + step], rep_weight[a:a + step], width,
+                                      c_excess, c_disjoint, c_weight, small_genome).t()
     return out
 
 
-def _against(genomes, valid, idx, n_g, top_g, reps, n_innov, c_excess, c_disjoint, c_weight, small_genome):
-    S = len(reps)
-    rv = reps.conn_valid
-    width = max(n_innov, int(idx.max()) + 1 if idx.numel() else 1, 1)
-    rows = torch.arange(S)[:, None].expand_as(reps.innov)
-    has = torch.zeros(S, width, dtype=torch.bool)
-    has[rows[rv], reps.innov[rv]] = True
-    w = torch.zeros(S, width, dtype=genomes.weight.dtype)
-    w[rows[rv], reps.innov[rv]] = reps.weight[rv]
+def _against(pool: GenePool, rep_innov, rep_weight, width, c_excess, c_disjoint, c_weight, small_genome):
+    S, (P, G) = len(rep_innov), pool.innov.shape
+    rv = rep_innov >= 0
+    # the representatives laid out densely by innovation number; empty slots go to a spare
+    # last column that no lookup reads
+    column = torch.where(rv, rep_innov, width)
+    has = torch.zeros(S, width + 1, dtype=torch.bool).scatter_(1, column, rv)
+    w = torch.zeros(S, width + 1, dtype=pool.weight.dtype).scatter_(1, column, rep_weight.to(pool.weight.dtype))
     n_r = rv.sum(1)                                                   # (S,)
-    top_r = torch.where(rv, reps.innov, -1).max(1).values             # (S,)
-    flat = idx.reshape(-1)
-    match = has.index_select(1, flat).view(S, *idx.shape) & valid     # (S, P, G)
+    top_r = torch.where(rv, rep_innov, -1).max(1).values              # (S,)
+    match = has.index_select(1, pool.flat).view(S, P, G) & pool.valid  # (S, P, G)
     m = match.sum(-1)                                                 # (S, P)
-    w_rep = w.index_select(1, flat).view(S, *idx.shape)
-    wdiff = torch.where(match, (genomes.weight - w_rep).abs(), 0.0).sum(-1) / m.clamp(min=1)
+    w_rep = w.index_select(1, pool.flat).view(S, P, G)
+    wdiff = torch.where(match, (pool.weight - w_rep).abs(), 0.0).sum(-1) / m.clamp(min=1)
     # genome genes past the rep's largest number: the genome's sorted keys, one search per rep
-    key = torch.where(valid, genomes.innov, torch.iinfo(genomes.innov.dtype).max).sort(1).values
-    past = torch.searchsorted(key, top_r[None, :].expand(key.shape[0], S).contiguous(), right=True)
-    excess_g = (n_g[:, None] - past).t()                              # (S, P)
+    past = torch.searchsorted(pool.keys, top_r[None, :].expand(P, S).contiguous(), right=True)
+    excess_g = (pool.count[:, None] - past).t()                       # (S, P)
     below = has.cumsum(1)                                              # rep genes with number <= i
-    excess_r = n_r[:, None] - torch.where(top_g >= 0, below.index_select(1, top_g.clamp(min=0)), 0)
+    excess_r = n_r[:, None] - torch.where(pool.top_ok, below.index_select(1, pool.top_at), 0)
     excess = excess_g + excess_r
-    disjoint = (n_g - m - excess_g) + (n_r[:, None] - m - excess_r)
-    n = torch.maximum(n_g[None, :], n_r[:, None])
-    n = torch.where(n < small_genome, 1, n).clamp(min=1).to(wdiff.dtype)
+    n_g, n_r = pool.count[None, :], n_r[:, None]
+    disjoint = n_g + n_r - 2 * m - excess  # the unmatched genes of both, less the excess ones
+    n = torch.maximum(n_g, n_r)
+    if small_genome > 0:
+        n = torch.where(n < small_genome, 1, n)
+    n = n.clamp(min=1).to(wdiff.dtype)
     return (c_excess * excess + c_disjoint * disjoint) / n + c_weight * wdiff
 
 

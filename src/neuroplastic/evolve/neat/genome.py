@@ -78,7 +78,7 @@ class Genomes:
         """Columns added (empty slots) up to g_cap genes and n_cap nodes."""
         def pad(t, size, fill):
             extra = size - t.shape[1]
-            return t if extra <= 0 else torch.cat([t, t.new_full((t.shape[0], extra), fill)], 1)
+            return t if extra <= 0 else torch.nn.functional.pad(t, (0, extra), value=fill)
 
         out = {}
         for name in self.CONN:
@@ -98,14 +98,14 @@ class Genomes:
         n_cap = int(self.node_valid.sum(1).max())
         out = {}
         corder, norder = corder[:, :g_cap], norder[:, :n_cap]
-        valid = ck[:, :g_cap] != BIG
+        empty = ck[:, :g_cap] == BIG
         for name in self.CONN:
             t = getattr(self, name).gather(1, corder)
-            out[name] = t.masked_fill_(~valid, -1 if name == "innov" else 0)
-        valid = nk[:, :n_cap] != BIG
+            out[name] = t.masked_fill_(empty, -1 if name == "innov" else 0)
+        empty = nk[:, :n_cap] == BIG
         for name in self.NODE:
             t = getattr(self, name).gather(1, norder)
-            out[name] = t.masked_fill_(~valid, -1 if name == "node_id" else 0)
+            out[name] = t.masked_fill_(empty, -1 if name == "node_id" else 0)
         if out["innov"].shape[1] < g_cap:  # an empty population row set: keep one slot
             return Genomes(**out).padded(g_cap, n_cap)
         return Genomes(**out)

@@ -31,4 +31,7 @@ def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     bias = torch.where(genomes.node_valid, genomes.bias * slope, 0.0)
     bias[:, :n_in] = 0.0
     codes = _CODES.index_select(0, act).view_as(genomes.act)
-    return GraphBatch(n_in, n_out, src, dst, weight, live, bias, codes, genomes.node_valid, mode="dag")
+    # the tensors are fresh and hold NEAT's invariants (canonical rows, no duplicate or cyclic
+    # genes, inputs and outputs always present), so the batch takes them without copies or checks
+    return GraphBatch(n_in, n_out, src, dst, weight, live, bias, codes, genomes.node_valid, mode="dag",
+                      validate=False)

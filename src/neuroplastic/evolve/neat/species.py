@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .distance import compatibility
+from .distance import GenePool, pool_distances
 from .genome import Genomes
 
 FOUNDER_BATCH = 32  # candidate founders whose distances are computed together
@@ -42,12 +42,13 @@ class SpeciesSet:
         coef = (cfg.excess_coefficient, cfg.compatibility_disjoint_coefficient,
                 cfg.compatibility_weight_coefficient, cfg.compatibility_small_genome)
         member = torch.full((P,), -1, dtype=torch.long)
+        pool = GenePool(genomes.innov, genomes.weight)  # shared by every distance below
         if len(self):
-            d = compatibility(genomes, self.reps, n_innovations, *coef)
+            d = pool_distances(pool, self.reps.innov, self.reps.weight, n_innovations, *coef)
             if cfg.species_representative == "closest":
                 # neat-python: the new representative is the genome closest to the old one
                 self.reps = genomes.take(d.argmin(0))
-                d = compatibility(genomes, self.reps, n_innovations, *coef)
+                d = pool_distances(pool, self.reps.innov, self.reps.weight, n_innovations, *coef)
             within = d < thr
             if cfg.species_assignment == "first":
                 choice = within.to(torch.int8).argmax(1)
@@ -62,7 +63,9 @@ class SpeciesSet:
             # every unassigned genome within the threshold. Distances to the next FOUNDER_BATCH
             # candidates are computed at once, then founders are taken from them in order.
             batch = rest[:FOUNDER_BATCH]
-            d = compatibility(genomes.take(rest), genomes.take(batch), n_innovations, *coef) < thr
+            candidates = pool.rows(rest)  # the batch is its first rows
+            d = pool_distances(candidates, candidates.innov[:len(batch)], candidates.weight[:len(batch)],
+                               n_innovations, *coef) < thr
             free = torch.ones(len(rest), dtype=torch.bool)
             for col in range(len(batch)):
                 if not bool(free[col]):
