@@ -23,15 +23,20 @@ from .genome import ACTIVATION_LIST, Genomes
 
 def _pick(mask: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One random True column per row of `mask` (C, K): (column, row has one)."""
-    keys = torch.rand(mask.shape, generator=rng).masked_fill(~mask, -1.0)
+    keys = torch.where(mask, torch.rand(mask.shape, generator=rng), -1.0)
     return keys.argmax(1), mask.any(1)
 
 
 def _empty_slots(valid: torch.Tensor, k: int) -> list[torch.Tensor]:
-    """The first k empty columns of each row (the rows must have k)."""
-    empty = ~valid
-    count = empty.cumsum(1)
-    return [(empty & (count == i + 1)).to(torch.int8).argmax(1) for i in range(k)]
+    """The first k empty columns of each row (the rows must have k): argmin finds the first
+    empty one, which is then marked taken for the next."""
+    taken = valid.to(torch.int8)
+    slots = []
+    for i in range(k):
+        slots.append(taken.argmin(1))
+        if i + 1 < k:
+            taken.scatter_(1, slots[-1][:, None], 1)
+    return slots
 
 
 def init_values(cfg, prefix: str, shape, rng: torch.Generator) -> torch.Tensor:
@@ -111,11 +116,11 @@ def reaches(src_slot: torch.Tensor, dst_slot: torch.Tensor, valid: torch.Tensor,
             n: int) -> torch.Tensor:
     """(R, n) nodes reachable from `start` (R,) along the genes (R, G), start included."""
     R = len(start)
-    seen = torch.zeros(R, n, dtype=torch.uint8)
-    seen[torch.arange(R), start] = 1
+    seen = torch.zeros(R, n, dtype=torch.uint8).scatter_(1, start[:, None], 1)
     dst = torch.where(valid, dst_slot, 0)
+    valid = valid.to(torch.uint8)
     for _ in range(n):
-        spread = seen.gather(1, src_slot) & valid.to(torch.uint8)
+        spread = seen.gather(1, src_slot) & valid
         new = seen.scatter_reduce(1, dst, spread, reduce="amax")
         if torch.equal(new, seen):
             break
@@ -148,9 +153,9 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     from_a = valid & (s_slot == a[:, None])
     joined = torch.zeros(R, N, dtype=torch.uint8).scatter_reduce(1, d_slot, from_a.to(torch.uint8), reduce="amax")
     cand = tgt_ok.index_select(0, rows) & ~joined.bool()
-    cand[torch.arange(R), a] = False
+    cand.scatter_(1, a[:, None], False)
     b, ok = _pick(cand, rng)
-    cyclic = reaches(s_slot, d_slot, valid, b, N)[torch.arange(R), a]
+    cyclic = reaches(s_slot, d_slot, valid, b, N).gather(1, a[:, None]).squeeze(1)
     # reversed (b -> a) where a -> b would close a cycle, unless b -> a is already a gene
     back = (valid & (s_slot == b[:, None]) & (d_slot == a[:, None])).any(1)
     ok &= ~(cyclic & back)
@@ -205,7 +210,8 @@ def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
         edges = torch.tensor([0.0] + list(probs)).cumsum(0) / div
         masks = [(r >= edges[i]) & (r < edges[i + 1]) for i in range(4)]
     else:
-        masks = [torch.rand(C, generator=rng) < p for p in probs]
+        # one draw of 4 x C: the same numbers as four draws of C in a row
+        masks = torch.rand(4, C, generator=rng) < torch.tensor(probs, dtype=torch.float32)[:, None]
     m_add_node, m_del_node, m_add_conn, m_del_conn = (m & active for m in masks)
     surer = cfg.structural_mutation_surer == "true" or (cfg.structural_mutation_surer == "default"
                                                         and cfg.single_structural_mutation)

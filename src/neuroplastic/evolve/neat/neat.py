@@ -110,16 +110,22 @@ class NEAT:
             P = len(f)
             self.evaluations += P
             best = int(f.argmax())
-            if float(f[best]) > self.best_fitness:
-                self.best_fitness = float(f[best])
+            f_best = float(f[best])
+            if f_best > self.best_fitness:
+                self.best_fitness = f_best
                 self.best_genome = self.population.take(torch.tensor([best]))
-            criterion = {"max": f.max, "min": f.min, "mean": f.mean}[cfg.fitness_criterion]()
-            solved = bool(float(criterion) >= cfg.fitness_threshold)
-            hidden, edges = self.population.n_hidden(cfg.n_fixed), self.population.n_enabled()
-            row = {"generation": self.generation, "step": self.generation, "best_fitness": float(f[best]),
+            criterion = f_best if cfg.fitness_criterion == "max" else \
+                float({"min": f.min, "mean": f.mean}[cfg.fitness_criterion]())
+            solved = criterion >= cfg.fitness_threshold
+            # hidden nodes and enabled genes per genome: (2, P), read back in two small lists
+            # (the float32 sums of these counts are exact, so the means are those of each row)
+            counts = torch.stack([self.population.n_hidden(cfg.n_fixed), self.population.n_enabled()])
+            (mean_hidden, mean_edges), (best_hidden, best_edges) = counts.float().mean(1).tolist(), \
+                counts[:, best].tolist()
+            row = {"generation": self.generation, "step": self.generation, "best_fitness": f_best,
                    "mean_fitness": float(f.mean()), "species": len(self.species),
-                   "mean_hidden": float(hidden.float().mean()), "mean_edges": float(edges.float().mean()),
-                   "best_hidden": int(hidden[best]), "best_edges": int(edges[best]),
+                   "mean_hidden": mean_hidden, "mean_edges": mean_edges,
+                   "best_hidden": best_hidden, "best_edges": best_edges,
                    "evaluations": self.evaluations, "solved": solved}
             if not (solved and not cfg.no_fitness_termination):
                 self._reproduce(f)
@@ -145,8 +151,8 @@ class NEAT:
         f = f.detach().reshape(-1).to("cpu", torch.float64) if f.dim() <= 1 or f.numel() == len(pop) else f
         if f.shape != (len(pop),):
             raise ConfigError(f"fitness returned shape {tuple(f.shape)}; expected ({len(pop)},), one value per genome")
-        bad = ~torch.isfinite(f)
-        if bool(bad.any()):
+        if not bool(torch.isfinite(f).all()):
+            bad = ~torch.isfinite(f)
             raise ConfigError(f"fitness of genome {int(bad.nonzero()[0, 0])} is {float(f[bad][0])}; "
                               "fitness must be finite")
         return f

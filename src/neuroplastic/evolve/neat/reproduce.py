@@ -34,23 +34,24 @@ def plan_offspring(fitness: torch.Tensor, member: torch.Tensor, spawn: torch.Ten
     C = len(child_species)
     rank = torch.arange(C) - (spawn.cumsum(0) - spawn)[child_species]
     n = sizes[child_species]
-    elites = torch.minimum(torch.full_like(sizes, cfg.elitism), sizes)
+    elites = sizes.clamp(max=cfg.elitism)
     elites = torch.where(sizes >= cfg.elitism_min_species_size, elites, 0)[child_species]
     elite = rank < elites
     cutoff = torch.clamp(torch.ceil(cfg.survival_threshold * n.double()).long(), min=2)
     cutoff = torch.minimum(cutoff, n)
     base = start[child_species]
-    r1 = (_uniform(C, rng) * cutoff).long().clamp(max=cutoff - 1)
-    r2 = (_uniform(C, rng) * cutoff).long().clamp(max=cutoff - 1)
+    # k uniform draws of C at once are the same numbers as k draws of C one after another
+    r1, r2 = (_uniform(2 * C, rng).view(2, C) * cutoff).long().clamp(max=cutoff - 1)
     p1 = torch.where(elite, order[base + rank.clamp(max=n - 1)], order[base + r1])
     p2 = order[base + r2]
     other = torch.randint(P, (C,), generator=rng)
-    p2 = torch.where(_uniform(C, rng) < cfg.interspecies_crossover_prob, other, p2)
-    p2 = torch.where(_uniform(C, rng) < cfg.mutate_only_prob, p1, p2)
+    interspecies, mutate_only, tie = _uniform(3 * C, rng).view(3, C)
+    p2 = torch.where(interspecies < cfg.interspecies_crossover_prob, other, p2)
+    p2 = torch.where(mutate_only < cfg.mutate_only_prob, p1, p2)
     p2 = torch.where(elite, p1, p2)
     # parent1 is the fitter; on a tie, either one at random
     f1, f2 = fitness[p1], fitness[p2]
-    swap = (f2 > f1) | ((f2 == f1) & (_uniform(C, rng) < 0.5))
+    swap = (f2 > f1) | ((f2 == f1) & (tie < 0.5))
     p1, p2 = torch.where(swap, p2, p1), torch.where(swap, p1, p2)
     return p1, p2, elite
 
