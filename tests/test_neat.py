@@ -143,6 +143,40 @@ def test_batched_evaluation_equals_member_by_member_graphnet_evaluation():
     torch.testing.assert_close(batched[list(members)], single)
 
 
+def test_phenotypes_taken_unchecked_pass_every_graphbatch_check_and_run_the_same():
+    # phenotypes() hands its tensors to GraphBatch with validate=False; the checked constructor
+    # accepts the same tensors (NEAT's invariants hold) and computes the same outputs
+    from neuroplastic.core.batch import GraphBatch
+    neat = evolved(15, node_add_prob=0.5, conn_add_prob=0.5)
+    pop = neat.phenotypes()
+    checked = GraphBatch(pop.n_in, pop.n_out, pop.src, pop.dst, pop.weight, pop.edge_alive, pop.bias,
+                         pop.activation, pop.neuron_alive, mode="dag")
+    x = torch.rand(8, 2)
+    with torch.no_grad():
+        assert torch.equal(pop(x), checked(x))
+    assert torch.equal(pop.levels(), checked.levels())
+
+
+@pytest.mark.parametrize("n_nodes", [3, 12, 13, 40])
+def test_node_slots_by_counting_equal_the_binary_search(n_nodes):
+    # Genomes.slots counts smaller keys for narrow rows and searches wide ones: both are a left search
+    g = torch.Generator().manual_seed(n_nodes)
+    P = 50
+    ids = torch.rand(P, n_nodes, generator=g).argsort(1)[:, :n_nodes] * 7  # distinct ids a row
+    ids = torch.where(torch.rand(P, n_nodes, generator=g) < 0.3, -1, ids)
+    ids = torch.where(ids >= 0, ids, torch.iinfo(torch.long).max).sort(1).values
+    node_id = torch.where(ids == torch.iinfo(torch.long).max, -1, ids)
+    pop = Genomes(torch.zeros(P, 1, dtype=torch.long), torch.zeros(P, 1, dtype=torch.long),
+                  torch.zeros(P, 1, dtype=torch.long), torch.zeros(P, 1), torch.ones(P, 1, dtype=torch.bool),
+                  node_id, torch.zeros(P, n_nodes), torch.ones(P, n_nodes), torch.zeros(P, n_nodes, dtype=torch.long))
+    query = torch.where(torch.rand(P, 30, generator=g) < 0.5,
+                        node_id.clamp(min=0).gather(1, torch.randint(n_nodes, (P, 30), generator=g)),
+                        torch.randint(7 * n_nodes, (P, 30), generator=g))
+    key = torch.where(node_id >= 0, node_id, -1).cummax(1).values
+    expected = torch.searchsorted(key, query).clamp(max=n_nodes - 1)
+    assert torch.equal(pop.slots(query), expected)
+
+
 def test_phenotype_computes_neat_python_node_semantics():
     # out = sigmoid(5 * (bias + response * sum w x)) with neat-python's sigmoid slope
     g = Genomes(innov=torch.tensor([[0, 1]]), src=torch.tensor([[0, 1]]), dst=torch.tensor([[2, 2]]),

@@ -487,7 +487,9 @@ class GraphBatch(nn.Module):
         n_stages = int(group[-1]) // K + 1 if n_rows else 1
         # first row of each (stage, activation) group; a stage's rows start at its group 0
         kind_bounds = torch.searchsorted(group, torch.arange(n_stages * K + 1, device=dev))
-        edge_at = torch.searchsorted(dst_row, torch.arange(n_rows + 1, device=dev)).int()
+        # first edge into each row (CSR row pointers): counts per target row, summed up
+        edge_at = torch.zeros(n_rows + 1, dtype=torch.int32, device=dev)
+        torch.cumsum(torch.bincount(dst_row, minlength=n_rows), 0, out=edge_at[1:])
         stage_edges = edge_at.index_select(0, kind_bounds[::K]).tolist()
         kind_bounds = kind_bounds.tolist()
         cols = src_row.int()  # int32 indices: MKL's own, so the product does not convert them on every call

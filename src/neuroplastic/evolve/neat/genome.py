@@ -18,6 +18,7 @@ from .config import ACTIVATIONS
 
 ACTIVATION_LIST = tuple(ACTIVATIONS)
 BIG = torch.iinfo(torch.int64).max  # the sort key of an empty slot
+COUNT_SEARCH_MAX = 12  # node capacity up to which `slots` counts instead of searching
 
 
 @dataclass
@@ -113,8 +114,17 @@ class Genomes:
     def slots(self, ids: torch.Tensor) -> torch.Tensor:
         """(P, K) node ids -> their slots in each row. The valid ids of a row must ascend, with
         empty slots anywhere (a running maximum keeps the search keys sorted across them)."""
-        key = torch.where(self.node_valid, self.node_id, -1).cummax(1).values.contiguous()
-        return torch.searchsorted(key, ids.contiguous()).clamp(max=key.shape[1] - 1)
+        key = torch.where(self.node_valid, self.node_id, -1).cummax(1).values
+        N = key.shape[1]
+        if N > COUNT_SEARCH_MAX:
+            return torch.searchsorted(key.contiguous(), ids.contiguous()).clamp(max=N - 1)
+        # narrow rows: count the keys below each id column by column (what a left search
+        # returns), branch-free; the batched binary search mispredicts on unsorted ids and
+        # was ~3x slower here at N = 6 and 30 ids a row
+        below = (key[:, :1] < ids).to(torch.uint8)
+        for j in range(1, N):
+            below += key[:, j:j + 1] < ids
+        return below.long().clamp_(max=N - 1)
 
     def state(self) -> dict:
         return {f.name: getattr(self, f.name).clone() for f in fields(self)}
