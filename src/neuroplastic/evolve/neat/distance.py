@@ -26,7 +26,8 @@ class GenePool:
     """What the distance reads of the many genomes compared (their genes' innovation numbers
     and weights), worked out once and reused against every set of representatives."""
 
-    def __init__(self, innov: torch.Tensor, weight: torch.Tensor, width: int | None = None):
+    def __init__(self, innov: torch.Tensor, weight: torch.Tensor, width: int | None = None,
+                 canonical: bool = False):
         self.innov, self.weight = innov, weight
         self.valid = innov >= 0
         self.flat = innov.clamp(min=0).reshape(-1)
@@ -34,7 +35,11 @@ class GenePool:
         top = torch.where(self.valid, innov, -1).max(1).values
         self.top_ok, self.top_at = top >= 0, top.clamp(min=0)
         # sorted keys, empty slots last: genes past a number are counted by one search
-        self.keys = torch.where(self.valid, innov, _NO_KEY).sort(1).values
+        # (canonical rows, as a population's always are, hold them in that order already)
+        self.keys = torch.where(self.valid, innov, _NO_KEY)
+        if not canonical:
+            self.keys = self.keys.sort(1).values
+        self.canonical = canonical
         # columns a dense lookup by innovation number needs (any larger bound works too)
         self.width = width if width is not None else int(self.flat.max()) + 1 if self.flat.numel() else 1
 
@@ -42,7 +47,8 @@ class GenePool:
         return self.innov.shape[0]
 
     def rows(self, index: torch.Tensor) -> GenePool:
-        return GenePool(self.innov.index_select(0, index), self.weight.index_select(0, index), self.width)
+        return GenePool(self.innov.index_select(0, index), self.weight.index_select(0, index), self.width,
+                        self.canonical)
 
 
 def compatibility(genomes: Genomes, reps: Genomes, n_innovations: int, c_excess: float, c_disjoint: float,

@@ -95,8 +95,10 @@ class Genomes:
         ck, corder = ck.sort(1)
         nk = torch.where(self.node_valid, self.node_id, BIG)
         nk, norder = nk.sort(1)
-        g_cap = max(1, int(self.conn_valid.sum(1).max())) if self.innov.numel() else 1
-        n_cap = int(self.node_valid.sum(1).max())
+        # sorted, the valid keys lead every row: the fullest row is as long as the run of columns
+        # holding a valid key in some row (a min over the rows, cheaper than counting each row)
+        g_cap = max(1, int((ck.min(0).values != BIG).sum())) if self.innov.numel() else 1
+        n_cap = int((nk.min(0).values != BIG).sum())
         out = {}
         corder, norder = corder[:, :g_cap], norder[:, :n_cap]
         empty = ck[:, :g_cap] == BIG

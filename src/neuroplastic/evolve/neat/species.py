@@ -36,13 +36,14 @@ class SpeciesSet:
 
     # ----------------------------------------------------------------- assignment
     def speciate(self, genomes: Genomes, cfg, generation: int, n_innovations: int, rng: torch.Generator) -> None:
-        """Assign every genome of the new population; species left empty are dropped."""
+        """Assign every genome of the new population (canonical rows, as a population's always
+        are); species left empty are dropped."""
         P = len(genomes)
         thr = cfg.compatibility_threshold
         coef = (cfg.excess_coefficient, cfg.compatibility_disjoint_coefficient,
                 cfg.compatibility_weight_coefficient, cfg.compatibility_small_genome)
         member = torch.full((P,), -1, dtype=torch.long)
-        pool = GenePool(genomes.innov, genomes.weight)  # shared by every distance below
+        pool = GenePool(genomes.innov, genomes.weight, canonical=True)  # shared by every distance below
         if len(self):
             d = pool_distances(pool, self.reps.innov, self.reps.weight, n_innovations, *coef)
             if cfg.species_representative == "closest":
