@@ -79,21 +79,23 @@ def pool_distances(pool: GenePool, rep_innov: torch.Tensor, rep_weight: torch.Te
 def _against(pool: GenePool, rep_innov, rep_weight, width, c_excess, c_disjoint, c_weight, small_genome):
     S, (P, G) = len(rep_innov), pool.innov.shape
     rv = rep_innov >= 0
-    # the representatives laid out densely by innovation number; empty slots go to a spare
-    # last column that no lookup reads
+    # the representatives' weights laid out densely by innovation number, NaN where a rep has
+    # no such gene (weights are clamped, never NaN); empty slots go to a spare last column
+    # that no lookup reads. One float lookup then gives both the match and the weight (a
+    # lookup in a bool table along dim 1 was several times slower).
     column = torch.where(rv, rep_innov, width)
-    has = torch.zeros(S, width + 1, dtype=torch.bool).scatter_(1, column, rv)
-    w = torch.zeros(S, width + 1, dtype=pool.weight.dtype).scatter_(1, column, rep_weight.to(pool.weight.dtype))
+    w = torch.full((S, width + 1), torch.nan, dtype=pool.weight.dtype).scatter_(
+        1, column, rep_weight.to(pool.weight.dtype))
     n_r = rv.sum(1)                                                   # (S,)
     top_r = torch.where(rv, rep_innov, -1).max(1).values              # (S,)
-    match = has.index_select(1, pool.flat).view(S, P, G) & pool.valid  # (S, P, G)
-    m = match.sum(-1)                                                 # (S, P)
     w_rep = w.index_select(1, pool.flat).view(S, P, G)
+    match = (w_rep == w_rep) & pool.valid                             # (S, P, G)
+    m = match.sum(-1)                                                 # (S, P)
     wdiff = torch.where(match, (pool.weight - w_rep).abs(), 0.0).sum(-1) / m.clamp(min=1)
     # genome genes past the rep's largest number: the genome's sorted keys, one search per rep
     past = torch.searchsorted(pool.keys, top_r[None, :].expand(P, S).contiguous(), right=True)
     excess_g = (pool.count[:, None] - past).t()                       # (S, P)
-    below = has.cumsum(1)                                              # rep genes with number <= i
+    below = (w == w).cumsum(1)                                         # rep genes with number <= i
     excess_r = n_r[:, None] - torch.where(pool.top_ok, below.index_select(1, pool.top_at), 0)
     excess = excess_g + excess_r
     n_g, n_r = pool.count[None, :], n_r[:, None]
