@@ -14,6 +14,9 @@ Students:
   mlp              a plain torch.nn.Sequential MLP (`hidden=[...]`)
   mlp-WxW...       the experiment tables' name for it: "mlp-64x64" is mlp with hidden=[64, 64]
 All share data, loss, optimizer and step budget, so differences come from the model.
+With `learner="hebbian"` a GraphNet student learns with no optimizer and no gradient: local
+rules (`rules.ContrastiveHebbian`) change its weights and the SPM, where it has one, its
+structure (the SMGrNN paper's future work; docs/smgrnn.md).
 
 The student sees observations flattened to float vectors (Box of any shape) or one-hot
 (Discrete); the teacher always gets them exactly as the env returns them.
@@ -297,7 +300,8 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, 
     `teacher` is any callable obs -> action (None: the built-in teacher for env_id); it gets
     each observation exactly as the env returns it. `model` is one of MODELS or "mlp-WxW..."
     ("mlp-64x64" = model "mlp" with hidden=[64, 64]; a different explicit `hidden=` is an error).
-    Options are DistillConfig fields and SPM options (see `neuroplastic.rules.SPMConfig`);
+    Options are DistillConfig fields (`learner="hebbian"`: local rules instead of Adam) and SPM
+    options (see `neuroplastic.rules.SPMConfig`);
     numpy scalars are accepted wherever Python numbers are.
     `rule`: any rule of the protocol (`neuroplastic.rules.Rule`) to drive the GraphNet student
     instead of the model's own SPM; it is observed and stepped after every optimizer step.
