@@ -86,7 +86,7 @@ def main(argv) -> int:
     elif argv[:1] == ["dump"] and len(argv) == 3:
         only = argv[2]
     elif argv[:1] == ["compare"] and len(argv) == 3:
-        a, b = torch.load(argv[1], weights_only=False), torch.load(argv[2], weights_only=False)
+        a, b = torch.load(argv[1], weights_only=True), torch.load(argv[2], weights_only=True)
         bad = []
         _diff(a, b, "", bad)
         print("identical" if not bad else "DIFFERENT:\n  " + "\n  ".join(bad[:40]))
