@@ -78,9 +78,16 @@ SCHEMA = {
         ("fitness_sharing", ("canonical", "normalized"), "canonical"),
         ("spawn_method", ("proportional", "smoothed"), "proportional"),
         ("species_assignment", ("first", "closest"), "closest"),       # paper: first
-        ("species_representative", ("random", "closest"), "closest"),  # paper: random
+        # paper: random; NEAT 1.2.1 (Stanley's code): champion, the best member of the last generation
+        ("species_representative", ("random", "closest", "champion"), "closest"),
         ("weight_mutation", ("per_gene", "per_genome"), "per_genome"),  # paper: per_genome
-        ("elitism_min_species_size", "int>=0", 0)],  # paper: 6 (champions of species of more than 5)
+        ("elitism_min_species_size", "int>=0", 0),  # paper: 6 (champions of species of more than 5)
+        # The next five are NEAT 1.2.1's (Stanley's C++ code); the defaults keep neat-python's behaviour.
+        ("perturbation", ("gaussian", "uniform"), "gaussian"),  # 1.2.1: uniform in +- power
+        ("structural_excludes_attributes", "bool", False),  # 1.2.1: a structural child gets no weight mutation
+        ("crossover_only_prob", "prob", 0.0),     # 1.2.1: mate_only_prob 0.2, crossover children left unmutated
+        ("crossover_average_prob", "prob", 0.0),  # 1.2.1: 0.4, matching genes' weights averaged
+        ("bias_mutation", ("per_gene", "with_weights"), "per_gene")],  # 1.2.1: the bias is a link weight
 }
 _SECTION_OF = {key: section for section, keys in SCHEMA.items() for key, _, _ in keys}
 _KIND_OF = {key: kind for keys in SCHEMA.values() for key, kind, _ in keys}

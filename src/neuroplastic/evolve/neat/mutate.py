@@ -183,17 +183,25 @@ def delete_connection(g: Genomes, mask: torch.Tensor, rng) -> Genomes:
     return g
 
 
-def _floats(values, where, cfg, prefix, rng, per_genome=False) -> torch.Tensor:
+def _floats(values, where, cfg, prefix, rng, per_genome=False, gate=None) -> torch.Tensor:
+    """Perturb or replace `values` where `where`: per gene (neat-python) or, per_genome, under one
+    draw per genome (`gate`, (rows,) bool, when given: the draw made for the weights)."""
     rate, replace = getattr(cfg, f"{prefix}_mutate_rate"), getattr(cfg, f"{prefix}_replace_rate")
     if rate == 0 and replace == 0:
         return values
     r = torch.rand(values.shape, generator=rng)
     if per_genome:  # the paper: a genome's weights mutate together (rate), each replaced at `replace`
-        gate = (torch.rand(values.shape[0], generator=rng) < rate)[:, None]
+        if gate is None:
+            gate = torch.rand(values.shape[0], generator=rng) < rate
+        gate = gate[:, None]
         perturb, redraw = gate & (r >= replace), gate & (r < replace)
     else:           # neat-python: per gene
         perturb, redraw = r < rate, (r >= rate) & (r < rate + replace)
-    noise = torch.randn(values.shape, generator=rng) * getattr(cfg, f"{prefix}_mutate_power")
+    power = getattr(cfg, f"{prefix}_mutate_power")
+    if cfg.perturbation == "uniform":  # NEAT 1.2.1: uniform in [-power, power]
+        noise = (2 * torch.rand(values.shape, generator=rng) - 1) * power
+    else:
+        noise = torch.randn(values.shape, generator=rng) * power
     out = torch.where(perturb & where, values + noise, values)
     out = torch.where(redraw & where, init_values(cfg, prefix, values.shape, rng), out)
     lo, hi = getattr(cfg, f"{prefix}_min_value"), getattr(cfg, f"{prefix}_max_value")
@@ -221,11 +229,20 @@ def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
     g = delete_node(g, m_del_node, cfg, rng)
     g = add_connection(g, m_add_conn, cfg, table, rng)
     g = delete_connection(g, m_del_conn, rng)
+    if cfg.structural_excludes_attributes:  # NEAT 1.2.1: a structural mutation is a child's only one
+        active = active & ~(m_add_node | m_del_node | m_add_conn | m_del_conn)
     rows = active[:, None]
     valid = g.conn_valid & rows
-    g.weight = _floats(g.weight, valid, cfg, "weight", rng, per_genome=cfg.weight_mutation == "per_genome")
+    per_genome = cfg.weight_mutation == "per_genome"
+    gate = None
+    if cfg.bias_mutation == "with_weights":  # the bias mutates as the weight of a bias input would
+        gate = torch.rand(C, generator=rng) < cfg.weight_mutate_rate if per_genome else None
+    g.weight = _floats(g.weight, valid, cfg, "weight", rng, per_genome=per_genome, gate=gate)
     computed = g.node_valid & (g.node_id >= cfg.num_inputs) & rows
-    g.bias = _floats(g.bias, computed, cfg, "bias", rng)
+    if cfg.bias_mutation == "with_weights":
+        g.bias = _floats(g.bias, computed, cfg, "bias", rng, per_genome=per_genome, gate=gate)
+    else:
+        g.bias = _floats(g.bias, computed, cfg, "bias", rng)
     g.response = _floats(g.response, computed, cfg, "response", rng)
     rate = cfg.enabled_mutate_rate + torch.where(g.enabled, cfg.enabled_rate_to_false_add,
                                                  cfg.enabled_rate_to_true_add)

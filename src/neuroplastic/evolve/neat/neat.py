@@ -35,6 +35,15 @@ from .species import SpeciesSet, spawn_counts
 FORMAT = "neuroplastic.evolve.NEAT/1"
 
 
+def _champions(fitness: torch.Tensor, member: torch.Tensor, S: int) -> torch.Tensor:
+    """(S,) the index of each species' fittest genome (the first of equals)."""
+    P = len(fitness)
+    rank = torch.empty(P, dtype=torch.long)
+    rank[fitness.argsort(descending=True, stable=True)] = torch.arange(P)
+    best = torch.full((S,), P, dtype=torch.long).scatter_reduce(0, member, rank, reduce="amin")
+    return fitness.argsort(descending=True, stable=True)[best]
+
+
 class CompleteExtinctionError(NeuroplasticError, RuntimeError):
     """Every species stagnated and reset_on_extinction is False (neat-python raises too)."""
 
@@ -178,8 +187,14 @@ class NEAT:
         p1, p2, elite = plan_offspring(f, species.member, counts, cfg, rng)
         if cfg.species_representative == "random":
             species.choose_representatives(self.population, rng)
-        children = crossover(self.population.take(p1), self.population.take(p2), rng)
-        children = mutate(children, ~elite, cfg, self.innovations, rng)
+        elif cfg.species_representative == "champion":  # NEAT 1.2.1: each species' best genome
+            species.reps = self.population.take(_champions(f, species.member, len(species)))
+        children = crossover(self.population.take(p1), self.population.take(p2), rng,
+                             average_prob=cfg.crossover_average_prob)
+        active = ~elite
+        if cfg.crossover_only_prob > 0:  # NEAT 1.2.1's mate_only_prob: some crossovers stay unmutated
+            active &= ~((p1 != p2) & (torch.rand(len(p1), generator=rng) < cfg.crossover_only_prob))
+        children = mutate(children, active, cfg, self.innovations, rng)
         self.population = children
         species.speciate(children, cfg, self.generation + 1, len(self.innovations), rng)
 

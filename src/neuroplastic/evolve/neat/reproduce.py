@@ -56,8 +56,11 @@ def plan_offspring(fitness: torch.Tensor, member: torch.Tensor, spawn: torch.Ten
     return p1, p2, elite
 
 
-def crossover(a: Genomes, b: Genomes, rng: torch.Generator, disable_prob: float = 0.75) -> Genomes:
-    """Children of row-aligned parents a (fitter: its genes and nodes make the child) and b."""
+def crossover(a: Genomes, b: Genomes, rng: torch.Generator, disable_prob: float = 0.75,
+              average_prob: float = 0.0) -> Genomes:
+    """Children of row-aligned parents a (fitter: its genes and nodes make the child) and b. A
+    fraction `average_prob` of children take the mean of the parents' weights and biases on
+    matching genes and nodes (NEAT 1.2.1's mate_multipoint_avg) instead of one at random."""
     C, G = a.innov.shape
     kb = torch.where(b.conn_valid, b.innov, BIG).contiguous()
     idx = torch.searchsorted(kb, a.innov.clamp(min=0).contiguous()).clamp(max=kb.shape[1] - 1)
@@ -73,8 +76,12 @@ def crossover(a: Genomes, b: Genomes, rng: torch.Generator, disable_prob: float 
     nidx = torch.searchsorted(nb, a.node_id.clamp(min=0).contiguous()).clamp(max=nb.shape[1] - 1)
     nmatch = a.node_valid & (nb.gather(1, nidx) == a.node_id)
     ntake = nmatch & (torch.rand(a.node_id.shape, generator=rng) < 0.5)
-    return a.replace(weight=weight, enabled=enabled & a.conn_valid,
-                     bias=torch.where(ntake, b.bias.gather(1, nidx), a.bias),
+    bias = torch.where(ntake, b.bias.gather(1, nidx), a.bias)
+    if average_prob > 0:
+        avg = (torch.rand(C, generator=rng) < average_prob)[:, None]
+        weight = torch.where(match & avg, (a.weight + b.weight.gather(1, idx)) / 2, weight)
+        bias = torch.where(nmatch & avg, (a.bias + b.bias.gather(1, nidx)) / 2, bias)
+    return a.replace(weight=weight, enabled=enabled & a.conn_valid, bias=bias,
                      response=torch.where(ntake, b.response.gather(1, nidx), a.response),
                      act=torch.where(ntake, b.act.gather(1, nidx), a.act))
 
