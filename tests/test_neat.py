@@ -12,7 +12,7 @@ from neuroplastic.evolve import NEAT, load_config
 from neuroplastic.evolve.neat.distance import distance
 from neuroplastic.evolve.neat.genome import Genomes
 from neuroplastic.evolve.neat.innovation import InnovationTable
-from neuroplastic.evolve.neat.mutate import add_node
+from neuroplastic.evolve.neat.mutate import add_node, mutate
 from neuroplastic.evolve.neat.phenotype import phenotypes
 from neuroplastic.evolve.neat.reproduce import crossover, plan_offspring
 from neuroplastic.evolve.neat.tasks import paper_xor_fitness, parity_fitness, parity_table, xor_fitness
@@ -325,3 +325,40 @@ def test_cli_bad_neat_ini_is_exit_2_and_one_line(tmp_path, capsys):
     assert main(["run", "neat-xor", "--set", f"config='{bad}'", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pop_size=0" in err
+
+
+# ---------------------------------------------------------------------------- NEAT 1.2.1's choices
+def test_tuned_paper_config_solves_xor_by_the_papers_test_on_a_fixed_seed():
+    # xor-paper-tuned.ini, seed 0: solved in generation 16 (docs/results/gradient-free/neat-xor-paper)
+    cfg = load_config(CONFIGS / "xor-paper-tuned.ini").replace(no_fitness_termination=True)
+    neat, fitness = NEAT(cfg, seed=0), paper_xor_fitness()
+    for generation in range(40):
+        neat.step(fitness)
+        if fitness.solved.any():
+            break
+    assert fitness.solved.any() and generation <= 30
+
+
+def test_structural_excludes_attributes_leaves_a_structural_childs_weights_alone():
+    cfg = load_config(XOR).replace(node_add_prob=1.0, conn_add_prob=0.0, node_delete_prob=0.0,
+                                   conn_delete_prob=0.0, weight_mutate_rate=0.9, bias_mutate_rate=0.9,
+                                   structural_excludes_attributes=True)
+    neat = NEAT(cfg.replace(pop_size=8), seed=0)
+    before = neat.population
+    after = mutate(before.take(torch.arange(8)), torch.ones(8, dtype=torch.bool), cfg, neat.innovations,
+                   torch.Generator().manual_seed(1))
+    assert (after.n_hidden(cfg.n_fixed) == 1).all()
+    old = {(int(i), float(w)) for i, w in zip(before.innov[0], before.weight[0]) if i >= 0}
+    new = {(int(i), float(w)) for i, w in zip(after.innov[0], after.weight[0]) if i >= 0}
+    assert old <= new  # every old gene keeps its weight
+    changed = mutate(before.take(torch.arange(8)), torch.ones(8, dtype=torch.bool),
+                     cfg.replace(structural_excludes_attributes=False), neat.innovations,
+                     torch.Generator().manual_seed(1))
+    assert not old <= {(int(i), float(w)) for i, w in zip(changed.innov[0], changed.weight[0]) if i >= 0}
+
+
+def test_crossover_average_prob_one_takes_the_mean_of_matching_weights():
+    a = genome([1, 2, 3], [1.0, 2.0, 3.0])
+    b = genome([1, 3, 4], [3.0, 5.0, 7.0])
+    child = crossover(a, b, torch.Generator().manual_seed(0), average_prob=1.0)
+    assert child.weight[0].tolist() == [2.0, 2.0, 4.0]  # genes 1 and 3 matched, 2 from the fitter a

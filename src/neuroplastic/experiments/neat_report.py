@@ -103,6 +103,18 @@ def plot_generations(rows, path: Path) -> None:
     plt.close(fig)
 
 
+def _solved_rule(config: dict) -> str:
+    if config.get("fitness") == "paper":
+        return ("Fitness is the 2002 paper's, (4 - sum of |error|)**2 (maximum 16), and a run is solved in the "
+                "first generation where a genome has every output on the right side of 0.5 (the paper's test). "
+                "generations counts the generations before that one (NEAT 1.2.1 numbers the first generation 1, "
+                "so the paper's 32 would be 31 here), evaluations count every genome up to the end of it, and "
+                "hidden nodes and connections are the winner's (the fittest genome that passes).")
+    return ("A run is solved when the config's fitness_criterion over the population reaches fitness_threshold "
+            "(neat-python's rule); generations counts the generations before the one that met it (neat-python's "
+            "numbering).")
+
+
 def write_report(results: dict, out_dir: Path, paper: dict | None = None) -> None:
     from ..analysis.draw import draw_graph
     from ..core.checkpoint import load
@@ -114,15 +126,16 @@ def write_report(results: dict, out_dir: Path, paper: dict | None = None) -> Non
         lines += ["Made by:", "", f"    {results['command']}", ""]
     lines += [f"Config file: `{config.get('config') or 'the package default (neuroplastic/evolve/configs)'}`, "
               f"budget {config['generations']} generations, {config['seeds']} seeds"
-              + (f", pop_size {config['pop_size']}" if config.get("pop_size") else "") + ". A run is solved when the "
-              "config's fitness_criterion over the population reaches fitness_threshold (neat-python's rule); "
-              "generations counts the generations before the one that met it (neat-python's numbering).", "",
+              + (f", pop_size {config['pop_size']}" if config.get("pop_size") else "") + ". "
+              + _solved_rule(config), "",
               results_table(rows, paper, config.get("eval_episodes", 100)), ""]
     versions = {m.get("neat_python") for r in rows for m in [r["metrics"]] if r["variant"] == "neat-python"}
     if versions:
         lines += [f"neat-python {', '.join(sorted(v for v in versions if v))} ran on the same INI file and fitness, "
                   "one genome at a time (its examples' way); ms / generation is each run's wall time over its "
                   "generations (evaluate + speciate + reproduce).", ""]
+    elif config.get("fitness") == "paper":
+        lines += ["No neat-python row: neat-python stops a run at a fitness threshold, not at the paper's test.", ""]
     else:
         lines += ["neat-python was not installed, so there is no reference row "
                   "(`pip install 'neuroplastic[neat]'`).", ""]
