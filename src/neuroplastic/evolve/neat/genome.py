@@ -113,18 +113,26 @@ class Genomes:
             return Genomes(**out).padded(g_cap, n_cap)
         return Genomes(**out)
 
-    def slots(self, ids: torch.Tensor) -> torch.Tensor:
+    def slots(self, ids: torch.Tensor, fixed: int = 0) -> torch.Tensor:
         """(P, K) node ids -> their slots in each row. The valid ids of a row must ascend, with
-        empty slots anywhere (a running maximum keeps the search keys sorted across them)."""
-        key = torch.where(self.node_valid, self.node_id, -1).cummax(1).values
-        N = key.shape[1]
+        empty slots anywhere (a running maximum keeps the search keys sorted across them).
+        `fixed`: the first `fixed` slots of every row hold ids 0..fixed-1 (NEAT's inputs and
+        outputs, never deleted), so they need no look."""
+        N = self.node_id.shape[1]
         if N > COUNT_SEARCH_MAX:
+            key = torch.where(self.node_valid, self.node_id, -1).cummax(1).values
             return torch.searchsorted(key.contiguous(), ids.contiguous()).clamp(max=N - 1)
         # narrow rows: count the keys below each id column by column (what a left search
         # returns), branch-free; the batched binary search mispredicts on unsorted ids and
-        # was ~3x slower here at N = 6 and 30 ids a row
-        below = (key[:, :1] < ids).to(torch.uint8)
-        for j in range(1, N):
+        # was ~3x slower here at N = 6 and 30 ids a row. The fixed slots count min(id, fixed),
+        # and an empty slot after them takes the running maximum, which is at least fixed - 1.
+        fixed = min(fixed, N)
+        key = torch.where(self.node_valid[:, fixed:], self.node_id[:, fixed:], fixed - 1).cummax(1).values
+        if fixed:
+            below = ids.clamp(0, fixed).to(torch.uint8)
+        else:
+            below = (key[:, :1] < ids).to(torch.uint8)
+        for j in range(0 if fixed else 1, N - fixed):
             below += key[:, j:j + 1] < ids
         return below.long().clamp_(max=N - 1)
 

@@ -147,7 +147,7 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     R, N = node_id.shape
     valid = innov >= 0
     G = innov.shape[1]
-    slots = sub.slots(torch.cat([sub.src, sub.dst], 1))
+    slots = sub.slots(torch.cat([sub.src, sub.dst], 1), n_fixed)
     s_slot = torch.where(valid, slots[:, :G], 0)
     d_slot = torch.where(valid, slots[:, G:], 0)
     from_a = valid & (s_slot == a[:, None])

@@ -21,7 +21,7 @@ def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     """Every genome as a member of one GraphBatch (DAG mode); member i is genome i."""
     live = genomes.conn_valid & genomes.enabled
     G = live.shape[1]
-    slots = genomes.slots(torch.cat([genomes.src, genomes.dst], 1))   # one search for both ends
+    slots = genomes.slots(torch.cat([genomes.src, genomes.dst], 1), n_in + n_out)  # both ends at once
     src = torch.where(live, slots[:, :G], 0)
     dst = torch.where(live, slots[:, G:], 0)
     act = genomes.act.reshape(-1)
