@@ -93,7 +93,7 @@ def test_hebbian_run_resumed_from_its_checkpoint_equals_an_uninterrupted_run(tmp
 
 
 def test_bad_hebbian_settings_are_one_clear_error():
-    with pytest.raises(npl.ConfigError, match="plain torch MLP"):
+    with pytest.raises(npl.ConfigError, match="model 'mlp-16' is a plain torch MLP"):
         npl.distill("CartPole-v1", None, model="mlp-16", learner="hebbian", steps=1)
     with pytest.raises(npl.ConfigError, match="learner"):
         npl.distill("CartPole-v1", None, model="smgrnn", learner="sgd", steps=1)
@@ -105,6 +105,8 @@ def test_bad_hebbian_settings_are_one_clear_error():
     _, trace = _traced(net, torch.randn(5, 3))
     with pytest.raises(npl.ConfigError, match="error has shape"):
         ContrastiveHebbian().delta(net, trace, torch.zeros(5, 3))
+    with pytest.raises(npl.ConfigError, match="another network"):
+        ContrastiveHebbian().delta(npl.GraphNet.mlp(3, [40], 2, seed=0), trace, torch.zeros(5, 2))
 
 
 def test_smgrnn_experiment_names_the_hebbian_variants_and_refuses_an_mlp_one():
@@ -113,3 +115,21 @@ def test_smgrnn_experiment_names_the_hebbian_variants_and_refuses_an_mlp_one():
     assert variant_model("static-hebbian") == ("static", {"learner": "hebbian"})
     with pytest.raises(npl.ConfigError, match="unknown variant"):
         variant_model("mlp-16-hebbian")
+
+
+def test_trainers_refuse_the_rule_as_a_plain_rule_and_hebbian_settings_without_the_learner():
+    with pytest.raises(npl.ConfigError, match="learner='hebbian'"):
+        npl.distill("CartPole-v1", None, model="static", rule=ContrastiveHebbian(), steps=1)
+    with pytest.raises(npl.ConfigError, match="learner='hebbian'"):
+        npl.train_supervised(npl.GraphNet.mlp(2, [3], 2, seed=0), torch.randn(8, 2), torch.zeros(8, dtype=torch.long),
+                             rule=ContrastiveHebbian())
+    with pytest.raises(npl.ConfigError, match="hebbian_lr given with learner='adam'"):
+        npl.distill("CartPole-v1", None, model="static", hebbian_lr=0.3, steps=1)
+
+
+def test_smgrnn_cli_takes_the_learner_from_the_variant_name_only(tmp_path, capsys):
+    from neuroplastic.cli import main
+    out = tmp_path / "run"
+    assert main(["run", "smgrnn", "--quick", "--set", "learner=hebbian", "--out", str(out), "--no-progress"]) == 2
+    assert "unknown smgrnn option 'learner'" in capsys.readouterr().err
+    assert not out.exists()   # refused before any job ran

@@ -362,3 +362,12 @@ def test_crossover_average_prob_one_takes_the_mean_of_matching_weights():
     b = genome([1, 3, 4], [3.0, 5.0, 7.0])
     child = crossover(a, b, torch.Generator().manual_seed(0), average_prob=1.0)
     assert child.weight[0].tolist() == [2.0, 2.0, 4.0]  # genes 1 and 3 matched, 2 from the fitter a
+
+
+def test_a_population_below_min_species_size_is_refused_before_neat_python_runs(tmp_path, capsys):
+    pytest.importorskip("neat")
+    from neuroplastic.cli import main
+    args = ["run", "neat-xor", "--quick", "--set", "pop_size=1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(args) == 2
+    assert "below the config's min_species_size" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

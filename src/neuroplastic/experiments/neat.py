@@ -76,7 +76,12 @@ class NEATExperiment:
             raise ConfigError(f"fitness={config['fitness']!r} is invalid; expected one of {', '.join(FITNESSES)}")
         if not isinstance(config["config"], str):
             raise ConfigError(f"config={config['config']!r} must be the path of a neat-python INI file")
-        self.neat_config(config)  # a bad file fails here, before any job starts
+        cfg = self.neat_config(config)  # a bad file fails here, before any job starts
+        from .neat_reference import available
+        if config["reference"] and available() and cfg.pop_size < cfg.min_species_size:
+            raise ConfigError(f"pop_size={cfg.pop_size} is below the config's min_species_size="
+                              f"{cfg.min_species_size}, which neat-python refuses; raise pop_size or set "
+                              f"reference=false")
         return config
 
     def ini_path(self, config: dict) -> str:
@@ -208,7 +213,7 @@ class NEATExperiment:
 
     def report(self, results: dict, out_dir) -> None:
         from .neat_report import write_report
-        write_report(results, Path(out_dir), paper=PAPER.get(self.task))
+        write_report(results, Path(out_dir), paper=PAPER.get(self.task), default_ini=self.default_ini)
 
     def job_files(self, job: dict, config: dict, out_dir: Path) -> list[Path]:
         from .runner import job_name

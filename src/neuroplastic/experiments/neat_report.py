@@ -30,10 +30,12 @@ def results_table(rows, paper: dict | None, eval_episodes: int = 100) -> str:
     for variant, ms in _by_variant(rows).items():
         solved = [m for m in ms if m["solved"]]
         gens = [m["generations"] for m in solved]
+        # a control task is judged on held-out episodes, so every run's best genome is shown
+        sized = ms if env else solved
         line = [variant, len(ms), f"{len(solved)}/{len(ms)} ({100 * len(solved) / len(ms):.0f}%)",
                 _fmt(gens), f"{np.median(gens):.0f}" if gens else "–",
-                _fmt([m["evaluations"] for m in solved], 0), _fmt([m["n_hidden"] for m in solved], 2),
-                _fmt([m["n_edges"] for m in solved], 2), _fmt([m["best_fitness"] for m in ms], 3),
+                _fmt([m["evaluations"] for m in solved], 0), _fmt([m["n_hidden"] for m in sized], 2),
+                _fmt([m["n_edges"] for m in sized], 2), _fmt([m["best_fitness"] for m in ms], 3),
                 _fmt([m["ms_per_generation"] for m in ms], 1)]
         if env:
             line.append(_fmt([m.get("return_mean") for m in ms], 1))
@@ -115,7 +117,7 @@ def _solved_rule(config: dict) -> str:
             "numbering).")
 
 
-def write_report(results: dict, out_dir: Path, paper: dict | None = None) -> None:
+def write_report(results: dict, out_dir: Path, paper: dict | None = None, default_ini: str = "") -> None:
     from ..analysis.draw import draw_graph
     from ..core.checkpoint import load
     from .runner import job_name
@@ -124,8 +126,10 @@ def write_report(results: dict, out_dir: Path, paper: dict | None = None) -> Non
     lines = [f"# {results['experiment']}: NEAT on {task}", ""]
     if results.get("command"):
         lines += ["Made by:", "", f"    {results['command']}", ""]
-    lines += [f"Config file: `{config.get('config') or 'the package default (neuroplastic/evolve/configs)'}`, "
-              f"budget {config['generations']} generations, {config['seeds']} seeds"
+    package_file = f"neuroplastic/evolve/configs/{default_ini}" if default_ini else "the package default"
+    seeds = config["seeds"]
+    lines += [f"Config file: `{config.get('config') or package_file}`, "
+              f"budget {config['generations']} generations, {seeds} seed{'s' if seeds != 1 else ''}"
               + (f", pop_size {config['pop_size']}" if config.get("pop_size") else "") + ". "
               + _solved_rule(config), "",
               results_table(rows, paper, config.get("eval_episodes", 100)), ""]

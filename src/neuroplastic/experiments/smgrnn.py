@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..rules.spm import SPMConfig
-from ..train.distill import DistillConfig, distill, resolve_model
+from ..train.distill import HEBBIAN_SETTINGS, DistillConfig, distill, resolve_model
 from . import register
 
 VARIANTS = ["smgrnn", "growth-only", "growth-disabled", "static", "mlp-16", "mlp-64x64", "mlp-256x256"]
@@ -54,7 +54,11 @@ FULL = {"envs": ENVS, "seeds": 5, "steps": 30_000, "n_data": 20_000, "eval_every
 QUICK = {"envs": ["CartPole-v1"], "variants": ["smgrnn", "static", "mlp-16"], "seeds": 1,
          "steps": 2_000, "n_data": 4_000, "eval_every": 500, "eval_episodes": 5, "curve_episodes": 2}
 
-_DISTILL_KEYS = {f.name for f in dataclasses.fields(DistillConfig)} - {"hidden"}
+# The learner is the variant's: "smgrnn-hebbian" learns with the Hebbian rule, "smgrnn" with
+# Adam, so `learner` is no option here (a row's name must say what trained it); the rule's own
+# settings are, and reach the -hebbian variants only.
+_HEBBIAN_KEYS = set(HEBBIAN_SETTINGS)
+_DISTILL_KEYS = {f.name for f in dataclasses.fields(DistillConfig)} - {"hidden", "learner"} - _HEBBIAN_KEYS
 _SPM_KEYS = {f.name for f in dataclasses.fields(SPMConfig)} - {"seed"}
 
 
@@ -87,7 +91,10 @@ class SMGrNNExperiment:
         distill_defaults = {f.name: _field_default(f) for f in dataclasses.fields(DistillConfig)
                             if f.name in _DISTILL_KEYS}
         spm_defaults = {f.name: _field_default(f) for f in dataclasses.fields(SPMConfig) if f.name in _SPM_KEYS}
-        return {**DEFAULT, **{k: v for k, v in distill_defaults.items() if k not in DEFAULT}, **spm_defaults}
+        hebbian_defaults = {f.name: _field_default(f) for f in dataclasses.fields(DistillConfig)
+                            if f.name in _HEBBIAN_KEYS}
+        return {**DEFAULT, **{k: v for k, v in distill_defaults.items() if k not in DEFAULT}, **spm_defaults,
+                **hebbian_defaults}
 
     def option_groups(self) -> list[tuple[str, dict, dict]]:
         """(title, {option: default}, {option: note}) for `neuroplastic run smgrnn --help`."""
@@ -95,13 +102,16 @@ class SMGrNNExperiment:
         own = {k: defaults[k] for k in DEFAULT}
         distill_keys = {k: defaults[k] for k in sorted(_DISTILL_KEYS - set(DEFAULT))}
         spm_keys = {k: defaults[k] for k in sorted(_SPM_KEYS)}
+        hebbian_keys = {k: defaults[k] for k in sorted(_HEBBIAN_KEYS)}
         notes = {"variants": f"any of {', '.join(VARIANTS + HEBBIAN_VARIANTS)}, or mlp-WxW... widths",
                  "envs": f"gymnasium ids; built-in teachers for {', '.join(ENVS)}",
-                 "lambda_edge": "default: the learning rate lr",
+                 "lambda_edge": "default: lr (Adam), hebbian_lr (the -hebbian variants)",
+                 "hebbian_hidden": "oja or fixed: how hidden edges learn",
                  "threads": "torch threads per job",
                  "checkpoint_every": "0: a resume checkpoint every steps // 5 steps"}
         return [("experiment", own, notes), ("distillation (npl.distill)", distill_keys, notes),
-                ("SPM, for the variants that have one (npl.rules.SPMConfig)", spm_keys, notes)]
+                ("SPM, for the variants that have one (npl.rules.SPMConfig)", spm_keys, notes),
+                ("Hebbian learner, for the -hebbian variants (npl.rules.ContrastiveHebbian)", hebbian_keys, notes)]
 
     presets = {"--quick": QUICK, "--full": FULL}
 
@@ -112,7 +122,7 @@ class SMGrNNExperiment:
 
     def config(self, quick: bool, full: bool, overrides: dict) -> dict:
         config = {**DEFAULT, **(QUICK if quick else FULL if full else {})}
-        known = set(DEFAULT) | _DISTILL_KEYS | _SPM_KEYS
+        known = set(DEFAULT) | _DISTILL_KEYS | _SPM_KEYS | _HEBBIAN_KEYS
         for key, value in overrides.items():
             if key not in known:
                 raise ConfigError(f"unknown smgrnn option {key!r}; known: {', '.join(sorted(known))}")
@@ -144,8 +154,11 @@ class SMGrNNExperiment:
         options = {k: v for k, v in config.items() if k in _DISTILL_KEYS}
         if model not in ("mlp", "static"):  # the SPM options apply to the variants that have an SPM
             options.update({k: v for k, v in config.items() if k in _SPM_KEYS})
+        if extra.get("learner") == "hebbian":
+            options.update({k: v for k, v in config.items() if k in _HEBBIAN_KEYS})
         options.update(extra)
-        DistillConfig(**{k: v for k, v in options.items() if k in _DISTILL_KEYS | {"hidden"}})
+        checked = _DISTILL_KEYS | _HEBBIAN_KEYS | {"hidden", "learner"}
+        DistillConfig(**{k: v for k, v in options.items() if k in checked})
         SPMConfig(**{k: v for k, v in options.items() if k in _SPM_KEYS})
         return options
 

@@ -247,9 +247,7 @@ def write_report(results: dict, out_dir: Path, *, variant_order, net_path, defau
         "# SMGrNN policy distillation",
         "",
         f"Tasks: {', '.join(tasks)}. Variants: {', '.join(order_variants({r['variant'] for r in rows}, order))}. "
-        f"Seeds: {len(seeds)} ({_ranges(seeds)}). Budget: {cfg['steps']} Adam steps (lr {cfg['lr']}, batch "
-        f"{cfg['batch_size']}) on {cfg['n_data']}+ teacher transitions; final return over "
-        f"{cfg['eval_episodes']} held-out episodes per seed." + _hebbian_budget(rows, {**(defaults or {}), **cfg}),
+        f"Seeds: {len(seeds)} ({_ranges(seeds)}). " + _budget(rows, cfg, defaults or {}),
         f"Machine: {env.get('machine', '?')}, torch {env.get('torch', '?')}."
         + (f" Command: `{results['command']}`." if results.get("command") else ""),
         "",
@@ -295,13 +293,22 @@ def write_report(results: dict, out_dir: Path, *, variant_order, net_path, defau
     write_text(out_dir / "report.md", "\n".join(text) + "\n")
 
 
-def _hebbian_budget(rows: list[dict], cfg: dict) -> str:
-    """The sentence on the Hebbian learner's settings (`cfg`: the options, defaults filled in)."""
-    if not any(r["variant"].endswith(HEBBIAN) for r in rows):
-        return ""
-    return (f" The -hebbian variants take the same {cfg['steps']} steps and batches with no optimizer: "
-            f"output rule eta {cfg.get('hebbian_lr')}, hidden rule {cfg.get('hebbian_hidden')} "
-            f"(eta {cfg.get('hebbian_hidden_lr')}).")
+def _budget(rows: list[dict], cfg: dict, defaults: dict) -> str:
+    """What trained the students, on what data. The Hebbian rule's settings are in `cfg` only
+    when a run set them, so they fall back to the options' `defaults`."""
+    hebbian = {r["variant"].endswith(HEBBIAN) for r in rows}
+    rule_cfg = {**defaults, **cfg}
+    rule = (f"output rule eta {rule_cfg.get('hebbian_lr')}, hidden rule {rule_cfg.get('hebbian_hidden')} "
+            f"(eta {rule_cfg.get('hebbian_hidden_lr')})")
+    if hebbian == {True}:
+        how = f"{cfg['steps']} steps (batch {cfg['batch_size']}) with no optimizer ({rule})"
+    else:
+        how = f"{cfg['steps']} Adam steps (lr {cfg['lr']}, batch {cfg['batch_size']})"
+    text = (f"Budget: {how} on {cfg['n_data']}+ teacher transitions; final return over "
+            f"{cfg['eval_episodes']} held-out episodes per seed.")
+    if hebbian == {True, False}:
+        text += f" The -hebbian variants take the same steps and batches with no optimizer: {rule}."
+    return text
 
 
 def _section(title: str, intro: str, body: str) -> list[str]:

@@ -88,6 +88,9 @@ class RuleDriver:
 
     def __init__(self, rule, net):
         check_rule(rule)
+        if getattr(rule, "needs_teacher", False):
+            raise ConfigError(f"{type(rule).__name__} learns from a teacher's error, which this trainer does not "
+                              f"give it; use npl.distill(..., learner='hebbian')")
         self.rule, self.net = rule, net
         self.trace = None
         self._handle = net.register_trace_hook(self._keep) if getattr(rule, "wants_trace", False) else None

@@ -8,9 +8,10 @@ Hebbian learning (Movellan 1991):
     Δw_ij = η ⟨o_i t_j⟩ - η ⟨o_i y_j⟩ = η ⟨o_i (t_j - y_j)⟩,    Δb_j = η ⟨t_j - y_j⟩
 
 averaged over the batch. In a feed-forward net clamping an output changes nothing upstream,
-so the two phases differ at the outputs only: this is the delta rule (Widrow & Hoff 1960),
-which for an edge into an output equals that edge's own gradient of the loss. What the rule
-lacks is backpropagation: no error ever reaches a hidden neuron. A hidden edge learns, with
+so the two phases differ at the outputs only: this is the delta rule (Widrow & Hoff 1960).
+With softmax outputs and a one-hot target it equals an output edge's own gradient of the
+cross-entropy; for squashed continuous outputs it leaves out the squashing's derivative. What
+the rule lacks is backpropagation: no error ever reaches a hidden neuron. A hidden edge learns, with
 `hidden="oja"`, from its own pre- and post-synaptic activity by Oja's rule (1982),
 
     Δw_ij = η_hidden ⟨o_j (o_i - o_j w_ij)⟩,
@@ -32,13 +33,16 @@ HIDDEN_RULES = ("oja", "fixed")
 
 
 class ContrastiveHebbian(Rule):
-    """`ContrastiveHebbian(eta=0.05, hidden="oja", eta_hidden=0.01)` on a DAG GraphNet: call
+    """`ContrastiveHebbian(eta=0.1, hidden="oja", eta_hidden=0.01)` on a DAG GraphNet: call
     `observe(net, trace)` with a forward pass's trace (or register it as a trace hook), then
-    `teach(error)` with that pass's (batch, n_out) output error t - y, then `update(net)`."""
+    `teach(error)` with that pass's (batch, n_out) output error t - y, then `update(net)`.
+    `npl.distill(..., learner="hebbian")` does all three; a trainer that gives no error cannot
+    drive it (`RuleDriver` refuses it)."""
 
     wants_trace = True
+    needs_teacher = True   # it learns from teach(error), which only its own learner calls
 
-    def __init__(self, eta: float = 0.05, hidden: str = "oja", eta_hidden: float = 0.01):
+    def __init__(self, eta: float = 0.1, hidden: str = "oja", eta_hidden: float = 0.01):
         self.eta = check_number(eta, "ContrastiveHebbian eta", above=0)
         self.hidden = check_choice(hidden, "ContrastiveHebbian hidden", HIDDEN_RULES)
         self.eta_hidden = check_number(eta_hidden, "ContrastiveHebbian eta_hidden", 0)
@@ -49,12 +53,14 @@ class ContrastiveHebbian(Rule):
 
     def teach(self, error: torch.Tensor) -> None:
         """The teacher's signal for the last forward pass: (batch, n_out) target minus output."""
-        self._error = error.detach()
+        self._error = torch.as_tensor(error).detach()
 
     def delta(self, net, trace, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Δw per live edge slot in slot order, Δb of the outputs)."""
         if net.mode != "dag" or trace.recurrent:
             raise ConfigError("ContrastiveHebbian runs on a feed-forward (mode='dag') GraphNet")
+        if trace.capacity != net.capacity or trace.x.shape[1] != net.n_in:
+            raise ConfigError("ContrastiveHebbian: the trace is of another network's forward pass")
         if error.shape != (trace.x.shape[0], net.n_out):
             raise ConfigError(f"ContrastiveHebbian: the error has shape {tuple(error.shape)}; the last pass "
                               f"needs ({trace.x.shape[0]}, {net.n_out})")

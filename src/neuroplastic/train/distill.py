@@ -24,6 +24,7 @@ The student sees observations flattened to float vectors (Box of any shape) or o
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ LEARNERS = ("adam", "hebbian")
 # Options that only the Hebbian learner reads: absent from an Adam run's config and identity,
 # so its results and checkpoints read as they did before the learner existed.
 _HEBBIAN_OPTIONS = ("learner", "hebbian_lr", "hebbian_hidden", "hebbian_hidden_lr")
+HEBBIAN_SETTINGS = _HEBBIAN_OPTIONS[1:]   # what configures the rule, once learner="hebbian"
 # "mlp-16", "mlp-64x64": the experiment tables name MLP baselines by their hidden widths.
 _MLP_VARIANT = re.compile(r"mlp-([1-9][0-9]*(?:x[1-9][0-9]*)*)")
 # What each GraphNet variant changes in the SPM; everything else is shared.
@@ -310,6 +312,9 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, 
     """
     kind, variant_hidden = resolve_model(model)
     cfg, spm_options = split_options(_with_variant_hidden(options, model, variant_hidden))
+    given = sorted(set(options) & set(HEBBIAN_SETTINGS))
+    if given and cfg.learner != "hebbian":
+        raise ConfigError(f"{given[0]} given with learner={cfg.learner!r}; it configures learner='hebbian'")
     seed = _check_seed(seed)
     if teacher is None:
         from ..tasks.teachers import get_teacher
@@ -317,8 +322,8 @@ def distill(env_id: str, teacher=None, model: str = "smgrnn", seed: int = 0, *, 
     if not callable(teacher):
         raise ConfigError(f"teacher must be a callable obs -> action, got {type(teacher).__name__}")
     if kind == "mlp" and cfg.learner != "adam":
-        raise ConfigError(f"learner={cfg.learner!r} acts on a GraphNet student; model 'mlp' is a plain torch "
-                          f"MLP trained by Adam")
+        raise ConfigError(f"learner={cfg.learner!r} acts on a GraphNet student; model {model!r} is a plain "
+                          f"torch MLP trained by Adam")
     if rule is not None:
         if kind == "mlp":
             raise ConfigError("rule= acts on a GraphNet student; model 'mlp' is a plain torch MLP")
@@ -412,6 +417,9 @@ class _Run:
                 if driver is not None:
                     driver.after_step(state.optimizer)
                 state.step, state.last_loss = step, float(loss.detach())
+                if state.learner is not None and not math.isfinite(state.last_loss):
+                    raise ConfigError(f"the Hebbian learner diverged (loss {state.last_loss} at step {step}); "
+                                      f"lower hebbian_lr (now {cfg.hebbian_lr})")
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     returns, _ = rollout(self.env_id, policy, cfg.curve_episodes, EVAL_SEED_BASE,
                                          env_kwargs=cfg.env_kwargs)
