@@ -101,14 +101,16 @@ class Genomes:
         n_cap = int((nk.min(0).values != BIG).sum())
         out = {}
         corder, norder = corder[:, :g_cap], norder[:, :n_cap]
+        # an empty slot's innov and node_id are already -1 (the only value ever written for
+        # one), so only the other fields need their stale values zeroed
         empty = ck[:, :g_cap] == BIG
         for name in self.CONN:
             t = getattr(self, name).gather(1, corder)
-            out[name] = t.masked_fill_(empty, -1 if name == "innov" else 0)
+            out[name] = t if name == "innov" else t.masked_fill_(empty, 0)
         empty = nk[:, :n_cap] == BIG
         for name in self.NODE:
             t = getattr(self, name).gather(1, norder)
-            out[name] = t.masked_fill_(empty, -1 if name == "node_id" else 0)
+            out[name] = t if name == "node_id" else t.masked_fill_(empty, 0)
         if out["innov"].shape[1] < g_cap:  # an empty population row set: keep one slot
             return Genomes(**out).padded(g_cap, n_cap)
         return Genomes(**out)

@@ -24,7 +24,10 @@ from .genome import ACTIVATION_LIST, Genomes
 def _pick(mask: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One random True column per row of `mask` (C, K): (column, row has one)."""
     keys = torch.where(mask, torch.rand(mask.shape, generator=rng), -1.0)
-    return keys.argmax(1), mask.any(1)
+    # one reduction for both: the max's index is argmax's (the first of equals), and a row
+    # has a True column when its max key is >= 0 (rand is in [0, 1))
+    best, column = keys.max(1)
+    return column, best >= 0
 
 
 def _empty_slots(valid: torch.Tensor, k: int) -> list[torch.Tensor]:
@@ -66,18 +69,24 @@ def init_enabled(cfg, shape, rng: torch.Generator) -> torch.Tensor:
     return torch.full(shape, cfg.enabled_default == "True", dtype=torch.bool)
 
 
-def _with_room(g: Genomes, genes: int, nodes: int) -> Genomes:
-    """Empty columns so that every row has `genes` / `nodes` free slots."""
-    need_g = int(g.conn_valid.sum(1).max()) + genes if len(g) else genes
-    need_n = int(g.node_valid.sum(1).max()) + nodes if len(g) else nodes
+def _with_room(g: Genomes, genes: int, nodes: int, n_genes=None, n_nodes=None) -> Genomes:
+    """Empty columns so that every row has `genes` / `nodes` free slots (`n_genes`, `n_nodes`:
+    the rows' valid counts, when the caller has them)."""
+    if not len(g):
+        return g.padded(max(genes, g.innov.shape[1]), max(nodes, g.node_id.shape[1]))
+    n_genes = g.conn_valid.sum(1) if n_genes is None else n_genes
+    n_nodes = g.node_valid.sum(1) if n_nodes is None else n_nodes
+    need_g, need_n = int(n_genes.max()) + genes, int(n_nodes.max()) + nodes
     return g.padded(max(need_g, g.innov.shape[1]), max(need_n, g.node_id.shape[1]))
 
 
 def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, torch.Tensor]:
     """Split one enabled connection in each masked genome; returns (genomes, masked genomes
-    that had no enabled connection to split). Node rows must be canonical (valid ids first, in
-    order): the new node, whose id is the largest yet, then goes right after them."""
-    g = _with_room(g, 2, 1)
+    that had no enabled connection to split). Rows must be canonical (valid genes and nodes
+    first, in order, as crossover leaves them): a row's first empty slots are then its counts,
+    and the new node, whose id is the largest yet, goes right after the valid ones."""
+    n_genes, n_nodes = g.conn_valid.sum(1), g.node_valid.sum(1)
+    g = _with_room(g, 2, 1, n_genes, n_nodes)
     live = g.conn_valid & g.enabled
     j, has = _pick(live, rng)
     rows = (mask & has).nonzero().squeeze(1)
@@ -86,12 +95,15 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
         new_id = table.split_nodes(g.innov[rows, jj])
         a, b, w_old = g.src[rows, jj], g.dst[rows, jj], g.weight[rows, jj]
         g.enabled[rows, jj] = False
-        innov = table.connections(torch.stack([a, new_id]), torch.stack([new_id, b]))
-        e1, e2 = _empty_slots(g.conn_valid[rows], 2)
-        for e, k, s, d, w in ((e1, 0, a, new_id, torch.ones_like(w_old)), (e2, 1, new_id, b, w_old)):
-            g.innov[rows, e], g.src[rows, e], g.dst[rows, e] = innov[k], s, d
-            g.weight[rows, e], g.enabled[rows, e] = w, True
-        (n1,) = _empty_slots(g.node_valid[rows], 1)
+        src, dst = torch.stack([a, new_id]), torch.stack([new_id, b])
+        innov = table.connections(src, dst)
+        # both new genes of every row in one write a field: in -> new at the first empty slot,
+        # new -> out at the next (a (2, R) tensor flattened is its first row, then its second)
+        e = n_genes[rows]
+        at = (torch.cat([rows, rows]), torch.cat([e, e + 1]))
+        g.innov[at], g.src[at], g.dst[at] = innov.view(-1), src.view(-1), dst.view(-1)
+        g.weight[at], g.enabled[at] = torch.cat([torch.ones_like(w_old), w_old]), True
+        n1 = n_nodes[rows]
         g.node_id[rows, n1] = new_id
         g.bias[rows, n1] = 0.0
         g.response[rows, n1] = init_values(cfg, "response", (len(rows),), rng)
