@@ -126,14 +126,14 @@ def delete_node(g: Genomes, mask: torch.Tensor, cfg, rng) -> Genomes:
 
 def reaches(src_slot: torch.Tensor, dst_slot: torch.Tensor, valid: torch.Tensor, start: torch.Tensor,
             n: int) -> torch.Tensor:
-    """(R, n) nodes reachable from `start` (R,) along the genes (R, G), start included."""
+    """(R, n) nodes reachable from `start` (R,) along the genes (R, G), start included. The
+    slots of a gene that is not `valid` must still be in range (0, say): it spreads nothing."""
     R = len(start)
     seen = torch.zeros(R, n, dtype=torch.uint8).scatter_(1, start[:, None], 1)
-    dst = torch.where(valid, dst_slot, 0)
     valid = valid.to(torch.uint8)
     for _ in range(n):
         spread = seen.gather(1, src_slot) & valid
-        new = seen.scatter_reduce(1, dst, spread, reduce="amax")
+        new = seen.scatter_reduce(1, dst_slot, spread, reduce="amax")
         if torch.equal(new, seen):
             break
         seen = new
@@ -256,8 +256,11 @@ def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
     else:
         g.bias = _floats(g.bias, computed, cfg, "bias", rng)
     g.response = _floats(g.response, computed, cfg, "response", rng)
-    rate = cfg.enabled_mutate_rate + torch.where(g.enabled, cfg.enabled_rate_to_false_add,
-                                                 cfg.enabled_rate_to_true_add)
+    if cfg.enabled_rate_to_false_add == cfg.enabled_rate_to_true_add == 0:
+        rate = cfg.enabled_mutate_rate  # the same float32 threshold as the tensor below, two ops fewer
+    else:
+        rate = cfg.enabled_mutate_rate + torch.where(g.enabled, cfg.enabled_rate_to_false_add,
+                                                     cfg.enabled_rate_to_true_add)
     flip = (torch.rand(g.enabled.shape, generator=rng) < rate) & valid
     g.enabled = torch.where(flip, torch.rand(g.enabled.shape, generator=rng) < 0.5, g.enabled)
     if cfg.activation_mutate_rate > 0:

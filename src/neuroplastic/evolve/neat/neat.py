@@ -189,7 +189,8 @@ class NEAT:
             species.choose_representatives(self.population, rng)
         elif cfg.species_representative == "champion":  # NEAT 1.2.1: each species' best genome
             species.reps = self.population.take(_champions(f, species.member, len(species)))
-        children = crossover(self.population.take(p1), self.population.take(p2), rng,
+        # crossover reads no src/dst of the second parent (the child's genes are the first's)
+        children = crossover(self.population.take(p1), self.population.take(p2, skip=("src", "dst")), rng,
                              average_prob=cfg.crossover_average_prob)
         active = ~elite
         if cfg.crossover_only_prob > 0:  # NEAT 1.2.1's mate_only_prob: some crossovers stay unmutated
