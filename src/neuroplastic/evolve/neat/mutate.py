@@ -91,7 +91,7 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
     j, has = _pick(live, rng)
     rows = (mask & has).nonzero().squeeze(1)
     if len(rows):
-        jj = j[rows]
+        jj = j.index_select(0, rows)  # index_select: faster than t[rows] for row gathers
         new_id = table.split_nodes(g.innov[rows, jj])
         a, b, w_old = g.src[rows, jj], g.dst[rows, jj], g.weight[rows, jj]
         g.enabled[rows, jj] = False
@@ -99,11 +99,11 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
         innov = table.connections(src, dst)
         # both new genes of every row in one write a field: in -> new at the first empty slot,
         # new -> out at the next (a (2, R) tensor flattened is its first row, then its second)
-        e = n_genes[rows]
+        e = n_genes.index_select(0, rows)
         at = (torch.cat([rows, rows]), torch.cat([e, e + 1]))
         g.innov[at], g.src[at], g.dst[at] = innov.view(-1), src.view(-1), dst.view(-1)
         g.weight[at], g.enabled[at] = torch.cat([torch.ones_like(w_old), w_old]), True
-        n1 = n_nodes[rows]
+        n1 = n_nodes.index_select(0, rows)
         g.node_id[rows, n1] = new_id
         g.bias[rows, n1] = 0.0
         g.response[rows, n1] = init_values(cfg, "response", (len(rows),), rng)
@@ -117,10 +117,11 @@ def delete_node(g: Genomes, mask: torch.Tensor, cfg, rng) -> Genomes:
     s, has = _pick(hidden, rng)
     rows = (mask & has).nonzero().squeeze(1)
     if len(rows):
-        gone = g.node_id[rows, s[rows]]
-        g.node_id[rows, s[rows]] = -1
-        touch = (g.src[rows] == gone[:, None]) | (g.dst[rows] == gone[:, None])
-        g.innov[rows] = torch.where(touch, -1, g.innov[rows])
+        at = (rows, s.index_select(0, rows))
+        gone = g.node_id[at]
+        g.node_id[at] = -1
+        touch = (g.src.index_select(0, rows) == gone[:, None]) | (g.dst.index_select(0, rows) == gone[:, None])
+        g.innov[rows] = torch.where(touch, -1, g.innov.index_select(0, rows))
     return g
 
 
@@ -155,7 +156,7 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     node_id, innov = g.node_id.index_select(0, rows), g.innov.index_select(0, rows)
     sub = Genomes(innov, g.src.index_select(0, rows), g.dst.index_select(0, rows), None, None, node_id,
                   None, None, None)
-    a = a[rows]
+    a = a.index_select(0, rows)
     R, N = node_id.shape
     valid = innov >= 0
     G = innov.shape[1]
@@ -176,7 +177,7 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     keep = ok.nonzero().squeeze(1)
     if not len(keep):
         return g
-    rows, src, dst = rows[keep], src[keep], dst[keep]
+    rows, src, dst = (t.index_select(0, keep) for t in (rows, src, dst))
     src_id = g.node_id[rows, src]
     dst_id = g.node_id[rows, dst]
     innov = table.connections(src_id, dst_id)
@@ -191,7 +192,7 @@ def delete_connection(g: Genomes, mask: torch.Tensor, rng) -> Genomes:
     j, has = _pick(g.conn_valid, rng)
     rows = (mask & has).nonzero().squeeze(1)
     if len(rows):
-        g.innov[rows, j[rows]] = -1
+        g.innov[rows, j.index_select(0, rows)] = -1
     return g
 
 
