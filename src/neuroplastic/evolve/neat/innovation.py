@@ -34,12 +34,26 @@ class InnovationTable:
         found = (self.keys[pos] == q) if len(self.keys) else torch.zeros_like(q, dtype=torch.bool)
         new = torch.unique(q[~found])
         if len(new):
-            numbers = torch.arange(self.next_innovation, self.next_innovation + len(new))
-            self.next_innovation += len(new)
-            keys, order = torch.cat([self.keys, new]).sort()
-            self.keys, self.numbers = keys, torch.cat([self.numbers, numbers])[order]
+            self._insert(new)
         pos = torch.searchsorted(self.keys, q)
         return self.numbers[pos].reshape(src.shape)
+
+    def new_connections(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """`connections` for pairs known to be new (each touches a node id that split_nodes has
+        just made, so the table cannot hold it): the same numbers in the same order, without
+        the look-ups that would only find nothing."""
+        q = (src.long() * STRIDE + dst.long()).reshape(-1)
+        new, inverse = torch.unique(q, return_inverse=True)
+        first = self.next_innovation
+        self._insert(new)
+        return (first + inverse).reshape(src.shape)
+
+    def _insert(self, new: torch.Tensor) -> None:
+        """Sorted keys not in the table yet, numbered on from next_innovation in key order."""
+        numbers = torch.arange(self.next_innovation, self.next_innovation + len(new))
+        self.next_innovation += len(new)
+        keys, order = torch.cat([self.keys, new]).sort()
+        self.keys, self.numbers = keys, torch.cat([self.numbers, numbers])[order]
 
     def split_nodes(self, split_innovations: torch.Tensor) -> torch.Tensor:
         """New node ids for the connections split this generation: one id per distinct split

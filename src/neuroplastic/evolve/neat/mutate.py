@@ -96,7 +96,7 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
         a, b, w_old = g.src[rows, jj], g.dst[rows, jj], g.weight[rows, jj]
         g.enabled[rows, jj] = False
         src, dst = torch.stack([a, new_id]), torch.stack([new_id, b])
-        innov = table.connections(src, dst)
+        innov = table.new_connections(src, dst)  # every pair touches the new node
         # both new genes of every row in one write a field: in -> new at the first empty slot,
         # new -> out at the next (a (2, R) tensor flattened is its first row, then its second)
         e = n_genes.index_select(0, rows)

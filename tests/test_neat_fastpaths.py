@@ -1,8 +1,10 @@
-"""Genomes.slots with a fixed prefix (NEAT's inputs and outputs) equals the plain left search."""
+"""NEAT's fast paths give what the general code gives: Genomes.slots with a fixed prefix (the
+inputs and outputs) and InnovationTable.new_connections for pairs that touch new nodes."""
 import pytest
 import torch
 
 from neuroplastic.evolve.neat.genome import Genomes
+from neuroplastic.evolve.neat.innovation import InnovationTable
 
 
 @pytest.mark.parametrize("fixed,n_nodes", [(0, 5), (3, 3), (3, 7), (6, 12), (3, 20)])
@@ -26,3 +28,17 @@ def test_slots_with_fixed_prefix_equal_the_binary_search(fixed, n_nodes):
     key = torch.where(node_id >= 0, node_id, -1).cummax(1).values
     expected = torch.searchsorted(key, query).clamp(max=n_nodes - 1)
     assert torch.equal(pop.slots(query, fixed), expected)
+
+
+def test_new_connections_number_as_connections():
+    table = InnovationTable(10)
+    table.connections(torch.tensor([0, 1, 2, 0]), torch.tensor([3, 3, 4, 4]))
+    new_id = table.split_nodes(torch.tensor([2, 0, 2, 1]))  # two genomes split gene 2
+    src = torch.stack([torch.tensor([0, 1, 0, 2]), new_id])
+    dst = torch.stack([new_id, torch.tensor([3, 4, 3, 4])])
+    other = InnovationTable.from_state(table.state())
+    got, want = table.new_connections(src, dst), other.connections(src, dst)
+    assert torch.equal(got, want)
+    assert got[0, 0] == got[0, 2] and got[1, 0] == got[1, 2]  # the same split, the same genes
+    for k, v in table.state().items():
+        assert torch.equal(v, other.state()[k]) if torch.is_tensor(v) else v == other.state()[k]
