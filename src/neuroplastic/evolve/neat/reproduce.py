@@ -32,25 +32,27 @@ def plan_offspring(fitness: torch.Tensor, member: torch.Tensor, spawn: torch.Ten
     start = sizes.cumsum(0) - sizes
     child_species = torch.repeat_interleave(torch.arange(S), spawn)
     C = len(child_species)
-    rank = torch.arange(C) - (spawn.cumsum(0) - spawn)[child_species]
-    n = sizes[child_species]
-    elites = sizes.clamp(max=cfg.elitism)
-    elites = torch.where(sizes >= cfg.elitism_min_species_size, elites, 0)[child_species]
+    # the per-species numbers each child needs, gathered in one index_select (cheaper than
+    # four t[child_species], and the same values)
+    elites = torch.where(sizes >= cfg.elitism_min_species_size, sizes.clamp(max=cfg.elitism), 0)
+    first_child = spawn.cumsum(0) - spawn
+    n, elites, base, first_child = torch.stack([sizes, elites, start, first_child]).index_select(
+        1, child_species)
+    rank = torch.arange(C) - first_child
     elite = rank < elites
     cutoff = torch.clamp(torch.ceil(cfg.survival_threshold * n.double()).long(), min=2)
     cutoff = torch.minimum(cutoff, n)
-    base = start[child_species]
     # k uniform draws of C at once are the same numbers as k draws of C one after another
     r1, r2 = (_uniform(2 * C, rng).view(2, C) * cutoff).long().clamp(max=cutoff - 1)
-    p1 = torch.where(elite, order[base + rank.clamp(max=n - 1)], order[base + r1])
-    p2 = order[base + r2]
+    p1 = torch.where(elite, order.index_select(0, base + rank.clamp(max=n - 1)), order.index_select(0, base + r1))
+    p2 = order.index_select(0, base + r2)
     other = torch.randint(P, (C,), generator=rng)
     interspecies, mutate_only, tie = _uniform(3 * C, rng).view(3, C)
     p2 = torch.where(interspecies < cfg.interspecies_crossover_prob, other, p2)
     p2 = torch.where(mutate_only < cfg.mutate_only_prob, p1, p2)
     p2 = torch.where(elite, p1, p2)
     # parent1 is the fitter; on a tie, either one at random
-    f1, f2 = fitness[p1], fitness[p2]
+    f1, f2 = fitness.index_select(0, p1), fitness.index_select(0, p2)
     swap = (f2 > f1) | ((f2 == f1) & (tie < 0.5))
     p1, p2 = torch.where(swap, p2, p1), torch.where(swap, p1, p2)
     return p1, p2, elite
