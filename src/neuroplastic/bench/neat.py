@@ -5,8 +5,11 @@ configs/cartpole.ini) at the same population size with `no_fitness_termination =
 neither stops early, and both start from generation 0 and are timed over the same generations:
 rounds of `per_round` generations of ours and then of neat-python's, interleaved, so both see
 the same machine load. A row is the median seconds a generation over the rounds, as
-generations per second. Without
-neat-python installed, the reference column is empty (None) and the ratio too.
+generations per second. On a CPU device both sides are timed in process CPU time
+(`time.process_time`): on a shared, loaded machine wall time counts the other jobs' bursts
+as well, and the ratio then says more about the load than about the code. On CUDA it is wall
+time, since the GPU's work is not the process's CPU time. Without neat-python installed, the
+reference column is empty (None) and the ratio too.
 """
 from __future__ import annotations
 
@@ -50,32 +53,39 @@ class _Task:
         return evaluate, env.close
 
 
+def _clock(device: str):
+    """Process CPU time on a CPU device (steady under other jobs' load), wall time on CUDA."""
+    return time.perf_counter if device.startswith("cuda") else time.process_time
+
+
 def _ours(task: _Task, pop_size: int, device: str):
     cfg = load_config(task.ini).replace(pop_size=pop_size, no_fitness_termination=True)
     neat = NEAT(cfg, seed=0)
     fitness, close = task.ours()
+    clock = _clock(device)
 
     def generations(n: int) -> float:
-        started = time.perf_counter()
+        started = clock()
         for _ in range(n):
             neat.step(fitness)
-        return (time.perf_counter() - started) / n
+        return (clock() - started) / n
 
     return generations, neat, close
 
 
-def _reference(task: _Task, pop_size: int):
+def _reference(task: _Task, pop_size: int, device: str):
     import neat
     random.seed(0)
     config = load(task.ini, pop_size=pop_size, no_fitness_termination=True)
     pop = neat.Population(config)
     evaluate, close = task.reference()
+    clock = _clock(device)
 
     def generations(n: int) -> float:
-        started = time.perf_counter()
+        started = clock()
         with contextlib.redirect_stdout(io.StringIO()):
             pop.run(evaluate, n)
-        return (time.perf_counter() - started) / n
+        return (clock() - started) / n
 
     return generations, close
 
@@ -98,7 +108,7 @@ def _rows(quick: bool, device: str) -> list[dict]:
         if P >= 10_000 or name == "cartpole":
             per_round = 1 if P >= 10_000 else 2
         ours, ours_state, close_ours = _ours(task, P, device)
-        reference, close_ref = _reference(task, P) if have_reference else (None, None)
+        reference, close_ref = _reference(task, P, device) if have_reference else (None, None)
         ours(1)  # warm-up: the first generation builds plans and grows capacity
         if reference:
             reference(1)
@@ -117,7 +127,8 @@ def _rows(quick: bool, device: str) -> list[dict]:
             ("CartPole-v1, pop {P:,}, configs/cartpole.ini, 1 episode of <= 500 steps a genome (ours: one "
              "gymnasium CartPoleVectorEnv of P copies, numpy-vectorised; neat-python: one genome and step at a time)")
         rows.append({"case": f"{what.format(P=P)}: whole generations (evaluate + speciate + reproduce), "
-                             f"generations 1-{gens} of seed 0, {device}, 1 thread; "
+                             f"generations 1-{gens} of seed 0, {device}, 1 thread, "
+                             f"{'wall' if device.startswith('cuda') else 'process CPU'} time; "
                              f"{len(ours_state.species)} species at the end; reference: neat-python "
                              f"{version() or 'not installed'}",
                      "ours": round(ours_rate, 2), "reference": None if ref_rate is None else round(ref_rate, 2),
