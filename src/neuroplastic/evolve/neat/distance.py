@@ -42,9 +42,17 @@ class GenePool:
         self.canonical = canonical
         # columns a dense lookup by innovation number needs (any larger bound works too)
         self.width = width if width is not None else int(self.flat.max()) + 1 if self.flat.numel() else 1
+        self._columns = None  # (width, lookup columns), see columns()
 
     def __len__(self) -> int:
         return self.innov.shape[0]
+
+    def columns(self, width: int) -> torch.Tensor:
+        """(P * G,) each gene's column in a representatives' table of width + 2 columns: its
+        innovation number, or for an empty slot the last column, which stays NaN."""
+        if self._columns is None or self._columns[0] != width:
+            self._columns = (width, torch.where(self.valid, self.innov, width + 1).reshape(-1))
+        return self._columns[1]
 
     def rows(self, index: torch.Tensor) -> GenePool:
         return GenePool(self.innov.index_select(0, index), self.weight.index_select(0, index), self.width,
@@ -80,18 +88,20 @@ def _against(pool: GenePool, rep_innov, rep_weight, width, c_excess, c_disjoint,
     S, (P, G) = len(rep_innov), pool.innov.shape
     rv = rep_innov >= 0
     # the representatives' weights laid out densely by innovation number, NaN where a rep has
-    # no such gene (weights are clamped, never NaN); empty slots go to a spare last column
-    # that no lookup reads. One float lookup then gives both the match and the weight (a
-    # lookup in a bool table along dim 1 was several times slower).
+    # no such gene (weights are clamped, never NaN); a rep's empty slots go to a spare column
+    # that no lookup reads, and the pool's empty slots read the last column, always NaN. One
+    # float lookup then gives both the match and the weight (a lookup in a bool table along
+    # dim 1 was several times slower).
     column = torch.where(rv, rep_innov, width)
-    w = torch.full((S, width + 1), torch.nan, dtype=pool.weight.dtype).scatter_(
+    w = torch.full((S, width + 2), torch.nan, dtype=pool.weight.dtype).scatter_(
         1, column, rep_weight.to(pool.weight.dtype))
     n_r = rv.sum(1)                                                   # (S,)
     top_r = torch.where(rv, rep_innov, -1).max(1).values              # (S,)
-    w_rep = w.index_select(1, pool.flat).view(S, P, G)
-    match = (w_rep == w_rep) & pool.valid                             # (S, P, G)
-    m = match.sum(-1)                                                 # (S, P)
-    wdiff = torch.where(match, (pool.weight - w_rep).abs(), 0.0).sum(-1) / m.clamp(min=1)
+    w_rep = w.index_select(1, pool.columns(width)).view(S, P, G)
+    m = (w_rep == w_rep).sum(-1)                                      # (S, P) matching genes
+    # |dw| is NaN wherever a gene has no match, and nansum is where-then-sum to the bit
+    # (the same reduction, NaN read as 0), two (S, P, G) passes fewer
+    wdiff = (pool.weight - w_rep).abs().nansum(-1) / m.clamp(min=1)
     # genome genes past the rep's largest number: the genome's sorted keys, one search per rep
     past = torch.searchsorted(pool.keys, top_r[None, :].expand(P, S).contiguous(), right=True)
     excess_g = (pool.count[:, None] - past).t()                       # (S, P)
