@@ -42,3 +42,14 @@ def test_new_connections_number_as_connections():
     assert got[0, 0] == got[0, 2] and got[1, 0] == got[1, 2]  # the same split, the same genes
     for k, v in table.state().items():
         assert torch.equal(v, other.state()[k]) if torch.is_tensor(v) else v == other.state()[k]
+
+
+@pytest.mark.parametrize("shape", [(3, 150, 6), (10, 1000, 11), (2, 50, 1000), (1, 3, 70000)])
+def test_nansum_is_where_then_sum_to_the_bit(shape):
+    # the distance sums |dw| with NaN for unmatched genes by nansum; it must round as the
+    # masked sum it replaced does
+    g = torch.Generator().manual_seed(shape[-1])
+    x = torch.randn(shape, generator=g).abs()
+    x[torch.rand(shape, generator=g) < 0.4] = float("nan")
+    want = torch.where(x == x, x, 0.0).sum(-1)
+    assert torch.equal(x.nansum(-1).view(torch.int32), want.view(torch.int32))
