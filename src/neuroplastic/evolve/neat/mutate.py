@@ -113,7 +113,7 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
 
 def delete_node(g: Genomes, mask: torch.Tensor, cfg, rng) -> Genomes:
     """Remove one hidden node, and every gene that touches it, from each masked genome."""
-    hidden = g.node_valid & (g.node_id >= cfg.n_fixed)
+    hidden = g.node_id >= cfg.n_fixed  # an empty slot's id is -1, so this implies valid
     s, has = _pick(hidden, rng)
     rows = (mask & has).nonzero().squeeze(1)
     if len(rows):
@@ -147,7 +147,7 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     n_in, n_fixed = cfg.num_inputs, cfg.n_fixed
     is_output = (g.node_id >= n_in) & (g.node_id < n_fixed)
     src_ok = g.node_valid & ~is_output
-    tgt_ok = g.node_valid & (g.node_id >= n_in)
+    tgt_ok = g.node_id >= n_in  # valid too (empty ids are -1)
     a, _ = _pick(src_ok, rng)
     rows = mask.nonzero().squeeze(1)
     if not len(rows):
@@ -206,17 +206,17 @@ def _floats(values, where, cfg, prefix, rng, per_genome=False, gate=None) -> tor
     if per_genome:  # the paper: a genome's weights mutate together (rate), each replaced at `replace`
         if gate is None:
             gate = torch.rand(values.shape[0], generator=rng) < rate
-        gate = gate[:, None]
+        gate = gate[:, None] & where  # the genes to touch, masked once for both kinds
         perturb, redraw = gate & (r >= replace), gate & (r < replace)
     else:           # neat-python: per gene
-        perturb, redraw = r < rate, (r >= rate) & (r < rate + replace)
+        perturb, redraw = (r < rate) & where, (r >= rate) & (r < rate + replace) & where
     power = getattr(cfg, f"{prefix}_mutate_power")
     if cfg.perturbation == "uniform":  # NEAT 1.2.1: uniform in [-power, power]
         noise = (2 * torch.rand(values.shape, generator=rng) - 1) * power
     else:
         noise = torch.randn(values.shape, generator=rng) * power
-    out = torch.where(perturb & where, values + noise, values)
-    out = torch.where(redraw & where, init_values(cfg, prefix, values.shape, rng), out)
+    out = torch.where(perturb, values + noise, values)
+    out = torch.where(redraw, init_values(cfg, prefix, values.shape, rng), out)
     lo, hi = getattr(cfg, f"{prefix}_min_value"), getattr(cfg, f"{prefix}_max_value")
     return torch.where(where, out.clamp(lo, hi), values)
 
@@ -251,7 +251,7 @@ def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
     if cfg.bias_mutation == "with_weights":  # the bias mutates as the weight of a bias input would
         gate = torch.rand(C, generator=rng) < cfg.weight_mutate_rate if per_genome else None
     g.weight = _floats(g.weight, valid, cfg, "weight", rng, per_genome=per_genome, gate=gate)
-    computed = g.node_valid & (g.node_id >= cfg.num_inputs) & rows
+    computed = (g.node_id >= cfg.num_inputs) & rows  # valid too (empty ids are -1)
     if cfg.bias_mutation == "with_weights":
         g.bias = _floats(g.bias, computed, cfg, "bias", rng, per_genome=per_genome, gate=gate)
     else:
