@@ -140,6 +140,8 @@ def write_report(results: dict, out_dir: Path, paper: dict | None = None, defaul
                   "generations (evaluate + speciate + reproduce).", ""]
     elif config.get("fitness") == "paper":
         lines += ["No neat-python row: neat-python stops a run at a fitness threshold, not at the paper's test.", ""]
+    elif not config.get("reference", True):
+        lines += ["No neat-python row: the run was made with reference = false.", ""]
     else:
         lines += ["neat-python was not installed, so there is no reference row "
                   "(`pip install 'neuroplastic[neat]'`).", ""]
