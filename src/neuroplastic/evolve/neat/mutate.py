@@ -87,7 +87,7 @@ def add_node(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> tuple[Genomes, 
     and the new node, whose id is the largest yet, goes right after the valid ones."""
     n_genes, n_nodes = g.conn_valid.sum(1), g.node_valid.sum(1)
     g = _with_room(g, 2, 1, n_genes, n_nodes)
-    live = g.conn_valid & g.enabled
+    live = g.enabled  # canonical rows and padding hold no enabled bit in an empty slot
     j, has = _pick(live, rng)
     rows = (mask & has).nonzero().squeeze(1)
     if len(rows):

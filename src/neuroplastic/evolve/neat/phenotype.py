@@ -19,7 +19,9 @@ _SLOPES = torch.tensor([slope for _, slope in ACTIVATIONS.values()])
 
 def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     """Every genome as a member of one GraphBatch (DAG mode); member i is genome i."""
-    live = genomes.conn_valid & genomes.enabled
+    # canonical rows (a population's) hold enabled = False and bias = 0 in every empty slot,
+    # so neither needs the valid mask; the copy keeps the batch's buffer its own
+    live = genomes.enabled.clone()
     G = live.shape[1]
     slots = genomes.slots(torch.cat([genomes.src, genomes.dst], 1), n_in + n_out)  # both ends at once
     src = torch.where(live, slots[:, :G], 0)
@@ -28,7 +30,7 @@ def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     slope = _SLOPES.to(genomes.weight.dtype).index_select(0, act).view_as(genomes.act)
     gain = (slope * genomes.response).gather(1, dst)
     weight = torch.where(live, genomes.weight * gain, 0.0)
-    bias = torch.where(genomes.node_valid, genomes.bias * slope, 0.0)
+    bias = genomes.bias * slope
     bias[:, :n_in] = 0.0
     codes = _CODES.index_select(0, act).view_as(genomes.act)
     # the tensors are fresh and hold NEAT's invariants (canonical rows, no duplicate or cyclic

@@ -62,11 +62,12 @@ def crossover(a: Genomes, b: Genomes, rng: torch.Generator, disable_prob: float 
               average_prob: float = 0.0) -> Genomes:
     """Children of row-aligned parents a (fitter: its genes and nodes make the child) and b. A
     fraction `average_prob` of children take the mean of the parents' weights and biases on
-    matching genes and nodes (NEAT 1.2.1's mate_multipoint_avg) instead of one at random."""
+    matching genes and nodes (NEAT 1.2.1's mate_multipoint_avg) instead of one at random.
+    Rows must be canonical (empty slots zeroed), as a population's are."""
     C, G = a.innov.shape
     kb = torch.where(b.conn_valid, b.innov, BIG).contiguous()
     idx = torch.searchsorted(kb, a.innov.clamp(min=0).contiguous()).clamp(max=kb.shape[1] - 1)
-    match = a.conn_valid & (kb.gather(1, idx) == a.innov)
+    match = kb.gather(1, idx) == a.innov  # an empty slot's -1 equals no key (>= 0 or BIG)
     coin = torch.rand(C, G, generator=rng) < 0.5
     take_b = match & coin
     b_enabled = b.enabled.gather(1, idx)
@@ -76,14 +77,15 @@ def crossover(a: Genomes, b: Genomes, rng: torch.Generator, disable_prob: float 
     enabled = enabled & ~(either_off & (torch.rand(C, G, generator=rng) < disable_prob))
     nb = torch.where(b.node_valid, b.node_id, BIG).contiguous()
     nidx = torch.searchsorted(nb, a.node_id.clamp(min=0).contiguous()).clamp(max=nb.shape[1] - 1)
-    nmatch = a.node_valid & (nb.gather(1, nidx) == a.node_id)
+    nmatch = nb.gather(1, nidx) == a.node_id
     ntake = nmatch & (torch.rand(a.node_id.shape, generator=rng) < 0.5)
     bias = torch.where(ntake, b.bias.gather(1, nidx), a.bias)
     if average_prob > 0:
         avg = (torch.rand(C, generator=rng) < average_prob)[:, None]
         weight = torch.where(match & avg, (a.weight + b.weight.gather(1, idx)) / 2, weight)
         bias = torch.where(nmatch & avg, (a.bias + b.bias.gather(1, nidx)) / 2, bias)
-    return a.replace(weight=weight, enabled=enabled & a.conn_valid, bias=bias,
+    # a's empty slots keep a's enabled bit there, False in canonical rows
+    return a.replace(weight=weight, enabled=enabled, bias=bias,
                      response=torch.where(ntake, b.response.gather(1, nidx), a.response),
                      act=torch.where(ntake, b.act.gather(1, nidx), a.act))
 
