@@ -106,9 +106,7 @@ class NEATExperiment:
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         if job["variant"] == "neat-python":
             return self._run_reference(job, config)
-        from ..core.checkpoint import save
         from ..evolve import NEAT
-        from .runner import job_name
         cfg = self.neat_config(config)
         if config.get("fitness") == "paper":
             return self._run_paper(job, cfg, config, out_dir, progress)
@@ -122,24 +120,12 @@ class NEATExperiment:
         else:
             best = neat.run_env(self.task, episodes=config["episodes"], generations=config["generations"],
                                 max_steps=config["max_steps"], progress=progress)
-        last = neat.history[-1]
-        index = max(range(len(neat.history)), key=lambda i: neat.history[i]["best_fitness"])
-        generations = last["generation"] if neat.solved else len(neat.history)
-        metrics = {"solved": bool(neat.solved), "generations": generations,
-                   "evaluations": neat.evaluations, "best_fitness": neat.best_fitness,
-                   "n_hidden": int(neat.history[index]["best_hidden"]),
-                   "n_edges": int(neat.history[index]["best_edges"]),
-                   "n_params": int(best.n_params) if hasattr(best, "n_params") else None,
-                   "ms_per_generation": 1000 * sum(r["wall_s"] for r in neat.history) / len(neat.history),
-                   "history": [{k: r[k] for k in ("step", "best_fitness", "mean_fitness", "species", "mean_hidden",
-                                                  "mean_edges", "evaluations", "wall_s")} for r in neat.history]}
+        metrics = _run_metrics(neat, best, bool(neat.solved), *_best_sizes(neat))
         if not _bits(self.task):
             from ..evolve.neat.envs import evaluate_env
             returns = evaluate_env(best, self.task, episodes=config["eval_episodes"], max_steps=config["max_steps"])
             metrics["return_mean"], metrics["return_std"] = float(returns.mean()), float(returns.std())
-        if hasattr(best, "n_params"):
-            (out_dir / "nets").mkdir(exist_ok=True)
-            save(out_dir / "nets" / f"{job_name(job)}.ckpt", best)
+        _save_net(best, job, out_dir)
         return metrics
 
     def _run_paper(self, job: dict, cfg, config: dict, out_dir: Path, progress: bool) -> dict:
@@ -147,11 +133,9 @@ class NEATExperiment:
         import torch
         import tqdm.auto
 
-        from ..core.checkpoint import save
         from ..evolve import NEAT
         from ..evolve.neat.phenotype import phenotypes
         from ..evolve.neat.tasks import paper_xor_fitness
-        from .runner import job_name
         if cfg.num_inputs != 2 or cfg.num_outputs != 1:
             raise ConfigError("fitness=paper is XOR: it needs num_inputs = 2 and num_outputs = 1")
         neat = NEAT(cfg.replace(no_fitness_termination=True), seed=job["seed"])
@@ -170,26 +154,16 @@ class NEATExperiment:
             neat.step(fitness)
             if winner:
                 break
-        index = max(range(len(neat.history)), key=lambda i: neat.history[i]["best_fitness"])
         genome = winner[0] if winner else neat.best_genome
-        n_hidden = int(genome.n_hidden(cfg.n_fixed)[0]) if winner else int(neat.history[index]["best_hidden"])
-        n_edges = int(genome.n_enabled()[0]) if winner else int(neat.history[index]["best_edges"])
+        sizes = (int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0])) if winner else _best_sizes(neat)
         with torch.no_grad():
             member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
         try:
             best = member.to_net(0)
         except ConfigError:
             best = member
-        metrics = {"solved": bool(winner),
-                   "generations": neat.history[-1]["generation"] if winner else len(neat.history),
-                   "evaluations": neat.evaluations, "best_fitness": neat.best_fitness, "n_hidden": n_hidden,
-                   "n_edges": n_edges, "n_params": int(best.n_params) if hasattr(best, "n_params") else None,
-                   "ms_per_generation": 1000 * sum(r["wall_s"] for r in neat.history) / len(neat.history),
-                   "history": [{k: r[k] for k in ("step", "best_fitness", "mean_fitness", "species", "mean_hidden",
-                                                  "mean_edges", "evaluations", "wall_s")} for r in neat.history]}
-        if hasattr(best, "n_params"):
-            (out_dir / "nets").mkdir(exist_ok=True)
-            save(out_dir / "nets" / f"{job_name(job)}.ckpt", best)
+        metrics = _run_metrics(neat, best, bool(winner), *sizes)
+        _save_net(best, job, out_dir)
         return metrics
 
     def _run_reference(self, job: dict, config: dict) -> dict:
@@ -225,6 +199,37 @@ class NEATExperiment:
     @property
     def presets(self) -> dict:
         return {"--quick": self.quick, "--full": self.full}
+
+
+HISTORY_KEYS = ("step", "best_fitness", "mean_fitness", "species", "mean_hidden", "mean_edges", "evaluations",
+                "wall_s")
+
+
+def _best_sizes(neat) -> tuple[int, int]:
+    """Hidden nodes and enabled connections of the fittest genome of the run's best generation."""
+    index = max(range(len(neat.history)), key=lambda i: neat.history[i]["best_fitness"])
+    return int(neat.history[index]["best_hidden"]), int(neat.history[index]["best_edges"])
+
+
+def _run_metrics(neat, best, solved: bool, n_hidden: int, n_edges: int) -> dict:
+    """A run's row: solved, generations (the index of the solving generation, else the budget
+    spent), evaluations, sizes, speed and the per-generation history."""
+    history = neat.history
+    return {"solved": solved, "generations": history[-1]["generation"] if solved else len(history),
+            "evaluations": neat.evaluations, "best_fitness": neat.best_fitness,
+            "n_hidden": n_hidden, "n_edges": n_edges,
+            "n_params": int(best.n_params) if hasattr(best, "n_params") else None,
+            "ms_per_generation": 1000 * sum(r["wall_s"] for r in history) / len(history),
+            "history": [{k: r[k] for k in HISTORY_KEYS} for r in history]}
+
+
+def _save_net(best, job: dict, out_dir: Path) -> None:
+    """The best genome as a GraphNet checkpoint (a mixed-activation genome is no GraphNet: not saved)."""
+    if hasattr(best, "n_params"):
+        from ..core.checkpoint import save
+        from .runner import job_name
+        (out_dir / "nets").mkdir(exist_ok=True)
+        save(out_dir / "nets" / f"{job_name(job)}.ckpt", best)
 
 
 # The 2002 paper's XOR figures (100 runs), for the report.
