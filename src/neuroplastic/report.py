@@ -62,6 +62,11 @@ def pm(values, digits: int = 1) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def section(title: str, intro: list[str], table: str) -> list[str]:
+    """A report section's lines (heading, lines of explanation, table), or none without a table."""
+    return [f"## {title}", "", *intro, "", table, ""] if table else []
+
+
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..report import group, markdown_table, mean_std, plot_curves, pm, variant_colors, write_text
+from ..report import group, markdown_table, mean_std, plot_curves, pm, section, variant_colors, write_text
 
 GRAPH_VARIANTS = ("smgrnn", "growth-only", "growth-disabled", "static")
 HEBBIAN = "-hebbian"   # the suffix of a GraphNet variant that learns with no optimizer
@@ -265,12 +265,12 @@ def write_report(results: dict, out_dir: Path, *, variant_order, net_path, defau
         "",
         acceptance(rows, cfg, defaults),
         "",
-        *_section("## Without an optimizer: the SPM and a Hebbian rule",
-                  "The SMGrNN paper's future work: the SPM changes the structure and local rules the "
+        *section("Without an optimizer: the SPM and a Hebbian rule",
+                 ["The SMGrNN paper's future work: the SPM changes the structure and local rules the "
                   "weights, with no gradient and no optimizer (`rules.ContrastiveHebbian`: the teacher's "
                   "error at the outputs, Oja's rule in the hidden neurons; docs/smgrnn.md). Each row is "
                   "beside the same student trained by backpropagation and Adam on the same data and "
-                  "held-out episodes.", without_optimizer_table(rows, order)),
+                  "held-out episodes."], without_optimizer_table(rows, order)),
         "## Structural activity",
         "",
         structure_table(rows, order),
@@ -309,11 +309,6 @@ def _budget(rows: list[dict], cfg: dict, defaults: dict) -> str:
     if hebbian == {True, False}:
         text += f" The -hebbian variants take the same steps and batches with no optimizer: {rule}."
     return text
-
-
-def _section(title: str, intro: str, body: str) -> list[str]:
-    """A report section's lines, or none when it has nothing to show."""
-    return [title, "", intro, "", body, ""] if body else []
 
 
 def _ranges(values: list[int]) -> str:

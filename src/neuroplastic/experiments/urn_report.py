@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import markdown_table, mean_std, pm, save_figure, write_text
+from ..report import markdown_table, mean_std, pm, save_figure, section, write_text
 
 
 def _by_variant(rows):
@@ -154,11 +154,6 @@ def time_table(rows) -> str:
         if table else ""
 
 
-def _section(title: str, intro: list[str], table: str) -> list[str]:
-    """A report section (heading, lines of explanation, table), or nothing without a table."""
-    return [f"## {title}", "", *intro, "", table, ""] if table else []
-
-
 def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
     """report.md (and the phase diagram) from results.json's content; `variant_settings`:
     {variant: the settings it overrides}, e.g. {'c_weight=1e-3,steps=3': {'c_weight': 0.001, 'steps': 3}}."""
@@ -176,17 +171,17 @@ def write_report(results: dict, out_dir: Path, variant_settings: dict) -> None:
             "share = the rest (edges within or back to earlier layers). Pure MLP: how many seeds the",
             "detector calls a pure MLP (MLP score >= 0.95, no empty layer, and depth = I - 1).", "",
             structure_table(rows), ""]
-    text += _section("Locality of first-layer receptive fields", [
+    text += section("Locality of first-layer receptive fields", [
         "Radius: median over first-layer neurons of the |w|-weighted RMS distance of their input",
         "weights from their centroid; control: the same with pixel positions shuffled;",
         "index = 1 - radius / control (0: no locality)."], locality_table(rows))
     text += ["## Export of emergent MLPs", "", export_table(rows), ""]
-    text += _section("What the function needs beyond the layers", [
+    text += section("What the function needs beyond the layers", [
         "Test accuracy of the trained net with one kind of edge between active neurons removed",
         "(layers as detected above; inputs are layer 0, outputs the last). The MLP score weighs",
         "these edges by their |w| mass; this weighs them by what the computation needs."], ablation_table(rows))
     text += ["## Compaction (dead edges and neurons removed through apply_edits)", "", compaction_table(rows), ""]
-    text += _section("Training time", [
+    text += section("Training time", [
         "One CPU thread per run. An epoch's seconds are its training steps; all epochs include",
         "those an interrupted attempt ran before the run resumed from its epoch checkpoint; the",
         "last attempt's wall time adds the evaluation."], time_table(rows))
