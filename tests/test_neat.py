@@ -275,6 +275,35 @@ def test_cartpole_through_vector_envs_runs_and_scores_the_population():
         NEAT({"pop_size": 4}, seed=0).run_env("CartPole-v1", generations=1)
 
 
+def test_env_fitness_steps_only_running_episodes_and_equals_one_env_per_episode():
+    import gymnasium as gym
+    import numpy as np
+
+    from neuroplastic.evolve.neat.envs import EnvFitness
+    pop = NEAT({"pop_size": 3, "num_inputs": 4, "num_outputs": 2}, seed=1).phenotypes()
+    fitness = EnvFitness("CartPole-v1", episodes=2, max_steps=200, seed=5)
+    stepped = []
+    returns = fitness.returns(pop, first_seed=5)
+    for env in fitness._env.envs:  # the steps each copy took
+        stepped.append(env.get_wrapper_attr("_elapsed_steps"))
+    fitness.close()
+    want, lengths = np.zeros((3, 2)), []
+    for p in range(3):
+        for b in range(2):
+            env = gym.make("CartPole-v1")
+            obs, _ = env.reset(seed=5 + b)
+            for t in range(200):
+                with torch.no_grad():
+                    y = pop(torch.as_tensor(obs, dtype=torch.float32).expand(3, 1, 4))[p, 0]
+                obs, reward, terminated, truncated, _ = env.step(int(y.argmax()))
+                want[p, b] += reward
+                if terminated or truncated:
+                    break
+            lengths.append(t + 1)
+    np.testing.assert_array_equal(returns, want)
+    assert stepped == lengths and len(set(lengths)) > 1  # a finished episode's copy was not stepped on
+
+
 def test_history_is_plain_data():
     json.dumps(evolved(2).history)
 
@@ -371,3 +400,22 @@ def test_a_population_below_min_species_size_is_refused_before_neat_python_runs(
     assert main(args) == 2
     assert "below the config's min_species_size" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("variant", ["neuroplastic", "neat-python"])
+def test_a_threshold_met_in_training_ends_the_run_only_once_validation_confirms_it(tmp_path, variant):
+    if variant == "neat-python":
+        pytest.importorskip("neat")
+    from neuroplastic.experiments import get_experiment
+    ini = tmp_path / "low-threshold.ini"  # every generation's best meets it
+    ini.write_text((CONFIGS / "cartpole.ini").read_text().replace("fitness_threshold     = 475",
+                                                                  "fitness_threshold     = 1"))
+    exp = get_experiment("neat-cartpole")
+    base = {"config": str(ini), "pop_size": 10, "generations": 3, "episodes": 1, "max_steps": 30,
+            "eval_episodes": 2, "validate_episodes": 2}
+    job = {"task": "CartPole-v1", "variant": variant, "seed": 0}
+    never = exp.run_job(job, exp.config(False, False, {**base, "validate_threshold": 1e9}), tmp_path)
+    assert not never["solved"] and never["generations"] == 3 and never["validations"] == 3
+    assert never["validation_episodes"] == 6 and never["validation_return"] is not None
+    first = exp.run_job(job, exp.config(False, False, {**base, "validate_threshold": -1}), tmp_path)
+    assert first["solved"] and first["generations"] == 0 and first["validations"] == 1

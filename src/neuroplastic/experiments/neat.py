@@ -15,6 +15,13 @@ Method, top to bottom:
   3. With neat-python installed (`pip install 'neuroplastic[neat]'`) and `reference = true`,
      the same file and fitness run in neat-python 2.0 as variant "neat-python".
   4. An environment's best genome is also scored on 100 held-out episodes (reset seeds 10000+).
+     With `validate_episodes` > 0 a generation meeting the threshold does not end the run by
+     itself: its best genome first plays `validate_episodes` validation episodes (reset seeds
+     5000+, neither training nor held-out ones), and the run stops only when that mean reaches
+     `validate_threshold`. The threshold is a maximum over a population of noisy few-episode
+     means, so the genome that first crosses it is mostly a lucky one (LunarLander: 250 in
+     training, 134 held-out). The exported genome is the one that passed, else the best
+     validated one, else the fittest. neat-python's row is stopped by the same rule.
   5. neat-xor with `fitness = paper` scores the 2002 paper's way instead: fitness
      (4 - sum |error|)**2, and a run is solved in the first generation where a genome has every
      output on the right side of 0.5 (the config's threshold is not used; no neat-python row).
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.validate import check_bool, check_int
+from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
 from . import register
 
@@ -39,6 +46,9 @@ OPTION_NOTES = {
     "episodes": "episodes per genome and generation (the same ones for every genome)",
     "max_steps": "steps per episode",
     "eval_episodes": "held-out episodes for the best genome",
+    "validate_episodes": "0: stop at the config's threshold; else a genome meeting it must also average "
+                         "validate_threshold over this many validation episodes",
+    "validate_threshold": "the mean return over the validation episodes that ends a run",
     "fitness": "neat-python: 4 - sum of squared errors, solved at the config's fitness_threshold; "
                "paper: (4 - sum |error|)**2, solved when every output is on the right side of 0.5",
 }
@@ -71,6 +81,9 @@ class NEATExperiment:
         for key in ("episodes", "max_steps", "eval_episodes"):
             if key in config:
                 config[key] = check_int(config[key], key, 1)
+        if "validate_episodes" in config:
+            config["validate_episodes"] = check_int(config["validate_episodes"], "validate_episodes", 0)
+            config["validate_threshold"] = check_number(config["validate_threshold"], "validate_threshold")
         config["reference"] = check_bool(config["reference"], "reference")
         if "fitness" in config and config["fitness"] not in FITNESSES:
             raise ConfigError(f"fitness={config['fitness']!r} is invalid; expected one of {', '.join(FITNESSES)}")
@@ -110,6 +123,8 @@ class NEATExperiment:
         cfg = self.neat_config(config)
         if config.get("fitness") == "paper":
             return self._run_paper(job, cfg, config, out_dir, progress)
+        if config.get("validate_episodes"):
+            return self._run_validated(job, cfg, config, out_dir, progress)
         neat = NEAT(cfg, seed=job["seed"])
         if _bits(self.task):
             from ..evolve.neat.tasks import parity_fitness
@@ -131,7 +146,6 @@ class NEATExperiment:
     def _run_paper(self, job: dict, cfg, config: dict, out_dir: Path, progress: bool) -> dict:
         """XOR scored and stopped the paper's way (method step 5)."""
         import torch
-        import tqdm.auto
 
         from ..evolve import NEAT
         from ..evolve.neat.phenotype import phenotypes
@@ -149,20 +163,63 @@ class NEATExperiment:
                 winner.append(neat.population.take(torch.tensor([best])))
             return f
 
-        for _ in tqdm.auto.trange(config["generations"], desc=f"NEAT seed={job['seed']}", disable=not progress,
-                                  leave=False, unit="gen"):
-            neat.step(fitness)
-            if winner:
-                break
+        _evolve_until(neat, fitness, config["generations"], job, progress, lambda row: bool(winner))
         genome = winner[0] if winner else neat.best_genome
         sizes = (int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0])) if winner else _best_sizes(neat)
         with torch.no_grad():
             member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
-        try:
-            best = member.to_net(0)
-        except ConfigError:
-            best = member
+        best = _as_net(member)
         metrics = _run_metrics(neat, best, bool(winner), *sizes)
+        _save_net(best, job, out_dir)
+        return metrics
+
+    def _run_validated(self, job: dict, cfg, config: dict, out_dir: Path, progress: bool) -> dict:
+        """An environment run whose threshold is confirmed on validation episodes (method step 4)."""
+        import torch
+
+        from ..evolve import NEAT
+        from ..evolve.neat.envs import VALIDATION_SEED, EnvFitness, evaluate_env
+        from ..evolve.neat.phenotype import phenotypes
+        neat = NEAT(cfg.replace(no_fitness_termination=True), seed=job["seed"])
+        train = EnvFitness(self.task, episodes=config["episodes"], max_steps=config["max_steps"], seed=job["seed"])
+        generation_best = []  # this generation's fittest genome, taken before reproduction replaces it
+        validated = []        # (validation mean, genome) of every genome that met the threshold
+
+        def fitness(pop):
+            train.set_generation(neat.generation)
+            f = train(pop)
+            generation_best[:] = [neat.population.take(f.argmax().reshape(1))]
+            return f
+
+        def passed(row) -> bool:
+            if not row["solved"]:
+                return False
+            genome = generation_best[0]
+            with torch.no_grad():
+                member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
+            returns = evaluate_env(member, self.task, episodes=config["validate_episodes"], seed=VALIDATION_SEED,
+                                   max_steps=config["max_steps"])
+            validated.append((float(returns.mean()), genome))
+            return validated[-1][0] >= config["validate_threshold"]
+
+        try:
+            _evolve_until(neat, fitness, config["generations"], job, progress, passed)
+        finally:
+            train.close()
+        solved = bool(validated) and validated[-1][0] >= config["validate_threshold"]
+        if validated:
+            validation_mean, genome = validated[-1] if solved else max(validated, key=lambda v: v[0])
+            sizes = (int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0]))
+            with torch.no_grad():
+                member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
+            best = _as_net(member)
+        else:
+            validation_mean, best, sizes = None, neat.best_net(), _best_sizes(neat)
+        metrics = _run_metrics(neat, best, solved, *sizes)
+        metrics.update(validations=len(validated), validation_return=validation_mean,
+                       validation_episodes=len(validated) * config["validate_episodes"])
+        returns = evaluate_env(best, self.task, episodes=config["eval_episodes"], max_steps=config["max_steps"])
+        metrics["return_mean"], metrics["return_std"] = float(returns.mean()), float(returns.std())
         _save_net(best, job, out_dir)
         return metrics
 
@@ -176,6 +233,7 @@ class NEATExperiment:
             with contextlib.redirect_stdout(io.StringIO()):
                 out = run_env(self.ini_path(config), self.task, job["seed"], config["generations"],
                               config["episodes"], config["max_steps"], config["eval_episodes"],
+                              config.get("validate_episodes", 0), config.get("validate_threshold", 0.0),
                               **({"pop_size": config["pop_size"]} if config["pop_size"] else {}))
         else:
             with contextlib.redirect_stdout(io.StringIO()):  # neat-python prints as it goes
@@ -203,6 +261,24 @@ class NEATExperiment:
 
 HISTORY_KEYS = ("step", "best_fitness", "mean_fitness", "species", "mean_hidden", "mean_edges", "evaluations",
                 "wall_s")
+
+
+def _evolve_until(neat, fitness, generations: int, job: dict, progress: bool, done) -> None:
+    """neat.step(fitness) for up to `generations` generations, stopping after the first whose
+    history row makes done(row) true."""
+    import tqdm.auto
+    for _ in tqdm.auto.trange(generations, desc=f"NEAT seed={job['seed']}", disable=not progress, leave=False,
+                              unit="gen"):
+        if done(neat.step(fitness)):
+            break
+
+
+def _as_net(member):
+    """A one-genome GraphBatch as a GraphNet, or itself where it is none (mixed activations)."""
+    try:
+        return member.to_net(0)
+    except ConfigError:
+        return member
 
 
 def _best_sizes(neat) -> tuple[int, int]:
@@ -243,10 +319,12 @@ register(NEATExperiment("neat-parity", "NEAT on 3-bit parity (the XOR config wit
                         {"seeds": 2, "generations": 60}))
 register(NEATExperiment("neat-cartpole", "NEAT on CartPole-v1 through gymnasium.vector (a smoke test)",
                         "CartPole-v1", "cartpole.ini",
-                        {"seeds": 5, "generations": 30, "episodes": 3, "max_steps": 500, "eval_episodes": 100},
+                        {"seeds": 5, "generations": 30, "episodes": 3, "max_steps": 500, "eval_episodes": 100,
+                         "validate_episodes": 0, "validate_threshold": 475.0},
                         {"seeds": 1, "generations": 3, "episodes": 2, "max_steps": 200, "eval_episodes": 10}))
 register(NEATExperiment("neat-lunarlander", "NEAT on LunarLander-v3 through gymnasium.vector",
                         "LunarLander-v3", "lunarlander.ini",
-                        {"seeds": 3, "generations": 150, "episodes": 3, "max_steps": 1000, "eval_episodes": 100},
+                        {"seeds": 3, "generations": 300, "episodes": 3, "max_steps": 1000, "eval_episodes": 100,
+                         "validate_episodes": 30, "validate_threshold": 220.0},
                         {"seeds": 1, "generations": 2, "episodes": 1, "max_steps": 100, "eval_episodes": 3,
-                         "pop_size": 20}))
+                         "pop_size": 20, "validate_episodes": 2}))

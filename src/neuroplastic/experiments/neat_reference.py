@@ -123,24 +123,54 @@ def env_eval(env_id: str, seed: int, episodes: int, max_steps: int):
 
 
 def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes: int, max_steps: int,
-            eval_episodes: int, **overrides) -> dict:
+            eval_episodes: int, validate_episodes: int = 0, validate_threshold: float = 0.0, **overrides) -> dict:
     """One neat-python run on a gymnasium env (see env_eval), then its best genome on
-    `eval_episodes` held-out episodes (reset seeds 10000+)."""
+    `eval_episodes` held-out episodes (reset seeds 10000+). With `validate_episodes`, a
+    generation meeting the threshold ends the run only when its best genome also averages
+    `validate_threshold` over that many validation episodes (reset seeds 5000+), as ours."""
     import neat
+
+    from ..evolve.neat.envs import VALIDATION_SEED
     random.seed(seed)
     np.random.seed(seed)
+    if validate_episodes:
+        overrides["no_fitness_termination"] = True
     config = load(config_path, **overrides)
     eval_genomes, episode_return, state, env = env_eval(env_id, seed, episodes, max_steps)
     pop = neat.Population(config)
     started = time.perf_counter()
-    best = pop.run(eval_genomes, generations)
+    validated = []  # (validation mean, genome) of every generation's best that met the threshold
+    if validate_episodes:
+        generation_best = []
+
+        def eval_and_keep_best(genomes, cfg):
+            eval_genomes(genomes, cfg)
+            generation_best[:] = [max((g for _, g in genomes), key=lambda g: g.fitness)]
+
+        for _ in range(generations):
+            pop.run(eval_and_keep_best, 1)
+            candidate = generation_best[0]
+            if candidate.fitness >= config.fitness_threshold:
+                net = neat.nn.FeedForwardNetwork.create(candidate, config)
+                mean = float(np.mean([episode_return(net, VALIDATION_SEED + b) for b in range(validate_episodes)]))
+                validated.append((mean, candidate))
+                if mean >= validate_threshold:
+                    break
+        solved = bool(validated) and validated[-1][0] >= validate_threshold
+        best = (validated[-1] if solved else max(validated, key=lambda v: v[0]))[1] if validated else pop.best_genome
+    else:
+        best = pop.run(eval_genomes, generations)
+        solved = best.fitness >= config.fitness_threshold
     wall = time.perf_counter() - started
     net = neat.nn.FeedForwardNetwork.create(best, config)
     returns = [episode_return(net, 10_000 + b) for b in range(eval_episodes)]
     env.close()
-    solved = best.fitness >= config.fitness_threshold
-    return {"solved": bool(solved), "generations": state["generation"] - 1 if solved else state["generation"],
-            "evaluations": state["n"], "best_fitness": float(best.fitness),
-            "n_hidden": len([k for k in best.nodes if k not in config.genome_config.output_keys]),
-            "n_edges": sum(1 for c in best.connections.values() if c.enabled), "wall_s": wall,
-            "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
+    out = {"solved": bool(solved), "generations": state["generation"] - 1 if solved else state["generation"],
+           "evaluations": state["n"], "best_fitness": float(pop.best_genome.fitness),
+           "n_hidden": len([k for k in best.nodes if k not in config.genome_config.output_keys]),
+           "n_edges": sum(1 for c in best.connections.values() if c.enabled), "wall_s": wall,
+           "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
+    if validate_episodes:
+        out.update(validations=len(validated), validation_episodes=len(validated) * validate_episodes,
+                   validation_return=next((m for m, g in validated if g is best), None))
+    return out

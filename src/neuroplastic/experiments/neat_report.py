@@ -27,6 +27,7 @@ def _fmt(values, digits=1) -> str:
 def results_table(rows, paper: dict | None, eval_episodes: int = 100) -> str:
     table = []
     env = any("return_mean" in m for ms in _by_variant(rows).values() for m in ms)
+    validated = any("validations" in m for ms in _by_variant(rows).values() for m in ms)
     for variant, ms in _by_variant(rows).items():
         solved = [m for m in ms if m["solved"]]
         gens = [m["generations"] for m in solved]
@@ -37,15 +38,19 @@ def results_table(rows, paper: dict | None, eval_episodes: int = 100) -> str:
                 _fmt([m["evaluations"] for m in solved], 0), _fmt([m["n_hidden"] for m in sized], 2),
                 _fmt([m["n_edges"] for m in sized], 2), _fmt([m["best_fitness"] for m in ms], 3),
                 _fmt([m["ms_per_generation"] for m in ms], 1)]
+        if validated:
+            line.append(_fmt([m.get("validation_return") for m in ms], 1))
         if env:
             line.append(_fmt([m.get("return_mean") for m in ms], 1))
         table.append(line)
     if paper:
         table.append([f"paper (2002, {paper['runs']} runs)", paper["runs"], f"{paper['solved']}/{paper['runs']}",
                       f"{paper['generations']} (mean)", "–", f"{paper['evaluations']:,} (mean)",
-                      f"{paper['n_hidden']} (mean)", f"{paper['n_edges']} (mean)", "–", "–"] + ([""] if env else []))
+                      f"{paper['n_hidden']} (mean)", f"{paper['n_edges']} (mean)", "–", "–"]
+                     + [""] * (validated + env))
     headers = ["variant", "seeds", "solved", "generations (solved runs)", "median", "evaluations (solved runs)",
                "hidden nodes (best genome)", "enabled connections", "best fitness (all runs)", "ms / generation"]
+    headers += ["validation return (exported genome)"] if validated else []
     return markdown_table(headers + ([f"held-out return ({eval_episodes} episodes)"] if env else []), table)
 
 
@@ -112,9 +117,15 @@ def _solved_rule(config: dict) -> str:
                 "generations counts the generations before that one (NEAT 1.2.1 numbers the first generation 1, "
                 "so the paper's 32 would be 31 here), evaluations count every genome up to the end of it, and "
                 "hidden nodes and connections are the winner's (the fittest genome that passes).")
-    return ("A run is solved when the config's fitness_criterion over the population reaches fitness_threshold "
+    rule = ("A run is solved when the config's fitness_criterion over the population reaches fitness_threshold "
             "(neat-python's rule); generations counts the generations before the one that met it (neat-python's "
             "numbering).")
+    if config.get("validate_episodes"):
+        rule += (f" Here that is not enough: the best genome of a generation that meets the threshold must also "
+                 f"average {config['validate_threshold']:g} over {config['validate_episodes']} validation episodes "
+                 "(reset seeds 5000+, neither training nor held-out ones) to end the run, in both implementations. "
+                 "The exported genome is the one that passed, else the best validated one, else the fittest.")
+    return rule
 
 
 def write_report(results: dict, out_dir: Path, paper: dict | None = None, default_ini: str = "") -> None:

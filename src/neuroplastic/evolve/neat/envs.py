@@ -1,8 +1,9 @@
 """A gymnasium environment as a NEAT fitness: P genomes x B episodes stepped together.
 
 The population's actions come from one GraphBatch forward with per-member inputs (P, B,
-n_in); the P*B environments are a `gymnasium.vector` env (SyncVectorEnv, or the env's own
-numpy-vectorised implementation with vectorization="vector" where it has one). Every genome
+n_in); the P*B environments are P*B gymnasium envs stepped only while their episode runs
+(vectorization="sync"), or the env's own numpy-vectorised `gymnasium.vector` implementation
+(vectorization="vector", where it has one; it steps every copy, which costs little there). Every genome
 plays the same B episodes of a generation (reset seeds seed + generation*B + b), so genomes are
 compared on equal terms and a run is reproducible and resumable. A genome's fitness is its
 mean return over the B episodes (each cut at max_steps). A population with an
@@ -73,7 +74,7 @@ class EnvFitness:
             if self.vectorization == "vector":
                 self._env = gym.make_vec(self.env_id, num_envs=n, vectorization_mode="vector_entry_point")
             else:
-                self._env = gym.vector.SyncVectorEnv([lambda: gym.make(self.env_id) for _ in range(n)])
+                self._env = RunningEnvs(self.env_id, n)
         return self._env
 
     def __call__(self, pop) -> torch.Tensor:
@@ -98,7 +99,10 @@ class EnvFitness:
             with torch.no_grad():
                 y = pop(x).reshape(P * B, self.n_out)
             action = y.argmax(1).numpy() if self.discrete else np.clip(y.double().numpy(), self.low, self.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            if self.vectorization == "vector":
+                obs, reward, terminated, truncated, _ = env.step(action)
+            else:
+                obs, reward, terminated, truncated = env.step(action, alive)
             earned = np.where(alive, reward, 0.0)
             total += earned
             alive &= ~(terminated | truncated)
@@ -112,6 +116,38 @@ class EnvFitness:
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+class RunningEnvs:
+    """n copies of one gymnasium env, of which `step` advances only those still running.
+
+    gymnasium's SyncVectorEnv steps every copy on every call (a finished one resets and plays
+    on), so a rollout, which lasts as long as its longest episode, paid for all n copies to
+    the end: in a LunarLander generation of NEAT 85% of the Box2D steps were of finished
+    episodes. Each copy keeps its own state and random generator, so skipping the finished
+    ones changes no running episode: the returns are the same, number for number."""
+
+    def __init__(self, env_id: str, n: int):
+        import gymnasium as gym
+        self.envs = [gym.make(env_id) for _ in range(n)]
+        self.num_envs = n
+        self._obs: np.ndarray | None = None
+
+    def reset(self, seed: list[int]) -> tuple[np.ndarray, dict]:
+        self._obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seed)])
+        return self._obs, {}
+
+    def step(self, action: np.ndarray, running: np.ndarray):
+        """Step the copies where `running`; the others keep their last observation, reward 0."""
+        n = self.num_envs
+        reward, terminated, truncated = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(running).tolist():
+            self._obs[i], reward[i], terminated[i], truncated[i], _ = self.envs[i].step(action[i])
+        return self._obs, reward, terminated, truncated
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
 
 
 def _release_freed_heap() -> None:
@@ -134,6 +170,9 @@ def _malloc_trim():
     import ctypes.util
     name = ctypes.util.find_library("c")
     return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+VALIDATION_SEED = 5_000  # reset seeds of validation episodes: past any training run's, below the held-out ones
 
 
 def evaluate_env(net, env_id: str, episodes: int = 100, seed: int = 10_000, max_steps: int | None = None) -> np.ndarray:
