@@ -419,3 +419,71 @@ def test_a_threshold_met_in_training_ends_the_run_only_once_validation_confirms_
     assert never["validation_episodes"] == 6 and never["validation_return"] is not None
     first = exp.run_job(job, exp.config(False, False, {**base, "validate_threshold": -1}), tmp_path)
     assert first["solved"] and first["generations"] == 0 and first["validations"] == 1
+
+
+@pytest.mark.parametrize("variant", ["neuroplastic", "neat-python"])
+def test_validation_waits_for_the_fitness_criterion_not_the_best_genome(tmp_path, variant):
+    if variant == "neat-python":
+        pytest.importorskip("neat")
+    from neuroplastic.experiments import get_experiment
+    ini = tmp_path / "mean-criterion.ini"  # the best genome passes 1 at once, the mean of all never 1e6
+    ini.write_text((CONFIGS / "cartpole.ini").read_text().replace("fitness_threshold     = 475",
+                                                                  "fitness_threshold     = 1000000")
+                   .replace("fitness_criterion     = max", "fitness_criterion     = mean"))
+    exp = get_experiment("neat-cartpole")
+    config = exp.config(False, False, {"config": str(ini), "pop_size": 10, "generations": 2, "episodes": 1,
+                                       "max_steps": 30, "eval_episodes": 2, "validate_episodes": 2,
+                                       "validate_threshold": -1})
+    metrics = exp.run_job({"task": "CartPole-v1", "variant": variant, "seed": 0}, config, tmp_path)
+    assert not metrics["solved"] and metrics["validations"] == 0
+
+
+def test_training_validation_and_held_out_seeds_may_not_overlap():
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("neat-lunarlander")
+    with pytest.raises(ConfigError, match="into the validation episodes"):
+        exp.config(False, False, {"episodes": 20, "reference": False})  # 300 x 20 training episodes
+    with pytest.raises(ConfigError, match="held-out episodes"):
+        exp.config(False, False, {"validate_episodes": 6000, "reference": False})
+    with pytest.raises(ConfigError, match="into the held-out episodes"):
+        get_experiment("neat-cartpole").config(False, False, {"generations": 4000, "reference": False})
+
+
+def test_a_file_neat_python_cannot_read_is_refused_before_any_job(tmp_path):
+    pytest.importorskip("neat")
+    from neuroplastic.experiments import get_experiment
+    ini = tmp_path / "minimal.ini"  # complete for us (defaults), not for neat-python
+    ini.write_text("[NEAT]\npop_size = 10\nfitness_threshold = 100\n[DefaultGenome]\nnum_inputs = 4\n"
+                   "num_outputs = 2\n")
+    exp = get_experiment("neat-cartpole")
+    with pytest.raises(ConfigError, match="neat-python cannot read .*fitness_criterion"):
+        exp.config(True, False, {"config": str(ini)})
+    assert exp.config(True, False, {"config": str(ini), "reference": False})["config"] == str(ini)
+
+
+def test_env_fitness_refuses_a_missing_vector_implementation_and_an_endless_env():
+    import gymnasium as gym
+
+    from neuroplastic.evolve.neat.envs import EnvFitness
+    with pytest.raises(ConfigError, match="no numpy vector implementation"):
+        EnvFitness("Acrobot-v1", vectorization="vector")
+    gym.register("NoTimeLimitCartPole-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
+    with pytest.raises(ConfigError, match="no time limit"):
+        EnvFitness("NoTimeLimitCartPole-v0")
+    assert EnvFitness("NoTimeLimitCartPole-v0", max_steps=10).max_steps == 10
+
+
+def test_a_folder_written_before_validation_existed_is_reused_and_every_changed_key_is_named(tmp_path, capsys):
+    from neuroplastic.cli import main
+    out = tmp_path / "run"
+    args = ["run", "neat-cartpole", "--quick", "--set", "reference=false", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("validate_episodes", "validate_threshold"):
+        del saved[key]
+    (out / "config.json").write_text(json.dumps(saved))
+    assert main(args) == 0  # the same settings as then: the finished row is kept
+    capsys.readouterr()
+    assert main(args + ["--set", "generations=4", "--set", "episodes=3"]) == 2
+    err = capsys.readouterr().err
+    assert "episodes: 2 -> 3" in err and "generations: 3 -> 4" in err

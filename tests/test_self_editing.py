@@ -189,3 +189,12 @@ def test_quick_experiment_writes_rows_report_and_network(tmp_path):
     assert rows["static"]["n_hidden"] == round(se["n_hidden"])
     assert (out / "report.md").read_text().count("self-built network") >= 1
     assert list(out.glob("net-*.png")) and list(out.glob("size-*.png"))
+
+
+def test_neat_baseline_on_an_env_without_a_goal_runs_its_budget_and_is_not_judged(tmp_path):
+    out = tmp_path / "pendulum"
+    assert main(["run", "self-editing", "--quick", "--envs", "Pendulum-v1", "--set", "variants=neat",
+                 "--set", "generations=2", "--set", "max_steps=20", "--out", str(out), "--no-progress"]) == 0
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["metrics"]["generations"] == 2 and row["metrics"]["solved"] is None
+    assert "| – |" in (out / "report.md").read_text()

@@ -8,7 +8,7 @@ evolution strategy: each candidate is a flat parameter vector, a generation one 
 * `StaticControllers`: the baseline, a candidate is the weights themselves, fixed for life.
 
 Both run the P candidates x B episodes as one GraphBatch (one row per candidate and episode:
-plastic weights diverge per episode) stepped by one `gymnasium.vector` env of P*B copies, so
+plastic weights diverge per episode) stepped by P*B copies of the env (`EnvFitness`), so
 a generation is one batched rollout with no Python loop over candidates, synapses or episodes.
 Every candidate of a generation meets the same B episodes (env seeds and, for Hebbian
 networks, the same initial weights), so they are compared on equal terms.
@@ -26,9 +26,7 @@ from ..core.trace import BatchTrace
 from ..core.validate import check_int, check_number
 from ..errors import ConfigError
 from ..rules.hebbian import COEFFICIENTS, Hebbian
-from .neat.envs import EnvFitness
-
-HELD_OUT_SEED = 10_000  # evaluation episodes, never seen in evolution
+from .neat.envs import HELD_OUT_SEED, EnvFitness
 
 
 class Controllers(abc.ABC):

@@ -25,8 +25,8 @@ neurons and `max_edges` edges. Every neuron carries a position in (0, 1) (inputs
 higher one, so the graph stays a DAG without a search. docs/self-editing.md gives the why of
 every choice.
 
-The P candidates x B episodes are one GraphBatch of P*B members stepped by one
-`gymnasium.vector` env (`EnvFitness`); the editor is a few batched tensor ops over all
+The P candidates x B episodes are one GraphBatch of P*B members stepped by P*B copies of
+the env (`EnvFitness`); the editor is a few batched tensor ops over all
 members; the commands of a round are applied to all members at once through
 `GraphBatch.apply_edit_arrays` (the array form of Edits), or member by member through
 `GraphBatch.apply_edits` with `edit_path="members"` (the same graphs; the tests compare

@@ -2,8 +2,8 @@
 
   neat-xor       XOR, neat-python's example config (pop 150, threshold 3.9, <= 300 generations)
   neat-parity    3-bit parity, the same config with 3 inputs (fitness 8 - sum of squared errors)
-  neat-cartpole  CartPole-v1 through gymnasium.vector (a smoke test: mean return >= 475)
-  neat-lunarlander  LunarLander-v3 through gymnasium.vector (the goal: >= 200 over 100 held-out episodes)
+  neat-cartpole  CartPole-v1, every genome on the same episodes (a smoke test: mean return >= 475)
+  neat-lunarlander  LunarLander-v3 (the goal: >= 200 over 100 held-out episodes)
 
 Method, top to bottom:
   1. Read the INI file (`config`, default the package's configs/<task>.ini); `pop_size` and
@@ -29,6 +29,7 @@ Method, top to bottom:
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..core.validate import check_bool, check_int, check_number
@@ -62,6 +63,8 @@ def _bits(task: str) -> int:
 
 class NEATExperiment:
     inputs = None  # neither --envs nor --data: the task is fixed by the experiment
+    # folders written before validation existed were stopped at the threshold alone
+    settings_before = {"validate_episodes": 0, "validate_threshold": None}
 
     def __init__(self, name: str, description: str, task: str, default_ini: str, defaults: dict,
                  quick: dict, full: dict | None = None):
@@ -83,19 +86,43 @@ class NEATExperiment:
                 config[key] = check_int(config[key], key, 1)
         if "validate_episodes" in config:
             config["validate_episodes"] = check_int(config["validate_episodes"], "validate_episodes", 0)
-            config["validate_threshold"] = check_number(config["validate_threshold"], "validate_threshold")
+            # without validation the threshold means nothing: None, so that it cannot differ
+            config["validate_threshold"] = check_number(config["validate_threshold"], "validate_threshold") \
+                if config["validate_episodes"] else None
+            self._check_seed_ranges(config)
         config["reference"] = check_bool(config["reference"], "reference")
         if "fitness" in config and config["fitness"] not in FITNESSES:
             raise ConfigError(f"fitness={config['fitness']!r} is invalid; expected one of {', '.join(FITNESSES)}")
         if not isinstance(config["config"], str):
             raise ConfigError(f"config={config['config']!r} must be the path of a neat-python INI file")
         cfg = self.neat_config(config)  # a bad file fails here, before any job starts
-        from .neat_reference import available
-        if config["reference"] and available() and cfg.pop_size < cfg.min_species_size:
-            raise ConfigError(f"pop_size={cfg.pop_size} is below the config's min_species_size="
-                              f"{cfg.min_species_size}, which neat-python refuses; raise pop_size or set "
-                              f"reference=false")
+        if self.variants(config)[1:]:  # neat-python will run: what it refuses fails here, before any job
+            if cfg.pop_size < cfg.min_species_size:
+                raise ConfigError(f"pop_size={cfg.pop_size} is below the config's min_species_size="
+                                  f"{cfg.min_species_size}, which neat-python refuses; raise pop_size or set "
+                                  f"reference=false")
+            from .neat_reference import load
+            try:
+                load(self.ini_path(config), **({"pop_size": config["pop_size"]} if config["pop_size"] else {}))
+            except Exception as exc:  # neat-python raises plain Exceptions for a missing or bad key
+                raise ConfigError(f"neat-python cannot read {self.ini_path(config)}: {exc} (it runs the same "
+                                  "file as the reference; complete the file or set reference=false)") from None
         return config
+
+    @staticmethod
+    def _check_seed_ranges(config: dict) -> None:
+        """Training, validation and held-out episodes must never share a reset seed."""
+        from ..evolve.neat.envs import HELD_OUT_SEED, VALIDATION_SEED
+        last_training = config["seeds"] - 1 + config["generations"] * config["episodes"] - 1
+        if last_training >= (VALIDATION_SEED if config["validate_episodes"] else HELD_OUT_SEED):
+            raise ConfigError(f"generations x episodes = {config['generations'] * config['episodes']} training "
+                              f"episodes reach reset seed {last_training}, into the "
+                              f"{'validation' if config['validate_episodes'] else 'held-out'} episodes' "
+                              f"(from {VALIDATION_SEED if config['validate_episodes'] else HELD_OUT_SEED}); "
+                              "lower generations or episodes")
+        if VALIDATION_SEED + config["validate_episodes"] > HELD_OUT_SEED:
+            raise ConfigError(f"validate_episodes={config['validate_episodes']} reaches the held-out episodes' "
+                              f"reset seeds (from {HELD_OUT_SEED}); at most {HELD_OUT_SEED - VALIDATION_SEED}")
 
     def ini_path(self, config: dict) -> str:
         return config["config"] or str(CONFIGS / self.default_ini)
@@ -184,6 +211,7 @@ class NEATExperiment:
         train = EnvFitness(self.task, episodes=config["episodes"], max_steps=config["max_steps"], seed=job["seed"])
         generation_best = []  # this generation's fittest genome, taken before reproduction replaces it
         validated = []        # (validation mean, genome) of every genome that met the threshold
+        validation_s = [0.0]  # outside the history's wall_s, as neat-python's row leaves it out
 
         def fitness(pop):
             train.set_generation(neat.generation)
@@ -197,8 +225,10 @@ class NEATExperiment:
             genome = generation_best[0]
             with torch.no_grad():
                 member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
+            started = time.perf_counter()
             returns = evaluate_env(member, self.task, episodes=config["validate_episodes"], seed=VALIDATION_SEED,
                                    max_steps=config["max_steps"])
+            validation_s[0] += time.perf_counter() - started
             validated.append((float(returns.mean()), genome))
             return validated[-1][0] >= config["validate_threshold"]
 
@@ -217,7 +247,7 @@ class NEATExperiment:
             validation_mean, best, sizes = None, neat.best_net(), _best_sizes(neat)
         metrics = _run_metrics(neat, best, solved, *sizes)
         metrics.update(validations=len(validated), validation_return=validation_mean,
-                       validation_episodes=len(validated) * config["validate_episodes"])
+                       validation_episodes=len(validated) * config["validate_episodes"], validation_s=validation_s[0])
         returns = evaluate_env(best, self.task, episodes=config["eval_episodes"], max_steps=config["max_steps"])
         metrics["return_mean"], metrics["return_std"] = float(returns.mean()), float(returns.std())
         _save_net(best, job, out_dir)
@@ -317,12 +347,12 @@ register(NEATExperiment("neat-xor", "NEAT on XOR (neat-python's example config) 
 register(NEATExperiment("neat-parity", "NEAT on 3-bit parity (the XOR config with 3 inputs) beside neat-python",
                         "parity3", "parity3.ini", {"seeds": 20, "generations": 500},
                         {"seeds": 2, "generations": 60}))
-register(NEATExperiment("neat-cartpole", "NEAT on CartPole-v1 through gymnasium.vector (a smoke test)",
+register(NEATExperiment("neat-cartpole", "NEAT on CartPole-v1 (a smoke test)",
                         "CartPole-v1", "cartpole.ini",
                         {"seeds": 5, "generations": 30, "episodes": 3, "max_steps": 500, "eval_episodes": 100,
                          "validate_episodes": 0, "validate_threshold": 475.0},
                         {"seeds": 1, "generations": 3, "episodes": 2, "max_steps": 200, "eval_episodes": 10}))
-register(NEATExperiment("neat-lunarlander", "NEAT on LunarLander-v3 through gymnasium.vector",
+register(NEATExperiment("neat-lunarlander", "NEAT on LunarLander-v3, stopped on validation episodes",
                         "LunarLander-v3", "lunarlander.ini",
                         {"seeds": 3, "generations": 300, "episodes": 3, "max_steps": 1000, "eval_episodes": 100,
                          "validate_episodes": 30, "validate_threshold": 220.0},

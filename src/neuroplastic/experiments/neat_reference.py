@@ -7,6 +7,7 @@ evaluated one by one as neat-python's examples do.
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -42,8 +43,11 @@ def load(config_path: str, **overrides):
     with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
         parser.write(f)
         path = f.name
-    return neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
-                       neat.DefaultStagnation, path)
+    try:
+        return neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
+                           neat.DefaultStagnation, path)
+    finally:
+        os.unlink(path)
 
 
 def parity_eval(bits: int):
@@ -90,6 +94,13 @@ def run_parity(config_path: str, bits: int, seed: int, generations: int, **overr
             "best_fitness": float(best.fitness) if best else float("nan")}
 
 
+def _extinct(generation: int):
+    """neat-python's CompleteExtinctionException as ours (one line, exit 2 on the CLI)."""
+    from ..evolve.neat.neat import CompleteExtinctionError
+    return CompleteExtinctionError(f"neat-python: every species stagnated in generation {generation - 1} "
+                                   "(set reset_on_extinction = True to start a new population)")
+
+
 def env_eval(env_id: str, seed: int, episodes: int, max_steps: int):
     """neat-python's eval_genomes for a gymnasium env: each genome plays the generation's
     episodes (the same reset seeds as ours: seed + generation * episodes + b), one genome and
@@ -125,12 +136,13 @@ def env_eval(env_id: str, seed: int, episodes: int, max_steps: int):
 def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes: int, max_steps: int,
             eval_episodes: int, validate_episodes: int = 0, validate_threshold: float = 0.0, **overrides) -> dict:
     """One neat-python run on a gymnasium env (see env_eval), then its best genome on
-    `eval_episodes` held-out episodes (reset seeds 10000+). With `validate_episodes`, a
-    generation meeting the threshold ends the run only when its best genome also averages
-    `validate_threshold` over that many validation episodes (reset seeds 5000+), as ours."""
+    `eval_episodes` held-out episodes. With `validate_episodes`, a generation whose
+    fitness_criterion meets the threshold ends the run only when its best genome also averages
+    `validate_threshold` over that many validation episodes, as ours. wall_s leaves the
+    validation episodes out (validation_s), as ours does."""
     import neat
 
-    from ..evolve.neat.envs import VALIDATION_SEED
+    from ..evolve.neat.envs import HELD_OUT_SEED, VALIDATION_SEED
     random.seed(seed)
     np.random.seed(seed)
     if validate_episodes:
@@ -138,32 +150,41 @@ def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes
     config = load(config_path, **overrides)
     eval_genomes, episode_return, state, env = env_eval(env_id, seed, episodes, max_steps)
     pop = neat.Population(config)
+    criterion = {"max": max, "min": min, "mean": np.mean}[config.fitness_criterion]
+    validated = []  # (validation mean, genome) of every generation's best whose criterion met the threshold
+    generation = {}
+    validation_s = 0.0
+
+    def eval_and_keep(genomes, cfg):
+        eval_genomes(genomes, cfg)
+        generation["best"] = max((g for _, g in genomes), key=lambda g: g.fitness)
+        generation["criterion"] = float(criterion([g.fitness for _, g in genomes]))
+
     started = time.perf_counter()
-    validated = []  # (validation mean, genome) of every generation's best that met the threshold
-    if validate_episodes:
-        generation_best = []
-
-        def eval_and_keep_best(genomes, cfg):
-            eval_genomes(genomes, cfg)
-            generation_best[:] = [max((g for _, g in genomes), key=lambda g: g.fitness)]
-
-        for _ in range(generations):
-            pop.run(eval_and_keep_best, 1)
-            candidate = generation_best[0]
-            if candidate.fitness >= config.fitness_threshold:
-                net = neat.nn.FeedForwardNetwork.create(candidate, config)
+    try:
+        if not validate_episodes:
+            pop.run(eval_and_keep, generations)
+        for _ in range(generations if validate_episodes else 0):
+            pop.run(eval_and_keep, 1)
+            if generation["criterion"] >= config.fitness_threshold:
+                validating = time.perf_counter()
+                net = neat.nn.FeedForwardNetwork.create(generation["best"], config)
                 mean = float(np.mean([episode_return(net, VALIDATION_SEED + b) for b in range(validate_episodes)]))
-                validated.append((mean, candidate))
+                validated.append((mean, generation["best"]))
+                validation_s += time.perf_counter() - validating
                 if mean >= validate_threshold:
                     break
+    except neat.CompleteExtinctionException:
+        env.close()
+        raise _extinct(state["generation"]) from None
+    wall = time.perf_counter() - started - validation_s
+    if validate_episodes:
         solved = bool(validated) and validated[-1][0] >= validate_threshold
         best = (validated[-1] if solved else max(validated, key=lambda v: v[0]))[1] if validated else pop.best_genome
-    else:
-        best = pop.run(eval_genomes, generations)
-        solved = best.fitness >= config.fitness_threshold
-    wall = time.perf_counter() - started
+    else:  # neat-python stopped in the generation whose criterion met the threshold, or ran out
+        solved, best = generation["criterion"] >= config.fitness_threshold, pop.best_genome
     net = neat.nn.FeedForwardNetwork.create(best, config)
-    returns = [episode_return(net, 10_000 + b) for b in range(eval_episodes)]
+    returns = [episode_return(net, HELD_OUT_SEED + b) for b in range(eval_episodes)]
     env.close()
     out = {"solved": bool(solved), "generations": state["generation"] - 1 if solved else state["generation"],
            "evaluations": state["n"], "best_fitness": float(pop.best_genome.fitness),
@@ -172,5 +193,5 @@ def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes
            "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
     if validate_episodes:
         out.update(validations=len(validated), validation_episodes=len(validated) * validate_episodes,
-                   validation_return=next((m for m, g in validated if g is best), None))
+                   validation_return=next((m for m, g in validated if g is best), None), validation_s=validation_s)
     return out

@@ -39,7 +39,7 @@ def results_table(rows, paper: dict | None, eval_episodes: int = 100) -> str:
                 _fmt([m["n_edges"] for m in sized], 2), _fmt([m["best_fitness"] for m in ms], 3),
                 _fmt([m["ms_per_generation"] for m in ms], 1)]
         if validated:
-            line.append(_fmt([m.get("validation_return") for m in ms], 1))
+            line += [_fmt([m.get("validations") for m in ms], 1), _fmt([m.get("validation_return") for m in ms], 1)]
         if env:
             line.append(_fmt([m.get("return_mean") for m in ms], 1))
         table.append(line)
@@ -47,10 +47,10 @@ def results_table(rows, paper: dict | None, eval_episodes: int = 100) -> str:
         table.append([f"paper (2002, {paper['runs']} runs)", paper["runs"], f"{paper['solved']}/{paper['runs']}",
                       f"{paper['generations']} (mean)", "–", f"{paper['evaluations']:,} (mean)",
                       f"{paper['n_hidden']} (mean)", f"{paper['n_edges']} (mean)", "–", "–"]
-                     + [""] * (validated + env))
+                     + [""] * (2 * validated + env))
     headers = ["variant", "seeds", "solved", "generations (solved runs)", "median", "evaluations (solved runs)",
                "hidden nodes (best genome)", "enabled connections", "best fitness (all runs)", "ms / generation"]
-    headers += ["validation return (exported genome)"] if validated else []
+    headers += ["genomes validated", "validation return (exported genome)"] if validated else []
     return markdown_table(headers + ([f"held-out return ({eval_episodes} episodes)"] if env else []), table)
 
 

@@ -68,7 +68,7 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     config = experiment.config(quick=quick, full=full, overrides=overrides or {})
     out = Path(out_dir)
     if out.exists() and out.is_dir():
-        _check_same_settings(out, config)
+        _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
     fresh = not out.exists()
     make_output_dir(out, "--out")
     (out / "rows").mkdir(exist_ok=True)
@@ -191,8 +191,10 @@ def _describe(rows: list[dict], config: dict) -> str:
     return "; ".join(parts) or "other jobs"
 
 
-def _check_same_settings(out: Path, config: dict) -> None:
-    """Finished rows are reused on a rerun only if they were computed with the same settings."""
+def _check_same_settings(out: Path, config: dict, settings_before: dict | None = None) -> None:
+    """Finished rows are reused on a rerun only if they were computed with the same settings.
+    `settings_before`: for options added after a folder may have been written, the value that
+    means what the code did before the option existed (a saved config without the key has it)."""
     saved = None
     for name in ("config.json", "results.json"):  # results.json: runs written before config.json
         path = out / name
@@ -217,12 +219,13 @@ def _check_same_settings(out: Path, config: dict) -> None:
                 path.unlink()
         return
     current = json.loads(json.dumps(config))
+    saved = {**{k: v for k, v in (settings_before or {}).items() if k in current}, **saved}
     changed = [k for k in sorted(set(saved) | set(current))
                if k not in _JOB_KEYS and saved.get(k) != current.get(k)]
     if changed and rows:
-        k = changed[0]
-        raise ConfigError(f"{out} holds results computed with other settings ({k}: {saved.get(k)!r} -> "
-                          f"{current.get(k)!r}); use another --out, or delete {out / 'rows'} to recompute")
+        diff = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise ConfigError(f"{out} holds results computed with other settings ({diff}); use another --out, "
+                          f"or delete {out / 'rows'} to recompute")
 
 
 def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -> None:

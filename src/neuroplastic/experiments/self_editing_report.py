@@ -31,7 +31,8 @@ def results_table(rows) -> str:
         ms = [r["metrics"] for r in rs]
         table.append([variant, len(ms), _fmt([m["return_mean"] for m in ms]),
                       _fmt([m["return_std"] for m in ms]),
-                      f"{sum(m['return_mean'] >= GOAL.get(r['task'], np.inf) for r, m in zip(rs, ms))}/{len(ms)}",
+                      f"{sum(m['return_mean'] >= GOAL[r['task']] for r, m in zip(rs, ms))}/{len(ms)}"
+                      if all(r["task"] in GOAL for r in rs) else "–",
                       _fmt([m["n_hidden"] for m in ms], 1), _fmt([m.get("n_hidden_connected") for m in ms], 1),
                       _fmt([m["n_edges"] for m in ms], 1),
                       _fmt([m["n_params"] for m in ms], 0), _fmt([m["generations"] for m in ms], 0),
