@@ -198,3 +198,20 @@ def test_neat_baseline_on_an_env_without_a_goal_runs_its_budget_and_is_not_judge
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert row["metrics"]["generations"] == 2 and row["metrics"]["solved"] is None
     assert "| – |" in (out / "report.md").read_text()
+
+
+def test_innate_weights_start_the_minimal_network_and_anchor_the_weight_command():
+    c = SelfEditingControllers("CartPole-v1", episodes=1, max_steps=30, max_hidden=2, innate_weights=True)
+    layout = c.layout
+    assert layout.size == EditorLayout(4, 2, 8).size + 4 * 2 and list(layout.shapes)[0] == "innate"
+    w0 = torch.arange(8.0).reshape(1, 4, 2) / 10 - 0.3
+    cand = torch.zeros(1, layout.size)  # an editor of zeros: no structural command, score 0
+    cand[0, :8] = w0.reshape(-1)
+    pop = SelfEditingPopulation(c, cand, 1)
+    src, dst, w = (t.tolist() for t in pop.batch.to_net(0).edges())
+    assert {(s, d): round(x, 6) for s, d, x in zip(src, dst, w)} == \
+        {(i, 4 + j): round(float(w0[0, i, j]), 6) for i in range(4) for j in range(2)}
+    pop.edit()  # the weight head's tanh(0) = 0: every edge stays at its innate weight
+    after = {(s, d): round(x, 6) for s, d, x in zip(*(t.tolist() for t in pop.batch.to_net(0).edges()))}
+    assert after == {(i, 4 + j): round(float(w0[0, i, j]), 6) for i in range(4) for j in range(2)}
+    c.close()

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.validate import check_int, check_number
+from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
 from . import register
 from .options import string_list, with_overrides
@@ -45,6 +45,7 @@ DEFAULT = {"envs": ENVS, "variants": list(VARIANTS), "seeds": 1,
            "popsize": 32, "sigma": 0.3, "generations": 100, "episodes": 3, "max_steps": 0,
            # the self-editing controller
            "edit_every": 10, "max_hidden": 16, "dim": 8, "weight_max": 3.0, "reward_scale": 1.0,
+           "innate_weights": False,
            # evaluation
            "select_episodes": 10, "eval_episodes": 100}
 QUICK = {"envs": ["CartPole-v1"], "popsize": 8, "generations": 2, "episodes": 1, "max_steps": 100,
@@ -61,6 +62,8 @@ OPTION_NOTES = {
     "edit_every": "env steps between the editor's rounds", "max_hidden": "cap on self-built hidden neurons",
     "dim": "the editor's neuron-state size", "weight_max": "largest weight a command sets",
     "reward_scale": "the window's mean reward is read as tanh(r / reward_scale)",
+    "innate_weights": "true: the candidate also holds the input -> output edges' starting weights, and weight "
+                      "commands move an edge towards its innate weight plus the head's value",
     "select_episodes": "validation episodes to choose between the ES's best and mean",
     "eval_episodes": "held-out episodes (reset seeds 10000+) for the final score",
 }
@@ -96,6 +99,7 @@ class SelfEditingExperiment:
     description = "a network that edits its own graph, editor evolved by sep-CMA-ES; beside a static net and NEAT"
     inputs = "envs"
     presets = {"--quick": QUICK, "--full": FULL}
+    settings_before = {"innate_weights": False}  # folders written before the option existed
 
     def config(self, quick: bool, full: bool, overrides: dict) -> dict:
         from ..evolve.neat.envs import EnvFitness
@@ -109,6 +113,7 @@ class SelfEditingExperiment:
                          ("edit_every", 1), ("max_hidden", 0), ("dim", 1), ("select_episodes", 1),
                          ("eval_episodes", 1)):
             config[key] = check_int(config[key], key, low)
+        config["innate_weights"] = check_bool(config["innate_weights"], "innate_weights")
         for key in ("sigma", "weight_max", "reward_scale"):
             config[key] = check_number(config[key], key, above=0)
         for env_id in config["envs"]:  # unknown ids and unsupported spaces fail here, before any job
@@ -131,7 +136,7 @@ class SelfEditingExperiment:
         if job["variant"] == "self-editing":
             cls = SelfEditingControllers
             settings = {**common, **{k: config[k] for k in ("edit_every", "max_hidden", "dim", "weight_max",
-                                                            "reward_scale")}}
+                                                            "reward_scale", "innate_weights")}}
         else:
             hidden = self._matched_hidden(job, config, out_dir)
             cls, settings = StaticControllers, {**common, "hidden": (hidden,) if hidden else ()}
