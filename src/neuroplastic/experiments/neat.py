@@ -175,7 +175,6 @@ class NEATExperiment:
         import torch
 
         from ..evolve import NEAT
-        from ..evolve.neat.phenotype import phenotypes
         from ..evolve.neat.tasks import paper_xor_fitness
         if cfg.num_inputs != 2 or cfg.num_outputs != 1:
             raise ConfigError("fitness=paper is XOR: it needs num_inputs = 2 and num_outputs = 1")
@@ -192,21 +191,16 @@ class NEATExperiment:
 
         _evolve_until(neat, fitness, config["generations"], job, progress, lambda row: bool(winner))
         genome = winner[0] if winner else neat.best_genome
-        sizes = (int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0])) if winner else _best_sizes(neat)
-        with torch.no_grad():
-            member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
-        best = _as_net(member)
+        sizes = _genome_sizes(genome, cfg) if winner else _best_sizes(neat)
+        best = _as_net(_member(genome, cfg))
         metrics = _run_metrics(neat, best, bool(winner), *sizes)
         _save_net(best, job, out_dir)
         return metrics
 
     def _run_validated(self, job: dict, cfg, config: dict, out_dir: Path, progress: bool) -> dict:
         """An environment run whose threshold is confirmed on validation episodes (method step 4)."""
-        import torch
-
         from ..evolve import NEAT
         from ..evolve.neat.envs import VALIDATION_SEED, EnvFitness, evaluate_env
-        from ..evolve.neat.phenotype import phenotypes
         neat = NEAT(cfg.replace(no_fitness_termination=True), seed=job["seed"])
         train = EnvFitness(self.task, episodes=config["episodes"], max_steps=config["max_steps"], seed=job["seed"])
         generation_best = []  # this generation's fittest genome, taken before reproduction replaces it
@@ -223,8 +217,7 @@ class NEATExperiment:
             if not row["solved"]:
                 return False
             genome = generation_best[0]
-            with torch.no_grad():
-                member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
+            member = _member(genome, cfg)
             started = time.perf_counter()
             returns = evaluate_env(member, self.task, episodes=config["validate_episodes"], seed=VALIDATION_SEED,
                                    max_steps=config["max_steps"])
@@ -236,13 +229,11 @@ class NEATExperiment:
             _evolve_until(neat, fitness, config["generations"], job, progress, passed)
         finally:
             train.close()
-        solved = bool(validated) and validated[-1][0] >= config["validate_threshold"]
-        if validated:
-            validation_mean, genome = validated[-1] if solved else max(validated, key=lambda v: v[0])
-            sizes = (int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0]))
-            with torch.no_grad():
-                member = phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
-            best = _as_net(member)
+        solved, chosen = pick_validated(validated, config["validate_threshold"])
+        if chosen is not None:
+            validation_mean, genome = chosen
+            sizes = _genome_sizes(genome, cfg)
+            best = _as_net(_member(genome, cfg))
         else:
             validation_mean, best, sizes = None, neat.best_net(), _best_sizes(neat)
         metrics = _run_metrics(neat, best, solved, *sizes)
@@ -301,6 +292,28 @@ def _evolve_until(neat, fitness, generations: int, job: dict, progress: bool, do
                               unit="gen"):
         if done(neat.step(fitness)):
             break
+
+
+def pick_validated(validated: list, threshold: float) -> tuple[bool, tuple | None]:
+    """From the (validation mean, genome) of every validation of a run, in order: (solved, the
+    pair to export), the last when it passed (a run stops at its first pass), else the best,
+    else None. Ours and neat-python's rows choose by this one rule."""
+    solved = bool(validated) and validated[-1][0] >= threshold
+    return solved, (validated[-1] if solved else max(validated, key=lambda v: v[0])) if validated else None
+
+
+def _member(genome, cfg):
+    """One genome's phenotype, a one-member GraphBatch."""
+    import torch
+
+    from ..evolve.neat.phenotype import phenotypes
+    with torch.no_grad():
+        return phenotypes(genome, cfg.num_inputs, cfg.num_outputs)
+
+
+def _genome_sizes(genome, cfg) -> tuple[int, int]:
+    """Hidden nodes and enabled connections of a one-genome Genomes."""
+    return int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0])
 
 
 def _as_net(member):

@@ -164,23 +164,26 @@ def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes
     try:
         if not validate_episodes:
             pop.run(eval_and_keep, generations)
-        for _ in range(generations if validate_episodes else 0):
-            pop.run(eval_and_keep, 1)
-            if generation["criterion"] >= config.fitness_threshold:
-                validating = time.perf_counter()
-                net = neat.nn.FeedForwardNetwork.create(generation["best"], config)
-                mean = float(np.mean([episode_return(net, VALIDATION_SEED + b) for b in range(validate_episodes)]))
-                validated.append((mean, generation["best"]))
-                validation_s += time.perf_counter() - validating
-                if mean >= validate_threshold:
-                    break
+        else:
+            for _ in range(generations):  # one generation a call, to validate between them
+                pop.run(eval_and_keep, 1)
+                if generation["criterion"] >= config.fitness_threshold:
+                    validating = time.perf_counter()
+                    net = neat.nn.FeedForwardNetwork.create(generation["best"], config)
+                    mean = float(np.mean([episode_return(net, VALIDATION_SEED + b)
+                                          for b in range(validate_episodes)]))
+                    validated.append((mean, generation["best"]))
+                    validation_s += time.perf_counter() - validating
+                    if mean >= validate_threshold:
+                        break
     except neat.CompleteExtinctionException:
         env.close()
         raise _extinct(state["generation"]) from None
     wall = time.perf_counter() - started - validation_s
     if validate_episodes:
-        solved = bool(validated) and validated[-1][0] >= validate_threshold
-        best = (validated[-1] if solved else max(validated, key=lambda v: v[0]))[1] if validated else pop.best_genome
+        from .neat import pick_validated
+        solved, chosen = pick_validated(validated, validate_threshold)
+        best = chosen[1] if chosen is not None else pop.best_genome
     else:  # neat-python stopped in the generation whose criterion met the threshold, or ran out
         solved, best = generation["criterion"] >= config.fitness_threshold, pop.best_genome
     net = neat.nn.FeedForwardNetwork.create(best, config)

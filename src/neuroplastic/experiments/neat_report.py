@@ -121,9 +121,11 @@ def _solved_rule(config: dict) -> str:
             "(neat-python's rule); generations counts the generations before the one that met it (neat-python's "
             "numbering).")
     if config.get("validate_episodes"):
+        from ..evolve.neat.envs import VALIDATION_SEED
         rule += (f" Here that is not enough: the best genome of a generation that meets the threshold must also "
                  f"average {config['validate_threshold']:g} over {config['validate_episodes']} validation episodes "
-                 "(reset seeds 5000+, neither training nor held-out ones) to end the run, in both implementations. "
+                 f"(reset seeds {VALIDATION_SEED}+, neither training nor held-out ones) to end the run, in both "
+                 "implementations. "
                  "The exported genome is the one that passed, else the best validated one, else the fittest.")
     return rule
 

@@ -6,8 +6,8 @@ each stepped only while its episode runs, and every genome plays the same B epis
 generation (reset seeds seed + generation*B + b), so genomes are compared on equal terms and
 a run is reproducible and resumable. vectorization="vector" uses the env's own numpy vector
 implementation where it has one (CartPole-v1): faster, but it steps every copy, and one reset
-seed starts all copies, so each genome plays episodes of its own (still reproducible). A genome's fitness is its
-mean return over the B episodes (each cut at max_steps). A population with an
+seed starts all copies, so each genome plays episodes of its own (still reproducible). A
+genome's fitness is its mean return over the B episodes (each cut at max_steps). A population with an
 `observe_reward(reward (P, B), alive (P, B))` method is told each step's reward and which
 episodes are still running (a self-editing controller reads its recent reward).
 """
