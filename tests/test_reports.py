@@ -176,3 +176,23 @@ def test_a_trainers_bar_inside_a_job_draws_nothing(capsys):
         for _ in trange(5):
             pass
     assert capsys.readouterr().err == ""
+
+
+def test_hebbian_report_judges_every_task_by_its_goal_and_names_it():
+    from neuroplastic.experiments import hebbian_report
+    from neuroplastic.experiments.goals import goal_return
+
+    def row(task, mean, best):
+        return {"task": task, "variant": "hebbian", "metrics": {
+            "return_mean": mean, "return_std": 1.0, "returns": [mean], "n_params": 5, "n_synapses": 1,
+            "evaluations": 10, "history": [{"step": 1, "best": best, "mean": best, "wall_s": 1.0}]}}
+
+    assert (goal_return("CartPole-v1"), goal_return("Acrobot-v1"), goal_return("Pendulum-v1")) == (500.0, -100.0, None)
+    table = hebbian_report.results_table([row("CartPole-v1", 480.0, 480.0), row("Acrobot-v1", -90.0, -80.0),
+                                          row("Pendulum-v1", -150.0, -140.0)])
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+             for line in table.splitlines()[2:]}
+    # seeds solved, then the first generation a candidate got there
+    assert cells["CartPole-v1"][6:8] == ["0/1", "not reached (0/1)"]  # 480 is gymnasium's 475, not the goal 500
+    assert cells["Acrobot-v1"][6] == "1/1" and cells["Acrobot-v1"][7].startswith("1 ")
+    assert cells["Pendulum-v1"][6:8] == ["–", "–"]

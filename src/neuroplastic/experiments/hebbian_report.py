@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..report import markdown_table, pm, tasks_and_variants, variant_colors, write_text
+from .goals import goal_return, goals_text
 from .hebbian import VARIANTS
-
-# the return at which each task counts as solved (gymnasium's reward_threshold)
-SOLVED = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0}
 
 
 def results_table(rows) -> str:
@@ -21,7 +19,7 @@ def results_table(rows) -> str:
             ms = [r["metrics"] for r in rows if r["task"] == task and r["variant"] == variant]
             if not ms:
                 continue
-            threshold = SOLVED.get(task)
+            threshold = goal_return(task)
             solved = "–" if threshold is None else f"{sum(m['return_mean'] >= threshold for m in ms)}/{len(ms)}"
             first = [first_generation(m["history"], threshold) for m in ms] if threshold is not None else []
             reached = [g for g in first if g is not None]
@@ -78,8 +76,9 @@ def write_report(results: dict, out_dir: Path) -> None:
     lines = ["# hebbian: evolved ABCD rules vs evolved static weights", ""]
     if results.get("command"):
         lines += ["Made by:", "", f"    {results['command']}", ""]
-    lines += ["Solved: the held-out mean at or above gymnasium's reward threshold (CartPole-v1 475, "
-              "LunarLander-v3 200).", "",
+    tasks, _ = tasks_and_variants(rows, VARIANTS)
+    lines += [f"Solved: the held-out mean at or above the task's goal ({goals_text(tasks)}; "
+              "experiments/goals.py).", "",
               f"Network: inputs -> {config['hidden']} tanh -> linear outputs, no biases. ES: sep-CMA-ES, "
               f"population {config['popsize']}, σ₀ {config['sigma']}, {config['generations']} generations, "
               f"{config['episodes']} episode(s) per candidate and generation (the same ones for every candidate). "

@@ -10,7 +10,7 @@ Method, top to bottom (docs/self-editing.md gives the why of each choice):
   2. The run lasts `generations`. The final editor is the ES's best candidate or its mean,
      whichever scores higher on `select_episodes` validation episodes (reset seeds 5000+).
   3. It is scored on `eval_episodes` held-out episodes (reset seeds 10000+, HELD_OUT_SEED),
-     solved when the mean reaches GOAL;
+     solved when the mean reaches the task's goal (goals.py);
      the row keeps the self-built networks' size over the episode and the final network of
      the first held-out episode (nets/<job>.ckpt, drawn in the report).
   4. static: the same ES, budget and selection on a fixed MLP whose hidden layer has as many
@@ -32,11 +32,11 @@ import torch
 from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
 from . import register
+from .goals import goal_return
 from .options import string_list, with_overrides
 
 ENVS = ["CartPole-v1", "LunarLander-v3"]
 VARIANTS = ("self-editing", "static", "neat")
-GOAL = {"CartPole-v1": 500.0, "LunarLander-v3": 200.0}  # held-out mean return that counts as solved
 STOP_AT = {"CartPole-v1": 500.0, "LunarLander-v3": 300.0}  # NEAT's fitness_threshold (it stops there)
 SELECT_SEED = 5_000  # validation episodes for choosing the final candidate (never the held-out ones)
 
@@ -70,8 +70,9 @@ OPTION_NOTES = {
 
 
 def _solved(task: str, returns) -> bool | None:
-    """The held-out mean reaches the task's GOAL; None for a task with no goal here."""
-    return None if task not in GOAL else bool(returns.mean() >= GOAL[task])
+    """The held-out mean reaches the task's goal; None for a task with none."""
+    goal = goal_return(task)
+    return None if goal is None else bool(returns.mean() >= goal)
 
 
 def connected_hidden(batch) -> torch.Tensor:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..report import markdown_table, pm, save_figure, write_text
+from .goals import goal_return
 
 ORDER = ["self-editing", "static", "neat"]
 
@@ -24,15 +25,15 @@ def _fmt(values, digits=1) -> str:
 
 
 def results_table(rows) -> str:
-    from .self_editing import GOAL
     table = []
     for variant in [v for v in ORDER if any(r["variant"] == v for r in rows)]:
         rs = [r for r in rows if r["variant"] == variant]
         ms = [r["metrics"] for r in rs]
+        goals = [goal_return(r["task"]) for r in rs]
         table.append([variant, len(ms), _fmt([m["return_mean"] for m in ms]),
                       _fmt([m["return_std"] for m in ms]),
-                      f"{sum(m['return_mean'] >= GOAL[r['task']] for r, m in zip(rs, ms))}/{len(ms)}"
-                      if all(r["task"] in GOAL for r in rs) else "–",
+                      f"{sum(m['return_mean'] >= g for g, m in zip(goals, ms))}/{len(ms)}"
+                      if None not in goals else "–",
                       _fmt([m["n_hidden"] for m in ms], 1), _fmt([m.get("n_hidden_connected") for m in ms], 1),
                       _fmt([m["n_edges"] for m in ms], 1),
                       _fmt([m["n_params"] for m in ms], 0), _fmt([m["generations"] for m in ms], 0),

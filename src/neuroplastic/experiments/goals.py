@@ -1,0 +1,28 @@
+"""The held-out mean return at which a control task counts as solved, one rule for every
+experiment's report."""
+from __future__ import annotations
+
+# The project's goals where they differ from gymnasium's reward_threshold: CartPole-v1 is
+# judged at its episode cap (500, gymnasium says 475); LunarLander-v3's is gymnasium's own.
+GOALS = {"CartPole-v1": 500.0, "LunarLander-v3": 200.0}
+
+
+def goal_return(env_id: str) -> float | None:
+    """GOALS, else gymnasium's reward_threshold (e.g. Acrobot-v1 -100); None for an env that
+    has none (e.g. Pendulum-v1) or that gymnasium does not know."""
+    if env_id in GOALS:
+        return GOALS[env_id]
+    import gymnasium
+    try:
+        threshold = gymnasium.spec(env_id).reward_threshold
+    except gymnasium.error.Error:
+        return None
+    return None if threshold is None else float(threshold)
+
+
+def goals_text(env_ids) -> str:
+    """'CartPole-v1 500, Acrobot-v1 -100, Pendulum-v1 none' for a report's header."""
+    def text(env_id):
+        goal = goal_return(env_id)
+        return f"{env_id} {'none' if goal is None else f'{goal:g}'}"
+    return ", ".join(text(e) for e in env_ids)
