@@ -49,6 +49,17 @@ def test_es_refuses_fitness_of_the_wrong_length_or_not_finite():
         ES(3, popsize=0)
 
 
+def test_es_stds_scale_each_parameters_first_spread_and_are_part_of_its_settings():
+    spread = ES(4, popsize=400, sigma=1.0, seed=0, stds=[1.0, 1.0, 0.01, 0.01]).ask().std(0)
+    assert torch.all((spread[:2] > 0.8) & (spread[:2] < 1.2)) and torch.all((spread[2:] > 0.008) & (spread[2:] < 0.012))
+    state = ES(4, popsize=8, sigma=1.0, seed=0, stds=[1.0, 1.0, 0.01, 0.01]).state_dict()
+    with pytest.raises(npl.CheckpointError, match="settings"):
+        ES(4, popsize=8, sigma=1.0, seed=0).load_state_dict(state)
+    for bad in ([1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0], [1.0, float("nan"), 1.0, 1.0]):
+        with pytest.raises(npl.ConfigError, match="stds must be 4 finite numbers > 0"):
+            ES(4, popsize=8, stds=bad)
+
+
 def test_hebbian_rule_on_a_population_equals_the_rule_on_each_member():
     nets = [npl.GraphNet.mlp(3, [4], 2, seed=i) for i in range(3)]
     pop = npl.GraphBatch.from_nets(nets)

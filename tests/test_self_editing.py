@@ -215,3 +215,10 @@ def test_innate_weights_start_the_minimal_network_and_anchor_the_weight_command(
     after = {(s, d): round(x, 6) for s, d, x in zip(*(t.tolist() for t in pop.batch.to_net(0).edges()))}
     assert after == {(i, 4 + j): round(float(w0[0, i, j]), 6) for i in range(4) for j in range(2)}
     c.close()
+
+
+def test_editor_step_sizes_keep_sigma_for_the_innate_weights_and_scale_the_editors_own():
+    with_innate = EditorLayout(4, 2, 8, innate=True).step_sizes(0.1)
+    assert with_innate.shape == (EditorLayout(4, 2, 8, innate=True).size,)
+    assert (with_innate[:8] == 1).all() and (with_innate[8:] == 0.1).all()
+    assert (EditorLayout(4, 2, 8).step_sizes(0.1) == 0.1).all()

@@ -27,10 +27,11 @@ METHODS = ("sep-cma", "cma")
 
 class ES:
     """A CMA-ES maximiser: `ask() -> (P, n)`, `tell(candidates, fitness)`, or `run(fitness,
-    generations)`. `x0`: the starting mean (zeros by default)."""
+    generations)`. `x0`: the starting mean (zeros by default); `stds`: per-parameter multipliers
+    of sigma (cma's CMA_stds), e.g. to search some parameters more gently than others."""
 
     def __init__(self, n_params: int, popsize: int = 64, sigma: float = 0.1, seed: int = 0,
-                 method: str = "sep-cma", x0=None):
+                 method: str = "sep-cma", x0=None, stds=None):
         import cma
         self.n_params = check_int(n_params, "n_params", 1)
         self.popsize = check_int(popsize, "popsize", 2)
@@ -40,11 +41,18 @@ class ES:
         x0 = np.zeros(self.n_params) if x0 is None else np.asarray(x0, dtype=np.float64).reshape(-1)
         if x0.shape != (self.n_params,) or not np.isfinite(x0).all():
             raise ConfigError(f"x0 must be {self.n_params} finite numbers")
+        self.stds = None
+        if stds is not None:
+            self.stds = np.asarray(stds, dtype=np.float64).reshape(-1)
+            if self.stds.shape != (self.n_params,) or not (np.isfinite(self.stds) & (self.stds > 0)).all():
+                raise ConfigError(f"stds must be {self.n_params} finite numbers > 0")
         # cma draws from numpy's global generator seeded by "seed"; seed 0 means "random" to
         # it, so ours are shifted by one
         options = {"popsize": self.popsize, "seed": self.seed + 1, "verbose": -9, "maxiter": math.inf,
                    "tolfun": 0, "tolflatfitness": math.inf, "tolx": 0, "tolstagnation": math.inf,
                    "CMA_diagonal": self.method == "sep-cma"}
+        if self.stds is not None:
+            options["CMA_stds"] = self.stds
         self._cma = cma.CMAEvolutionStrategy(x0, self.sigma, options)
         self.best, self.best_fitness = torch.as_tensor(x0, dtype=torch.float32), -math.inf
         self.generation = 0
@@ -125,5 +133,8 @@ class ES:
         self._asked = None
 
     def _settings(self) -> dict:
-        return {"n_params": self.n_params, "popsize": self.popsize, "sigma": self.sigma, "seed": self.seed,
-                "method": self.method}
+        settings = {"n_params": self.n_params, "popsize": self.popsize, "sigma": self.sigma, "seed": self.seed,
+                    "method": self.method}
+        if self.stds is not None:  # absent otherwise, so checkpoints written before stds existed still load
+            settings["stds"] = self.stds.tolist()
+        return settings

@@ -81,6 +81,13 @@ class EditorLayout:
     def size(self) -> int:
         return sum(math.prod(s) for s in self.shapes.values())
 
+    def step_sizes(self, editor: float) -> np.ndarray:
+        """(size,) multipliers of the ES's sigma: 1 for the innate weights, `editor` for the
+        editor's own parameters (a small one lets the search settle the innate network before
+        the edits grow strong)."""
+        n_innate = self.n_in * self.n_out if self.innate else 0
+        return np.concatenate([np.ones(n_innate), np.full(self.size - n_innate, float(editor))])
+
     def unpack(self, candidates: torch.Tensor) -> dict[str, torch.Tensor]:
         """(R, size) -> {name: (R, *shape)} views."""
         out, at = {}, 0

@@ -45,7 +45,7 @@ DEFAULT = {"envs": ENVS, "variants": list(VARIANTS), "seeds": 1,
            "popsize": 32, "sigma": 0.3, "generations": 100, "episodes": 3, "max_steps": 0,
            # the self-editing controller
            "edit_every": 10, "max_hidden": 16, "dim": 8, "weight_max": 3.0, "reward_scale": 1.0,
-           "innate_weights": False,
+           "innate_weights": False, "editor_sigma": 1.0,
            # evaluation
            "select_episodes": 10, "eval_episodes": 100}
 QUICK = {"envs": ["CartPole-v1"], "popsize": 8, "generations": 2, "episodes": 1, "max_steps": 100,
@@ -64,6 +64,8 @@ OPTION_NOTES = {
     "reward_scale": "the window's mean reward is read as tanh(r / reward_scale)",
     "innate_weights": "true: the candidate also holds the input -> output edges' starting weights, and weight "
                       "commands move an edge towards its innate weight plus the head's value",
+    "editor_sigma": "the editor's parameters' initial step size, as a multiple of sigma (the innate weights "
+                    "keep sigma)",
     "select_episodes": "validation episodes to choose between the ES's best and mean",
     "eval_episodes": "held-out episodes (reset seeds 10000+) for the final score",
 }
@@ -100,7 +102,7 @@ class SelfEditingExperiment:
     description = "a network that edits its own graph, editor evolved by sep-CMA-ES; beside a static net and NEAT"
     inputs = "envs"
     presets = {"--quick": QUICK, "--full": FULL}
-    settings_before = {"innate_weights": False}  # folders written before the option existed
+    settings_before = {"innate_weights": False, "editor_sigma": 1.0}  # folders written before the options existed
 
     def config(self, quick: bool, full: bool, overrides: dict) -> dict:
         from ..evolve.neat.envs import EnvFitness
@@ -115,7 +117,7 @@ class SelfEditingExperiment:
                          ("eval_episodes", 1)):
             config[key] = check_int(config[key], key, low)
         config["innate_weights"] = check_bool(config["innate_weights"], "innate_weights")
-        for key in ("sigma", "weight_max", "reward_scale"):
+        for key in ("sigma", "weight_max", "reward_scale", "editor_sigma"):
             config[key] = check_number(config[key], key, above=0)
         for env_id in config["envs"]:  # unknown ids and unsupported spaces fail here, before any job
             EnvFitness(env_id).close()
@@ -165,7 +167,9 @@ class SelfEditingExperiment:
                 row["edit_s"], row["edit_rounds"] = last.edit_s, len(last.history)
 
         try:
-            es = ES(c.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"])
+            stds = None if job["variant"] != "self-editing" or config["editor_sigma"] == 1 else \
+                c.layout.step_sizes(config["editor_sigma"])
+            es = ES(c.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"], stds=stds)
             es.run(fitness, config["generations"], progress=progress,
                    on_generation=on_generation)
             # the final candidate: the ES's best or its mean, on validation episodes
