@@ -6,7 +6,8 @@ Runs XOR (neat-python's example config, seed 0) at POP (default 1,000) for 26 ge
 REPEATS times (default 5; every repeat does the same work, the run being seeded), and prints
 each phase's time per generation over generations 2-26 (the fastest repeat of each phase,
 which is steady on a shared machine; one thread, wall time), then the torch calls each phase
-makes per generation (one profiled repeat). The phases: phenotypes (genomes -> GraphBatch),
+makes per generation (one profiled repeat), and what one call of the kernels mutation is made
+of costs on a (POP, 17) block, the gene tensor's shape here. The phases: phenotypes (genomes -> GraphBatch),
 fitness (its forward, with the execution plan), then reproduction's plan (parents),
 crossover, mutate and speciate.
 """
@@ -51,6 +52,19 @@ def timed(name: str, fn, clock: Counter):
     return wrapper
 
 
+def kernel_costs(pop: int, genes: int = 17) -> dict[str, float]:
+    """Microseconds (best of 5 x 200 calls) of the kernels mutation is made of, on a (pop,
+    genes) block like a population's gene tensor."""
+    import timeit
+    rng = torch.Generator().manual_seed(0)
+    w, v = torch.randn(pop, genes), torch.randn(pop, genes)
+    mask = w > 0
+    kernels = {"add": lambda: w + v, "compare": lambda: w < 0.3, "where": lambda: torch.where(mask, w, v),
+               "gather": lambda: w.gather(1, mask.long()), "rand": lambda: torch.rand(pop, genes, generator=rng),
+               "randn": lambda: torch.randn(pop, genes, generator=rng)}
+    return {name: 1e6 * min(timeit.repeat(fn, number=200, repeat=5)) / 200 for name, fn in kernels.items()}
+
+
 def main(pop: int = 1000, repeats: int = 5) -> None:
     torch.set_num_threads(1)
     clock: Counter = Counter()
@@ -86,6 +100,8 @@ def main(pop: int = 1000, repeats: int = 5) -> None:
         print(f"  {name:10s} {1000 * best[name] / (GENERATIONS - 1):6.2f}  {calls[name] / n:6.0f}")
     print(f"  {'sum':10s} {1000 * sum(best.values()) / (GENERATIONS - 1):6.2f}  "
           f"{sum(calls[k] for k in ORDER) / n:6.0f}")
+    costs = kernel_costs(pop)
+    print(f"one call on a ({pop:,}, 17) block, µs: " + ", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
 
 
 if __name__ == "__main__":
