@@ -41,12 +41,38 @@ def test_es_resumed_from_its_state_dict_continues_to_the_same_numbers():
 def test_es_refuses_fitness_of_the_wrong_length_or_not_finite():
     es = ES(3, popsize=4, seed=0)
     c = es.ask()
-    with pytest.raises(npl.ConfigError, match="3 values for 4 candidates"):
+    with pytest.raises(npl.ConfigError, match=r"3 values\) for 4 candidates"):
         es.tell(c, torch.zeros(3))
+    with pytest.raises(npl.ConfigError, match=r"shape \(2, 2\) \(4 values\) for 4 candidates"):
+        es.tell(c, torch.zeros(2, 2))
+    with pytest.raises(npl.ConfigError, match="fitness returned NoneType"):
+        es.tell(c, None)
+    with pytest.raises(npl.ConfigError, match=r"candidates of shape \(3, 3\)"):
+        es.tell(c[:3], torch.zeros(4))
     with pytest.raises(npl.ConfigError, match="NaN"):
         es.tell(c, torch.tensor([0.0, float("nan"), 0.0, 0.0]))
     with pytest.raises(npl.ConfigError, match="popsize"):
         ES(3, popsize=0)
+
+
+def test_es_numbers_depend_on_its_seed_alone_not_on_numpys_global_generator():
+    def fitness(c):
+        return -(c - torch.arange(5.0)).pow(2).sum(1)
+
+    alone = ES(5, popsize=8, sigma=0.5, seed=0)
+    alone.run(fitness, 10)
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    a, b = ES(5, popsize=8, sigma=0.5, seed=0), ES(5, popsize=8, sigma=0.5, seed=0)
+    assert np.array_equal(np.random.get_state()[1], before)  # making an ES leaves the caller's generator be
+    for _ in range(10):  # two interleaved, with the caller drawing and reseeding in between
+        for es in (a, b):
+            x = es.ask()
+            np.random.rand(3)
+            es.tell(x, fitness(x))
+        np.random.seed(123)
+    for es in (a, b):
+        assert torch.equal(es.mean(), alone.mean()) and es.best_fitness == alone.best_fitness
 
 
 def test_es_stds_scale_each_parameters_first_spread_and_are_part_of_its_settings():

@@ -12,6 +12,7 @@ The candidates of a generation are one tensor, so fitness functions evaluate the
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 import time
@@ -53,7 +54,12 @@ class ES:
                    "CMA_diagonal": self.method == "sep-cma"}
         if self.stds is not None:
             options["CMA_stds"] = self.stds
-        self._cma = cma.CMAEvolutionStrategy(x0, self.sigma, options)
+        # cma samples from numpy's global generator (and seeds it): the ES keeps that
+        # generator's state as its own and swaps it in only while cma runs, so that neither
+        # the caller's np.random nor another ES changes this one's numbers, or is changed by it
+        self._numpy_state = np.random.get_state()
+        with self._own_generator():
+            self._cma = cma.CMAEvolutionStrategy(x0, self.sigma, options)
         self.best, self.best_fitness = torch.as_tensor(x0, dtype=torch.float32), -math.inf
         self.generation = 0
         self.history: list[dict] = []
@@ -62,19 +68,30 @@ class ES:
     def ask(self) -> torch.Tensor:
         """(popsize, n_params) float32 candidates of this generation."""
         if self._asked is None:
-            self._asked = np.asarray(self._cma.ask())
+            with self._own_generator():
+                self._asked = np.asarray(self._cma.ask())
         return torch.as_tensor(self._asked, dtype=torch.float32)
 
     def tell(self, candidates: torch.Tensor, fitness) -> dict:
         """Update the search distribution with the fitness of the candidates `ask` gave."""
         if self._asked is None:
             raise ConfigError("tell() without ask(): call ask() for this generation's candidates first")
-        fitness = np.asarray(torch.as_tensor(fitness, dtype=torch.float64).cpu()).reshape(-1)
-        if fitness.shape != (self.popsize,):
-            raise ConfigError(f"fitness has {fitness.size} values for {self.popsize} candidates")
+        if tuple(getattr(candidates, "shape", ())) != self._asked.shape:
+            raise ConfigError(f"tell() got candidates of shape {tuple(getattr(candidates, 'shape', ()))}; "
+                              f"expected {self._asked.shape}, what ask() gave")
+        try:
+            fitness = np.asarray(torch.as_tensor(fitness, dtype=torch.float64).cpu())
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(f"fitness returned {type(fitness).__name__}; expected {self.popsize} numbers, "
+                              "one per candidate") from None
+        if fitness.shape not in ((self.popsize,), (self.popsize, 1)):
+            raise ConfigError(f"fitness has shape {fitness.shape} ({fitness.size} values) for {self.popsize} "
+                              "candidates; expected one value per candidate")
+        fitness = fitness.reshape(-1)
         if not np.isfinite(fitness).all():
             raise ConfigError(f"fitness holds {int((~np.isfinite(fitness)).sum())} NaN or infinite values")
-        self._cma.tell(list(self._asked), list(-fitness))
+        with self._own_generator():
+            self._cma.tell(list(self._asked), list(-fitness))
         best = int(np.argmax(fitness))
         if fitness[best] > self.best_fitness:
             self.best_fitness = float(fitness[best])
@@ -84,14 +101,25 @@ class ES:
         return {"generation": self.generation, "best": float(fitness.max()), "mean": float(fitness.mean()),
                 "best_ever": self.best_fitness, "sigma": float(self._cma.sigma)}
 
+    @contextlib.contextmanager
+    def _own_generator(self):
+        outside = np.random.get_state()
+        np.random.set_state(self._numpy_state)
+        try:
+            yield
+        finally:
+            self._numpy_state = np.random.get_state()
+            np.random.set_state(outside)
+
     def mean(self) -> torch.Tensor:
         """The current mean of the search distribution."""
         return torch.as_tensor(self._cma.mean, dtype=torch.float32)
 
     def run(self, fitness, generations: int, target: float | None = None, progress: bool = False,
             on_generation=None) -> torch.Tensor:
-        """Evolve for `generations` (or until a generation's best reaches `target`); returns
-        the best candidate seen. `fitness(candidates (P, n)) -> (P,)`; `on_generation(row)`
+        """Evolve until `generations` generations in all (a resumed or already run ES goes on
+        to that total, not that many more), or until a generation's best reaches `target`;
+        returns the best candidate seen. `fitness(candidates (P, n)) -> (P,)`; `on_generation(row)`
         is called after each generation with its history row (e.g. to checkpoint)."""
         from tqdm.auto import tqdm
         generations = check_int(generations, "generations", 0)
@@ -113,12 +141,16 @@ class ES:
         return self.best
 
     # The search state is cma's own object; it is kept as bytes inside the checksummed
-    # checkpoint container, so a damaged file is refused before anything is unpickled. cma
-    # samples from numpy's global generator, whose state is saved and restored with it.
+    # checkpoint container, so a damaged file is refused before anything is unpickled. The
+    # ES's own numpy generator state (see _own_generator) is saved and restored with it.
     def state_dict(self) -> dict:
         from ..core.checkpoint import numpy_rng_state
-        return {"cma": torch.frombuffer(bytearray(pickle.dumps(self._cma)), dtype=torch.uint8),
-                "numpy_rng": numpy_rng_state(),
+        # pickled while the ES's generator is numpy's global one: cma holds numpy.random's
+        # sampling functions, and pickling one of them copies the generator it is bound to
+        with self._own_generator():
+            numpy_rng, search = numpy_rng_state(), pickle.dumps(self._cma)
+        return {"cma": torch.frombuffer(bytearray(search), dtype=torch.uint8),
+                "numpy_rng": numpy_rng,
                 "best": self.best, "best_fitness": self.best_fitness, "generation": self.generation,
                 "history": list(self.history), "settings": self._settings()}
 
@@ -126,8 +158,9 @@ class ES:
         from ..core.checkpoint import set_numpy_rng_state
         if state.get("settings") != self._settings():
             raise CheckpointError(f"the saved ES has settings {state.get('settings')}, not {self._settings()}")
-        self._cma = pickle.loads(state["cma"].numpy().tobytes())
-        set_numpy_rng_state(state["numpy_rng"])
+        with self._own_generator():
+            self._cma = pickle.loads(state["cma"].numpy().tobytes())
+            set_numpy_rng_state(state["numpy_rng"])
         self.best, self.best_fitness = state["best"], float(state["best_fitness"])
         self.generation, self.history = int(state["generation"]), list(state["history"])
         self._asked = None

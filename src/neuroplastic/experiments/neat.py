@@ -29,6 +29,7 @@ Method, top to bottom:
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -87,8 +88,10 @@ class NEATExperiment:
         if "validate_episodes" in config:
             config["validate_episodes"] = check_int(config["validate_episodes"], "validate_episodes", 0)
             # without validation the threshold means nothing: None, so that it cannot differ
-            config["validate_threshold"] = check_number(config["validate_threshold"], "validate_threshold") \
-                if config["validate_episodes"] else None
+            threshold = config["validate_threshold"]
+            if threshold is not None or config["validate_episodes"]:
+                threshold = check_number(threshold, "validate_threshold")
+            config["validate_threshold"] = threshold if config["validate_episodes"] else None
             self._check_seed_ranges(config)
         config["reference"] = check_bool(config["reference"], "reference")
         if "fitness" in config and config["fitness"] not in FITNESSES:
@@ -96,6 +99,8 @@ class NEATExperiment:
         if not isinstance(config["config"], str):
             raise ConfigError(f"config={config['config']!r} must be the path of a neat-python INI file")
         cfg = self.neat_config(config)  # a bad file fails here, before any job starts
+        if config["config"]:  # the file's contents are the settings: an edited file must not reuse rows
+            config["config_sha256"] = hashlib.sha256(Path(config["config"]).read_bytes()).hexdigest()
         if self.variants(config)[1:]:  # neat-python will run: what it refuses fails here, before any job
             if cfg.pop_size < cfg.min_species_size:
                 raise ConfigError(f"pop_size={cfg.pop_size} is below the config's min_species_size="
@@ -105,7 +110,8 @@ class NEATExperiment:
             try:
                 load(self.ini_path(config), **({"pop_size": config["pop_size"]} if config["pop_size"] else {}))
             except Exception as exc:  # neat-python raises plain Exceptions for a missing or bad key
-                raise ConfigError(f"neat-python cannot read {self.ini_path(config)}: {exc} (it runs the same "
+                reason = " ".join(str(exc).split())  # neat-python's messages span lines
+                raise ConfigError(f"neat-python cannot read {self.ini_path(config)}: {reason} (it runs the same "
                                   "file as the reference; complete the file or set reference=false)") from None
         return config
 
