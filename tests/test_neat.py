@@ -487,3 +487,65 @@ def test_a_folder_written_before_validation_existed_is_reused_and_every_changed_
     assert main(args + ["--set", "generations=4", "--set", "episodes=3"]) == 2
     err = capsys.readouterr().err
     assert "episodes: 2 -> 3" in err and "generations: 3 -> 4" in err
+
+
+class _OffsetActions:
+    """A gymnasium env whose actions are Discrete(2, start=5): action 6 earns 1 a step."""
+
+    def __new__(cls):
+        import gymnasium as gym
+        import numpy as np
+
+        class Env(gym.Env):
+            observation_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+            action_space = gym.spaces.Discrete(2, start=5)
+
+            def reset(self, seed=None, options=None):
+                super().reset(seed=seed)
+                self.t = 0
+                return np.ones(1, dtype=np.float32), {}
+
+            def step(self, action):
+                assert action in (5, 6), f"bad action {action}"
+                self.t += 1
+                return np.ones(1, dtype=np.float32), float(action == 6), self.t >= 5, False, {}
+        return Env()
+
+
+def test_env_fitness_offsets_argmax_by_a_discrete_spaces_start_in_ours_and_neat_python():
+    import gymnasium as gym
+
+    from neuroplastic.evolve.neat.envs import EnvFitness
+    gym.register("OffsetActions-v0", entry_point=_OffsetActions, max_episode_steps=10)
+    net = npl.GraphNet(1, 2, connect="none")
+    with torch.no_grad():  # output 1 (action 6) always wins
+        net.bias[2] = 1.0
+    fitness = EnvFitness("OffsetActions-v0", episodes=2)
+    assert fitness.returns(npl.GraphBatch.from_nets([net]), 0).tolist() == [[5.0, 5.0]]
+    fitness.close()
+    pytest.importorskip("neat")
+    from neuroplastic.experiments.neat_reference import env_eval
+
+    class Net:
+        def activate(self, obs):
+            return [0.0, 1.0]
+    _, episode_return, _, env = env_eval("OffsetActions-v0", 0, 1, 10)
+    assert episode_return(Net(), 0) == 5.0
+    env.close()
+
+
+def test_run_on_a_solved_neat_returns_its_best_at_once_and_adds_no_generation():
+    cfg = load_config(CONFIGS / "xor.ini").replace(pop_size=20, fitness_threshold=-1e9)
+    neat = NEAT(cfg, seed=0)
+    neat.run(xor_fitness, generations=5)
+    assert neat.solved and len(neat.history) == 1
+    again = neat.run(xor_fitness, generations=5)
+    assert len(neat.history) == 1 and again.n_neurons == neat.best_net().n_neurons
+
+
+def test_neat_refuses_a_seed_torch_cannot_take_and_an_env_id_that_is_no_string():
+    cfg = load_config(CONFIGS / "xor.ini").replace(pop_size=10)
+    with pytest.raises(ConfigError, match="seed="):
+        NEAT(cfg, seed=2**70)
+    with pytest.raises(ConfigError, match="gymnasium id"):
+        NEAT(cfg, seed=0).run_env(123)

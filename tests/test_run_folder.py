@@ -93,3 +93,16 @@ def test_a_smaller_rerun_keeps_every_finished_row_in_results_and_report(two_seed
     assert results["config"]["seeds"] == 2 and results["config"]["variants"] == ["static", "mlp-16"]
     report = (out / "report.md").read_text()
     assert "Seeds: 2 (0-1)" in report and "| CartPole-v1 | mlp-16 | 2 |" in report
+
+
+def test_an_edited_neat_ini_file_is_a_changed_setting_and_its_rows_are_not_reused(tmp_path, capsys):
+    from neuroplastic.experiments.neat import CONFIGS
+    ini = tmp_path / "mine.ini"
+    ini.write_text((CONFIGS / "xor.ini").read_text())
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--set", "generations=2",
+            "--set", f"config={ini}", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    ini.write_text(ini.read_text().replace("compatibility_threshold = 3.0", "compatibility_threshold = 2.0"))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "config_sha256" in capsys.readouterr().err

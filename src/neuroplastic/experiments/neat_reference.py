@@ -109,13 +109,14 @@ def env_eval(env_id: str, seed: int, episodes: int, max_steps: int):
     import gymnasium as gym
     import neat
     env = gym.make(env_id)
+    first_action = int(getattr(env.action_space, "start", 0))  # Discrete(n, start=k), as EnvFitness reads it
     state = {"generation": 0, "n": 0}
 
     def episode_return(net, reset_seed: int) -> float:
         obs, _ = env.reset(seed=reset_seed)
         total = 0.0
         for _ in range(max_steps):
-            action = int(np.argmax(net.activate(obs)))
+            action = first_action + int(np.argmax(net.activate(obs)))
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             if terminated or truncated:

@@ -54,6 +54,7 @@ class EnvFitness:
             raise ConfigError(f"{env_id}: observations are {obs}; a controller here needs a 1-D Box")
         if isinstance(act, gym.spaces.Discrete):
             self.n_out, self.discrete = int(act.n), True
+            self.first_action = int(act.start)  # Discrete(n, start=k): actions k .. k + n - 1
         elif isinstance(act, gym.spaces.Box) and len(act.shape) == 1:
             self.n_out, self.discrete = int(act.shape[0]), False
             self.low, self.high = act.low, act.high
@@ -104,7 +105,7 @@ class EnvFitness:
             x = torch.as_tensor(np.asarray(obs, dtype=np.float64), dtype=pop.weight.dtype).view(P, B, self.n_in)
             with torch.no_grad():
                 y = pop(x).reshape(P * B, self.n_out)
-            action = y.argmax(1).numpy() if self.discrete else np.clip(y.double().numpy(), self.low, self.high)
+            action = y.argmax(1).numpy() + self.first_action if self.discrete else np.clip(y.double().numpy(), self.low, self.high)
             if self.vectorization == "vector":
                 obs, reward, terminated, truncated, _ = env.step(action)
             else:

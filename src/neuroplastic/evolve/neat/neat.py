@@ -53,7 +53,7 @@ class NEAT:
 
     def __init__(self, config, seed: int = 0, reporters=()):
         self.config: NEATConfig = load_config(config)
-        self.seed = check_int(seed, "seed", 0)
+        self.seed = check_int(seed, "seed", 0, 2**63 - 1)  # torch.Generator's seeds are 64-bit
         self.reporters: list[Reporter] = list(reporters)
         self.rng = torch.Generator().manual_seed(self.seed)
         self.generation = 0
@@ -79,7 +79,7 @@ class NEAT:
     def run(self, fitness, generations: int = 300, progress: bool = False, checkpoint=None,
             checkpoint_every: int = 10):
         """Run up to `generations` more generations, stopping when the fitness threshold is met
-        (unless no_fitness_termination). `checkpoint`: a path written every `checkpoint_every`
+        (unless no_fitness_termination; a run that has met it returns at once). `checkpoint`: a path written every `checkpoint_every`
         generations and at the end (resume with NEAT.load). Returns the best genome ever
         evaluated as a GraphNet (a one-member GraphBatch if its nodes mix activations, which a
         GraphNet cannot hold)."""
@@ -88,6 +88,8 @@ class NEAT:
         if not callable(fitness):
             raise ConfigError(f"fitness must be a callable fitness(pop: GraphBatch) -> tensor (P,), "
                               f"not {type(fitness).__name__}")
+        if self.solved and not self.config.no_fitness_termination:
+            return self.best_net()  # already solved: its last population was never reproduced
         import tqdm.auto
         bar = tqdm.auto.tqdm(total=generations, desc=f"NEAT seed={self.seed}", disable=not progress,
                              leave=False, unit="gen")
@@ -204,6 +206,8 @@ class NEAT:
         """`run` with a gymnasium environment as the fitness (mean return over `episodes` episodes,
         the same ones for every genome of a generation): see envs.EnvFitness."""
         from .envs import EnvFitness
+        if not isinstance(env_id, str):
+            raise ConfigError(f"env_id must be a gymnasium id such as 'CartPole-v1', not {env_id!r}")
         fitness = EnvFitness(env_id, episodes=episodes, max_steps=max_steps, seed=self.seed,
                              vectorization=vectorization)
         fitness.check(self.config.num_inputs, self.config.num_outputs)
