@@ -177,3 +177,11 @@ def test_hebbian_experiment_bad_input_is_one_line_and_exit_2(tmp_path, capsys, a
     assert main(["run", "hebbian", "--quick", "--out", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_env_lists_take_spaces_after_commas_and_hebbian_takes_no_hidden_layer():
+    from neuroplastic.experiments import get_experiment
+    config = get_experiment("hebbian").config(True, False, {"envs": "CartPole-v1, Acrobot-v1", "hidden": []})
+    assert config["envs"] == ["CartPole-v1", "Acrobot-v1"] and config["hidden"] == []
+    with pytest.raises(npl.ConfigError, match="hidden"):
+        get_experiment("hebbian").config(True, False, {"hidden": "wide"})

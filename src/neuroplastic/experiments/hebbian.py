@@ -38,7 +38,7 @@ FULL = {"envs": ["CartPole-v1", "LunarLander-v3"], "seeds": 3, "generations": 15
 OPTION_NOTES = {
     "envs": "gymnasium ids with a 1-D Box observation and Discrete or 1-D Box actions",
     "variants": "hebbian (evolved ABCD rule, random weights every episode), static (evolved weights)",
-    "hidden": "widths of the tanh hidden layers",
+    "hidden": "widths of the tanh hidden layers ([]: inputs straight to outputs)",
     "popsize": "ES candidates a generation",
     "sigma": "the ES's initial step size",
     "generations": "ES generations (the same for both variants)",
@@ -67,7 +67,7 @@ class HebbianExperiment:
             config[key] = check_int(config[key], key, minimum)
         config["sigma"] = check_number(config["sigma"], "sigma", above=0)
         config["init"] = check_number(config["init"], "init", 0)
-        config["hidden"] = layer_widths(config, "hidden", "32,32")
+        config["hidden"] = layer_widths(config, "hidden", "32,32", allow_none=True)
         if config["normalise"] not in ("layer", "none"):
             raise ConfigError(f"normalise={config['normalise']!r} must be 'layer' or 'none'")
         for env_id in config["envs"]:  # unknown ids and unusable spaces fail here, before any job

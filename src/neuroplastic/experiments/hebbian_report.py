@@ -77,9 +77,10 @@ def write_report(results: dict, out_dir: Path) -> None:
     if results.get("command"):
         lines += ["Made by:", "", f"    {results['command']}", ""]
     tasks, _ = tasks_and_variants(rows, VARIANTS)
+    layers = f"{config['hidden']} tanh -> " if config["hidden"] else ""
     lines += [f"Solved: the held-out mean at or above the task's goal ({goals_text(tasks)}; "
               "experiments/goals.py).", "",
-              f"Network: inputs -> {config['hidden']} tanh -> linear outputs, no biases. ES: sep-CMA-ES, "
+              f"Network: inputs -> {layers}linear outputs, no biases. ES: sep-CMA-ES, "
               f"population {config['popsize']}, σ₀ {config['sigma']}, {config['generations']} generations, "
               f"{config['episodes']} episode(s) per candidate and generation (the same ones for every candidate). "
               f"The Hebbian network's weights start U(-{config['init']}, {config['init']}) in every episode and change "

@@ -105,7 +105,10 @@ class EnvFitness:
             x = torch.as_tensor(np.asarray(obs, dtype=np.float64), dtype=pop.weight.dtype).view(P, B, self.n_in)
             with torch.no_grad():
                 y = pop(x).reshape(P * B, self.n_out)
-            action = y.argmax(1).numpy() + self.first_action if self.discrete else np.clip(y.double().numpy(), self.low, self.high)
+            if self.discrete:
+                action = y.argmax(1).numpy() + self.first_action
+            else:
+                action = np.clip(y.double().numpy(), self.low, self.high)
             if self.vectorization == "vector":
                 obs, reward, terminated, truncated, _ = env.step(action)
             else:

@@ -79,10 +79,10 @@ class NEAT:
     def run(self, fitness, generations: int = 300, progress: bool = False, checkpoint=None,
             checkpoint_every: int = 10):
         """Run up to `generations` more generations, stopping when the fitness threshold is met
-        (unless no_fitness_termination; a run that has met it returns at once). `checkpoint`: a path written every `checkpoint_every`
-        generations and at the end (resume with NEAT.load). Returns the best genome ever
-        evaluated as a GraphNet (a one-member GraphBatch if its nodes mix activations, which a
-        GraphNet cannot hold)."""
+        (unless no_fitness_termination; a run that has met it returns at once). `checkpoint`: a
+        path written every `checkpoint_every` generations and at the end (resume with
+        NEAT.load). Returns the best genome ever evaluated as a GraphNet (a one-member
+        GraphBatch if its nodes mix activations, which a GraphNet cannot hold)."""
         generations = check_int(generations, "generations", 0)
         checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
         if not callable(fitness):
