@@ -222,3 +222,11 @@ def test_editor_step_sizes_keep_sigma_for_the_innate_weights_and_scale_the_edito
     assert with_innate.shape == (EditorLayout(4, 2, 8, innate=True).size,)
     assert (with_innate[:8] == 1).all() and (with_innate[8:] == 0.1).all()
     assert (EditorLayout(4, 2, 8).step_sizes(0.1) == 0.1).all()
+
+
+def test_caps_whose_editor_cannot_fit_in_memory_are_one_line_and_exit_2_before_any_job(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", "self-editing", "--quick", "--no-progress", "--set", "max_hidden=100000000",
+                 "--set", "variants=self-editing", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert "lower max_hidden, popsize or episodes" in capsys.readouterr().err

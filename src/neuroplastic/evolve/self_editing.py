@@ -49,6 +49,7 @@ import torch
 from ..core.batch import GraphBatch
 from ..core.edits import Edits
 from ..core.validate import check_bool, check_choice, check_int, check_number
+from ..errors import ConfigError
 from .controllers import Controllers, EpisodeRows
 
 EDIT_PATHS = ("arrays", "members")
@@ -141,6 +142,27 @@ class SelfEditingControllers(Controllers):
         return returns, self.last
 
 
+# bytes per (member, neuron, neuron) pair that an edit round holds at once: the four heads'
+# scores, the weight, anchor and co-activity matrices and their temporaries (peak RSS of three
+# edit rounds, 32 CartPole members: 83 bytes a pair at 306 neurons, 63 at 606)
+PAIR_BYTES = 80
+
+
+def check_memory(members: int, neurons: int) -> None:
+    """Refuse, in one line, an editor whose (members, N, N) scores cannot fit in this machine's
+    memory (max_hidden sets N), rather than be killed for memory part-way."""
+    import os
+    need = members * neurons * neurons * PAIR_BYTES
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf: nothing to compare with
+        return
+    if need > have // 2:
+        raise ConfigError(f"{members} members with up to {neurons} neurons each need about {need / 2**30:,.1f} GiB "
+                          f"for the editor's scores (this machine has {have / 2**30:.1f} GiB); lower max_hidden, "
+                          "popsize or episodes")
+
+
 class SelfEditingPopulation(EpisodeRows):
     """P editors x B episodes: one GraphBatch of P*B self-built networks, called like a
     GraphBatch with (P, B, n_in) inputs (as EnvFitness calls it), told the rewards through
@@ -153,6 +175,7 @@ class SelfEditingPopulation(EpisodeRows):
         self.R, self.n_fixed = R, n_fixed
         self.theta = {k: v.repeat_interleave(self.B, 0) for k, v in owner.layout.unpack(candidates).items()}
         N, E = n_fixed + owner.max_hidden, owner.max_edges
+        check_memory(R, N)
         one = owner._one  # the minimal network: every input -> every output
         live = one.edge_alive[0]
         src = torch.zeros(R, E, dtype=torch.int32)

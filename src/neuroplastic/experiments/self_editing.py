@@ -119,8 +119,14 @@ class SelfEditingExperiment:
         config["innate_weights"] = check_bool(config["innate_weights"], "innate_weights")
         for key in ("sigma", "weight_max", "reward_scale", "editor_sigma"):
             config[key] = check_number(config[key], key, above=0)
-        for env_id in config["envs"]:  # unknown ids and unsupported spaces fail here, before any job
-            EnvFitness(env_id).close()
+        from ..evolve.self_editing import check_memory
+        # the most members one rollout plays: a generation, the selection or the held-out episodes
+        members = max(config["popsize"] * config["episodes"], 2 * config["select_episodes"], config["eval_episodes"])
+        for env_id in config["envs"]:  # unknown ids, unsupported spaces and too large caps fail here, before any job
+            env = EnvFitness(env_id)
+            env.close()
+            if "self-editing" in config["variants"]:
+                check_memory(members, env.n_in + env.n_out + config["max_hidden"])
         return config
 
     def jobs(self, config: dict) -> list[dict]:
