@@ -549,3 +549,22 @@ def test_neat_refuses_a_seed_torch_cannot_take_and_an_env_id_that_is_no_string()
         NEAT(cfg, seed=2**70)
     with pytest.raises(ConfigError, match="gymnasium id"):
         NEAT(cfg, seed=0).run_env(123)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.pop("rng"), "field 'rng' is missing"),
+    (lambda s: s["species"].update(member=None), "damaged NEAT state"),
+    (lambda s: s["population"].update(weight=s["population"]["weight"][:, :1]), "differ in shape"),
+    (lambda s: s.update(generation="abc"), "generation='abc'"),
+    (lambda s: s["config"].update(pop_size=7), "genomes for pop_size=7"),
+    (lambda s: s["config"].update(num_inputs=5), "5 inputs"),
+])
+def test_neat_load_names_a_damaged_field_of_a_checkpoint_whose_checksum_is_good(tmp_path, damage, message):
+    from neuroplastic.core.checkpoint import save
+    neat = NEAT(load_config(CONFIGS / "xor.ini").replace(pop_size=30), seed=0)
+    neat.run(xor_fitness, generations=2)
+    state = neat.state_dict()
+    damage(state)
+    save(tmp_path / "bad.ckpt", None, extra={"neat": state})
+    with pytest.raises(npl.CheckpointError, match=message):
+        NEAT.load(tmp_path / "bad.ckpt")

@@ -44,6 +44,31 @@ def _champions(fitness: torch.Tensor, member: torch.Tensor, S: int) -> torch.Ten
     return fitness.argsort(descending=True, stable=True)[best]
 
 
+def _state_problem(neat) -> str | None:
+    """What makes a loaded NEAT state inconsistent (None when nothing does): every genome field
+    of one shape, a population of pop_size, species for every genome, the inputs and outputs
+    the config names."""
+    cfg, pop = neat.config, neat.population
+    for genomes, what in ((pop, "population"), (neat.best_genome, "best genome"), (neat.species.reps, "species")):
+        if genomes is None:
+            continue
+        conn = {getattr(genomes, name).shape for name in Genomes.CONN}
+        node = {getattr(genomes, name).shape for name in Genomes.NODE}
+        if len(conn) != 1 or len(node) != 1 or next(iter(conn))[0] != next(iter(node))[0]:
+            return f"the {what}'s gene and node fields differ in shape"
+        fixed = genomes.node_id[:, :cfg.n_fixed]
+        if fixed.shape[1] < cfg.n_fixed or not torch.equal(fixed, torch.arange(cfg.n_fixed).expand_as(fixed)):
+            return f"the {what} does not hold the config's {cfg.num_inputs} inputs and {cfg.num_outputs} outputs"
+    if len(pop) != cfg.pop_size:
+        return f"{len(pop)} genomes for pop_size={cfg.pop_size}"
+    member, S = neat.species.member, len(neat.species)
+    if member.shape != (len(pop),) or (len(member) and (int(member.min()) < 0 or int(member.max()) >= S)):
+        return "the species membership does not fit the population"
+    if neat.species.reps is None or len(neat.species.reps) != S:
+        return "the species have no representative each"
+    return None
+
+
 class CompleteExtinctionError(NeuroplasticError, RuntimeError):
     """Every species stagnated and reset_on_extinction is False (neat-python raises too)."""
 
@@ -250,16 +275,26 @@ class NEAT:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise CheckpointError(f"{str(path)!r} is not a NEAT checkpoint")
         neat = cls.__new__(cls)
-        neat.config = load_config(state["config"])
-        neat.seed = int(state["seed"])
         neat.reporters = list(reporters)
-        neat.rng = torch.Generator()
-        neat.rng.set_state(state["rng"])
-        neat.generation, neat.evaluations = int(state["generation"]), int(state["evaluations"])
-        neat.history = [dict(r) for r in state["history"]]
-        neat.population = Genomes.from_state(state["population"])
-        neat.species = SpeciesSet.from_state(state["species"])
-        neat.innovations = InnovationTable.from_state(state["innovations"])
-        neat.best_genome = None if state["best_genome"] is None else Genomes.from_state(state["best_genome"])
-        neat.best_fitness, neat.solved = float(state["best_fitness"]), bool(state["solved"])
+        # a checksum proves the file is as written, not that what was written is a NEAT run's
+        # state: every field is read and cross-checked here, and a bad one named in one line
+        try:
+            neat.config = load_config(state["config"])
+            neat.seed = check_int(state["seed"], "seed", 0, error=CheckpointError)
+            neat.rng = torch.Generator()
+            neat.rng.set_state(state["rng"])
+            neat.generation = check_int(state["generation"], "generation", 0, error=CheckpointError)
+            neat.evaluations = check_int(state["evaluations"], "evaluations", 0, error=CheckpointError)
+            neat.history = [dict(r) for r in state["history"]]
+            neat.population = Genomes.from_state(state["population"])
+            neat.species = SpeciesSet.from_state(state["species"])
+            neat.innovations = InnovationTable.from_state(state["innovations"])
+            neat.best_genome = None if state["best_genome"] is None else Genomes.from_state(state["best_genome"])
+            neat.best_fitness, neat.solved = float(state["best_fitness"]), bool(state["solved"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, ConfigError) as exc:
+            what = f"field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise CheckpointError(f"{str(path)!r} holds a damaged NEAT state: {what}") from None
+        problem = _state_problem(neat)
+        if problem:
+            raise CheckpointError(f"{str(path)!r} holds a damaged NEAT state: {problem}")
         return neat
