@@ -16,6 +16,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import math
+import numbers
 from pathlib import Path
 
 from ...errors import ConfigError
@@ -229,8 +230,8 @@ def _check(key: str, value, kind, from_text: bool):
                 value = int(value.strip())
             except ValueError:
                 bad("an integer" + kind[3:].replace(">=", " >= "))
-        if isinstance(value, bool) or not isinstance(value, int) or value < int(kind[5:]):
-            bad("an integer" + kind[3:].replace(">=", " >= "))
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < int(kind[5:]):
+            bad("an integer" + kind[3:].replace(">=", " >= "))  # numpy integers count too
         return int(value)
     if kind in ("float", "float>=0", "float>0", "prob", "prob>0", "float>=0|auto"):
         if kind == "float>=0|auto" and isinstance(value, str) and value.strip().lower() == "auto":
@@ -298,6 +299,6 @@ def _check_together(c: dict) -> None:
         lo, hi = c[f"{prefix}_min_value"], c[f"{prefix}_max_value"]
         if lo > hi:
             raise ConfigError(f"{prefix}_min_value={lo} is above {prefix}_max_value={hi}")
-        if c[f"{prefix}_mutate_rate"] + c[f"{prefix}_replace_rate"] > 1:
-            raise ConfigError(f"{prefix}_mutate_rate + {prefix}_replace_rate = "
-                              f"{c[f'{prefix}_mutate_rate'] + c[f'{prefix}_replace_rate']} exceeds 1")
+        # mutate_rate + replace_rate may exceed 1, as in neat-python: one draw r perturbs below
+        # mutate_rate and replaces in [mutate_rate, mutate_rate + replace_rate), so replacing
+        # then happens at 1 - mutate_rate (mutate.py's _floats reads it the same way)
