@@ -177,6 +177,9 @@ def _read_ini(path: Path) -> dict:
     except configparser.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"NEAT config file {str(path)!r} is not an INI file: {first}") from None
+    if parser.defaults():  # configparser copies [DEFAULT] into every section
+        raise ConfigError(f"{path}: a [DEFAULT] section is not supported ({', '.join(parser.defaults())}); "
+                          "put each key in its own section")
     values = {}
     for section in parser.sections():
         if section not in SECTIONS:
