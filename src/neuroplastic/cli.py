@@ -128,8 +128,8 @@ def _run(args) -> None:
         if value and getattr(experiment, "inputs", None) != kind:
             takers = [n for n, e in all_experiments().items() if getattr(e, "inputs", None) == kind]
             other = "--data" if kind == "envs" else "--envs"
-            raise ConfigError(f"{flag} is for {what} experiments ({', '.join(takers)}); {args.name} takes "
-                              f"{other if getattr(experiment, 'inputs', None) else 'neither'}")
+            takes = f"takes {other}" if getattr(experiment, "inputs", None) else "has its task built in"
+            raise ConfigError(f"{flag} is for {what} experiments ({', '.join(takers)}); {args.name} {takes}")
     overrides = parse_overrides(args.config, args.set)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
