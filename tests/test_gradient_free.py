@@ -38,6 +38,24 @@ def test_es_resumed_from_its_state_dict_continues_to_the_same_numbers():
         ES(10, popsize=9, sigma=0.3, seed=4).load_state_dict(state)
 
 
+def test_es_state_holds_no_pickle_and_a_tampered_or_pickled_state_is_refused():
+    es = ES(6, popsize=5, sigma=0.3, seed=1)
+    es.run(lambda c: -c.pow(2).sum(1), generations=4)
+    state = es.state_dict()
+    # plain tensors and numbers only: nothing that loading would have to unpickle
+    assert set(state) >= {"told", "x0", "mean", "step_size", "numpy_rng"} and "cma" not in state
+    assert state["told"].shape == (4, 5) and state["told"].dtype == torch.float64
+    tampered = dict(state, told=state["told"].clone())
+    tampered["told"][2] *= -1  # the ranking reversed (CMA-ES reads ranks): another mean
+    with pytest.raises(npl.CheckpointError, match="does not replay to its saved state"):
+        ES(6, popsize=5, sigma=0.3, seed=1).load_state_dict(tampered)
+    old_format = dict(state, cma=torch.zeros(3, dtype=torch.uint8))
+    with pytest.raises(npl.CheckpointError, match="never unpickled"):
+        ES(6, popsize=5, sigma=0.3, seed=1).load_state_dict(old_format)
+    with pytest.raises(npl.CheckpointError, match="lacks mean"):
+        ES(6, popsize=5, sigma=0.3, seed=1).load_state_dict({k: v for k, v in state.items() if k != "mean"})
+
+
 def test_es_refuses_fitness_of_the_wrong_length_or_not_finite():
     es = ES(3, popsize=4, seed=0)
     c = es.ask()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import pickle
 import time
 
 import numpy as np
@@ -33,7 +32,6 @@ class ES:
 
     def __init__(self, n_params: int, popsize: int = 64, sigma: float = 0.1, seed: int = 0,
                  method: str = "sep-cma", x0=None, stds=None):
-        import cma
         self.n_params = check_int(n_params, "n_params", 1)
         self.popsize = check_int(popsize, "popsize", 2)
         self.sigma = check_number(sigma, "sigma", above=0)
@@ -54,15 +52,22 @@ class ES:
                    "CMA_diagonal": self.method == "sep-cma"}
         if self.stds is not None:
             options["CMA_stds"] = self.stds
+        self._x0, self._options = x0, options
+        self._start()
+        self.best, self.best_fitness = torch.as_tensor(x0, dtype=torch.float32), -math.inf
+        self.history: list[dict] = []
+
+    def _start(self) -> None:
+        """A new search at generation 0 (cma's own object, and the generator it samples from)."""
+        import cma
         # cma samples from numpy's global generator (and seeds it): the ES keeps that
         # generator's state as its own and swaps it in only while cma runs, so that neither
         # the caller's np.random nor another ES changes this one's numbers, or is changed by it
         self._numpy_state = np.random.get_state()
         with self._own_generator():
-            self._cma = cma.CMAEvolutionStrategy(x0, self.sigma, options)
-        self.best, self.best_fitness = torch.as_tensor(x0, dtype=torch.float32), -math.inf
+            self._cma = cma.CMAEvolutionStrategy(self._x0, self.sigma, self._options)
         self.generation = 0
-        self.history: list[dict] = []
+        self._told: list[np.ndarray] = []  # every generation's fitness, what a checkpoint replays
         self._asked: np.ndarray | None = None
 
     def ask(self) -> torch.Tensor:
@@ -92,6 +97,7 @@ class ES:
             raise ConfigError(f"fitness holds {int((~np.isfinite(fitness)).sum())} NaN or infinite values")
         with self._own_generator():
             self._cma.tell(list(self._asked), list(-fitness))
+        self._told.append(fitness.copy())
         best = int(np.argmax(fitness))
         if fitness[best] > self.best_fitness:
             self.best_fitness = float(fitness[best])
@@ -140,30 +146,59 @@ class ES:
         bar.close()
         return self.best
 
-    # The search state is cma's own object; it is kept as bytes inside the checksummed
-    # checkpoint container, so a damaged file is refused before anything is unpickled. The
-    # ES's own numpy generator state (see _own_generator) is saved and restored with it.
+    # A checkpoint holds no cma object: cma's state is Python objects that only pickle could
+    # store, and unpickling a file runs whatever code it names. It holds what the search was
+    # told instead, every generation's fitness, and loading replays those generations from the
+    # seed: cma is deterministic, so the replay asks the same candidates and ends in the same
+    # state, which is checked against the saved mean, step size and generator state.
     def state_dict(self) -> dict:
         from ..core.checkpoint import numpy_rng_state
-        # pickled while the ES's generator is numpy's global one: cma holds numpy.random's
-        # sampling functions, and pickling one of them copies the generator it is bound to
         with self._own_generator():
-            numpy_rng, search = numpy_rng_state(), pickle.dumps(self._cma)
-        return {"cma": torch.frombuffer(bytearray(search), dtype=torch.uint8),
-                "numpy_rng": numpy_rng,
+            numpy_rng = numpy_rng_state()
+        told = np.stack(self._told) if self._told else np.zeros((0, self.popsize))
+        return {"told": torch.from_numpy(told), "x0": torch.from_numpy(self._x0.copy()),
+                "mean": torch.from_numpy(np.array(self._cma.mean, dtype=np.float64)),
+                "step_size": float(self._cma.sigma), "numpy_rng": numpy_rng,
                 "best": self.best, "best_fitness": self.best_fitness, "generation": self.generation,
                 "history": list(self.history), "settings": self._settings()}
 
     def load_state_dict(self, state: dict) -> None:
-        from ..core.checkpoint import set_numpy_rng_state
+        from ..core.checkpoint import numpy_rng_state
+        if not isinstance(state, dict):
+            raise CheckpointError(f"an ES state is a dict, not {type(state).__name__}")
+        if "cma" in state:
+            raise CheckpointError("this ES checkpoint holds a pickled cma object (an earlier format), which is "
+                                  "never unpickled; rerun the job")
         if state.get("settings") != self._settings():
             raise CheckpointError(f"the saved ES has settings {state.get('settings')}, not {self._settings()}")
+        missing = sorted({"told", "x0", "mean", "step_size", "numpy_rng", "best", "best_fitness", "generation",
+                          "history"} - set(state))
+        if missing:
+            raise CheckpointError(f"the saved ES state lacks {', '.join(missing)}")
+        told = state["told"]
+        if not (torch.is_tensor(told) and told.dim() == 2 and told.shape[1] == self.popsize
+                and told.shape[0] == state["generation"] and torch.isfinite(told).all()):
+            raise CheckpointError(f"the saved ES's fitness log is not {state['generation']} rows of "
+                                  f"{self.popsize} finite numbers")
+        for key in ("x0", "best"):
+            if not (torch.is_tensor(state[key]) and state[key].shape == (self.n_params,)):
+                raise CheckpointError(f"the saved ES's {key} is not {self.n_params} numbers")
+        self._x0 = state["x0"].double().numpy().copy()
+        self._start()
         with self._own_generator():
-            self._cma = pickle.loads(state["cma"].numpy().tobytes())
-            set_numpy_rng_state(state["numpy_rng"])
+            for fitness in told.double().numpy():
+                self._cma.tell(self._cma.ask(), list(-fitness))
+                self._told.append(fitness.copy())
+            replayed = numpy_rng_state()
+        self.generation = len(self._told)
+        mean = state["mean"]
+        if not (torch.is_tensor(mean) and np.array_equal(np.asarray(self._cma.mean), mean.numpy())
+                and float(self._cma.sigma) == float(state["step_size"])
+                and _same_generator(replayed, state["numpy_rng"])):
+            raise CheckpointError("the saved ES does not replay to its saved state (its settings, fitness log "
+                                  "or cma version differ from the run that wrote it)")
         self.best, self.best_fitness = state["best"], float(state["best_fitness"])
-        self.generation, self.history = int(state["generation"]), list(state["history"])
-        self._asked = None
+        self.history = list(state["history"])
 
     def _settings(self) -> dict:
         settings = {"n_params": self.n_params, "popsize": self.popsize, "sigma": self.sigma, "seed": self.seed,
@@ -171,3 +206,9 @@ class ES:
         if self.stds is not None:  # absent otherwise, so checkpoints written before stds existed still load
             settings["stds"] = self.stds.tolist()
         return settings
+
+
+def _same_generator(a: dict, b) -> bool:
+    """Two numpy generator states as numpy_rng_state() gives them are the same."""
+    return (isinstance(b, dict) and set(a) == set(b) and torch.is_tensor(b["keys"])
+            and torch.equal(a["keys"], b["keys"]) and all(a[k] == b[k] for k in a if k != "keys"))
