@@ -168,3 +168,19 @@ def test_what_cannot_be_saved_is_refused_in_one_line_and_writes_nothing(tmp_path
     (tmp_path / "afile").write_text("x")
     with pytest.raises(npl.CheckpointError, match="is a file, not a directory"):
         npl.save(tmp_path / "afile" / "x.ckpt", npl.GraphNet(3, 2))
+
+
+def test_an_atomic_write_gives_a_new_file_the_umasks_mode_and_keeps_an_old_files_mode(tmp_path):
+    import stat
+
+    from neuroplastic.core.checkpoint import atomic_write_bytes
+    old_umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "new.json", b"{}")
+        assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
+        (tmp_path / "old.json").write_bytes(b"")
+        os.chmod(tmp_path / "old.json", 0o640)
+        atomic_write_bytes(tmp_path / "old.json", b"{}")
+        assert stat.S_IMODE((tmp_path / "old.json").stat().st_mode) == 0o640
+    finally:
+        os.umask(old_umask)

@@ -203,3 +203,12 @@ def test_env_lists_take_spaces_after_commas_and_hebbian_takes_no_hidden_layer():
     assert config["envs"] == ["CartPole-v1", "Acrobot-v1"] and config["hidden"] == []
     with pytest.raises(npl.ConfigError, match="hidden"):
         get_experiment("hebbian").config(True, False, {"hidden": "wide"})
+
+
+@pytest.mark.parametrize("env_id, hint", [("CartPole", "did you mean 'CartPole-v1'"),
+                                           ("nonexistentmod:Foo-v0", "nonexistentmod")])
+def test_an_unversioned_or_unimportable_env_id_is_one_unknown_name_error(env_id, hint):
+    with pytest.raises(npl.UnknownNameError, match=hint):
+        StaticControllers(env_id, hidden=[4])
+    with pytest.raises(npl.UnknownNameError, match=hint):
+        npl.evolve.NEAT({"num_inputs": 4, "num_outputs": 2, "pop_size": 4}, seed=0).run_env(env_id, generations=1)

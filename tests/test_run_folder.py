@@ -106,3 +106,60 @@ def test_an_edited_neat_ini_file_is_a_changed_setting_and_its_rows_are_not_reuse
     capsys.readouterr()
     assert main(args) == 2
     assert "config_sha256" in capsys.readouterr().err
+
+
+@pytest.fixture
+def interrupted_hebbian(tmp_path, monkeypatch):
+    """A hebbian --quick folder whose only job was interrupted after evolving: it holds the
+    job's resume checkpoint (DIR/partial) and no row."""
+    from neuroplastic.evolve.controllers import StaticControllers
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "heb"
+    args = ["run", "hebbian", "--quick", "--no-progress", "--set", "variants=static", "--out", str(out)]
+    with monkeypatch.context() as m:
+        m.setattr(StaticControllers, "evaluate", interrupt)
+        assert main(args) == 130
+    assert len(list((out / "partial").glob("*.ckpt"))) == 1 and not list((out / "rows").glob("*.json"))
+    return out, args
+
+
+def test_a_damaged_hebbian_resume_checkpoint_is_named_and_its_job_starts_again(interrupted_hebbian, capsys):
+    out, args = interrupted_hebbian
+    (partial,) = (out / "partial").glob("*.ckpt")
+    partial.write_bytes(partial.read_bytes()[:200])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "cannot be resumed" in capsys.readouterr().err
+    assert len(list((out / "rows").glob("*.json"))) == 1 and not partial.exists()
+
+
+def test_a_rerun_with_other_settings_is_refused_while_a_job_is_unfinished(interrupted_hebbian, capsys):
+    out, args = interrupted_hebbian
+    saved = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main(args + ["--set", "popsize=6"]) == 2
+    err = capsys.readouterr().err
+    assert "unfinished jobs computed with other settings (popsize: 8 -> 6)" in err and len(err.splitlines()) == 1
+    assert (out / "config.json").read_text() == saved  # the refused settings are not written
+
+
+def test_an_out_folder_that_cannot_hold_a_run_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "rows").write_text("a file where the rows folder goes")
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not the folder of finished rows" in err and len(err.splitlines()) == 1
+
+
+def test_a_row_that_lacks_what_the_report_reads_is_one_line_and_exit_2(tmp_path, capsys):
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--out", str(tmp_path)]
+    assert main(args) == 0
+    (tmp_path / "rows" / "xor__neuroplastic__seed1.json").write_text(
+        json.dumps({"task": "xor", "variant": "neuroplastic", "seed": 1, "metrics": {}}))
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "lack what the neat-xor report needs" in err and len(err.splitlines()) == 1

@@ -146,15 +146,10 @@ def _run(args) -> None:
 
 def _report(args) -> None:
     from .experiments import get_experiment
+    from .experiments.runner import write_report
     from .report import load_results
     results = load_results(args.dir)
-    try:
-        get_experiment(results["experiment"]).report(results, Path(args.dir))
-    except NeuroplasticError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:  # a results.json edited by hand, or from elsewhere
-        raise ConfigError(f"{args.dir}: results.json lacks what the {results['experiment']} report needs "
-                          f"({type(exc).__name__}: {exc})") from None
+    write_report(get_experiment(results["experiment"]), results, Path(args.dir))
     print(f"report: {Path(args.dir) / 'report.md'}")
 
 

@@ -14,6 +14,7 @@ import io
 import os
 import pickle
 import random
+import stat
 import tempfile
 from pathlib import Path
 
@@ -60,6 +61,9 @@ def atomic_write_bytes(path, data: bytes) -> None:
         reason = f"{str(blocking)!r} is a file, not a directory" if blocking else exc.strerror or exc
         raise CheckpointError(f"cannot write {str(path)!r}: {reason}") from None
     try:
+        # mkstemp makes the file private (0600); the result gets the mode a plain open() would
+        # give it (the old file's, else 0666 less the umask), so others can read a results folder
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -68,6 +72,15 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:  # no old file
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def rng_state() -> dict:

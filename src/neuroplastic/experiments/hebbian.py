@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ..core.validate import check_int, check_number
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from . import register
 from .options import layer_widths, string_list, with_overrides
 
@@ -90,14 +90,18 @@ class HebbianExperiment:
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         from ..core import checkpoint as ckpt
         from ..evolve.es import ES
-        from .runner import job_name
+        from .runner import job_name, say
         task = self.controllers(job["task"], job["variant"], config, seed=1000 * job["seed"])
         es = ES(task.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"])
         partial = out_dir / "partial" / f"{job_name(job)}.ckpt"
         partial.parent.mkdir(exist_ok=True)
         if partial.exists():
-            saved = ckpt.load(partial)["extra"]
-            es.load_state_dict(saved["es"])
+            try:
+                es.load_state_dict(ckpt.load(partial)["extra"]["es"])
+            except (CheckpointError, KeyError, TypeError) as exc:  # damaged, or of another version
+                say(f"{partial} cannot be resumed ({exc}); job {job_name(job)} starts again")
+                partial.unlink()
+                es = ES(task.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"])
             task.generation = es.generation
         started = time.perf_counter()
         try:

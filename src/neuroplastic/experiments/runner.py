@@ -70,9 +70,7 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     if out.exists() and out.is_dir():
         _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
     fresh = not out.exists()
-    make_output_dir(out, "--out")
-    (out / "rows").mkdir(exist_ok=True)
-    atomic_write_bytes(out / "config.json", json.dumps(config, indent=1).encode())
+    _prepare_folder(out, config)
     try:
         return _run_jobs(experiment, name, config, out, workers, address, progress, command)
     except BaseException:
@@ -117,8 +115,35 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
     if command:
         results["command"] = command
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
-    experiment.report(results, out)
+    write_report(experiment, results, out)
     return results
+
+
+def _prepare_folder(out: Path, config: dict) -> None:
+    """DIR, DIR/rows and DIR/config.json, or one ConfigError saying why DIR cannot hold a run."""
+    make_output_dir(out, "--out")
+    rows = out / "rows"
+    if rows.exists() and not rows.is_dir():
+        raise ConfigError(f"--out {str(out)!r}: {str(rows)!r} is a file, not the folder of finished rows")
+    try:
+        rows.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        atomic_write_bytes(out / "config.json", json.dumps(config, indent=1).encode())
+    except CheckpointError as exc:
+        raise ConfigError(f"--out {str(out)!r}: {exc}") from None
+
+
+def write_report(experiment, results: dict, out: Path) -> None:
+    """The experiment's report of `results`; rows that lack what it reads (a row or results.json
+    edited by hand, or from another version) are one ConfigError, not a traceback."""
+    try:
+        experiment.report(results, out)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{out}: the results lack what the {results['experiment']} report needs "
+                          f"({type(exc).__name__}: {exc}); a row may have been edited or come from "
+                          "another version") from None
 
 
 def _read_row(path: Path, job: dict | None = None) -> dict | None:
@@ -211,21 +236,28 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
         if name == "config.json":
             say(f"{path} is damaged; it is written again from this command's settings")
     rows = list((out / "rows").glob("*.json"))
+    # a job's resume checkpoints (DIR/partial) hold work done under the saved settings as well
+    partial = list((out / "partial").glob("*.ckpt"))
     if saved is None:
         if rows and (out / "config.json").exists():
             # nothing says which settings the rows were computed with: they cannot be reused
             say(f"no readable settings in {out} for its {len(rows)} finished rows; running those jobs again")
             for path in rows:
                 path.unlink()
+        if partial:
+            say(f"no readable settings in {out} for its {len(partial)} unfinished jobs; they start again")
+            for path in partial:
+                path.unlink()
         return
     current = json.loads(json.dumps(config))
     saved = {**{k: v for k, v in (settings_before or {}).items() if k in current}, **saved}
     changed = [k for k in sorted(set(saved) | set(current))
                if k not in _JOB_KEYS and saved.get(k) != current.get(k)]
-    if changed and rows:
+    if changed and (rows or partial):
         diff = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-        raise ConfigError(f"{out} holds results computed with other settings ({diff}); use another --out, "
-                          f"or delete {out / 'rows'} to recompute")
+        held = [str(out / d) for d, files in (("rows", rows), ("partial", partial)) if files]
+        raise ConfigError(f"{out} holds {'results' if rows else 'unfinished jobs'} computed with other settings "
+                          f"({diff}); use another --out, or delete {' and '.join(held)} to recompute")
 
 
 def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -> None:

@@ -23,11 +23,17 @@ from ...errors import ConfigError, UnknownNameError
 
 
 def _spaces(env_id: str):
+    """The env's observation and action spaces; the id must be registered as written, with its
+    version: gymnasium would run an unversioned id as its latest version, whose meaning
+    changes when a new one is added, and the spec read below needs the exact id."""
     import gymnasium as gym
     try:
+        gym.spec(env_id)
         env = gym.make(env_id)
-    except gym.error.Error as exc:
-        raise UnknownNameError(f"unknown environment {env_id!r} ({str(exc).splitlines()[0]})") from None
+    except (gym.error.Error, ImportError) as exc:
+        versions = sorted(k for k in gym.registry if k.startswith(f"{env_id}-v"))
+        hint = f"; did you mean {versions[-1]!r}?" if versions else ""
+        raise UnknownNameError(f"unknown environment {env_id!r} ({str(exc).splitlines()[0]}){hint}") from None
     obs, act = env.observation_space, env.action_space
     env.close()
     return obs, act
