@@ -196,3 +196,16 @@ def test_hebbian_report_judges_every_task_by_its_goal_and_names_it():
     assert cells["CartPole-v1"][6:8] == ["0/1", "not reached (0/1)"]  # 480 is gymnasium's 475, not the goal 500
     assert cells["Acrobot-v1"][6] == "1/1" and cells["Acrobot-v1"][7].startswith("1 ")
     assert cells["Pendulum-v1"][6:8] == ["–", "–"]
+
+
+def test_a_goal_is_not_judged_on_episodes_cut_shorter_than_the_envs_own_limit():
+    from neuroplastic.experiments import hebbian_report
+    from neuroplastic.experiments.goals import goal_return
+    # Acrobot's goal is -100: an episode cut at 100 steps scores at least -100 without reaching the line
+    assert goal_return("Acrobot-v1", 100) is None
+    assert goal_return("Acrobot-v1", 500) == goal_return("Acrobot-v1", 0) == -100.0
+    row = {"task": "Acrobot-v1", "variant": "static", "metrics": {
+        "return_mean": -100.0, "return_std": 0.0, "returns": [-100.0], "n_params": 5, "n_synapses": 1,
+        "evaluations": 10, "history": [{"step": 1, "best": -100.0, "mean": -100.0, "wall_s": 1.0}]}}
+    solved = [c.strip() for c in hebbian_report.results_table([row], max_steps=100).splitlines()[2].split("|")][7]
+    assert solved == "–"

@@ -11,7 +11,7 @@ from .goals import goal_return, goals_text
 from .hebbian import VARIANTS
 
 
-def results_table(rows) -> str:
+def results_table(rows, max_steps: int | None = None) -> str:
     tasks, variants = tasks_and_variants(rows, VARIANTS)
     table = []
     for task in tasks:
@@ -19,7 +19,7 @@ def results_table(rows) -> str:
             ms = [r["metrics"] for r in rows if r["task"] == task and r["variant"] == variant]
             if not ms:
                 continue
-            threshold = goal_return(task)
+            threshold = goal_return(task, max_steps)
             solved = "–" if threshold is None else f"{sum(m['return_mean'] >= threshold for m in ms)}/{len(ms)}"
             first = [first_generation(m["history"], threshold) for m in ms] if threshold is not None else []
             reached = [g for g in first if g is not None]
@@ -78,8 +78,8 @@ def write_report(results: dict, out_dir: Path) -> None:
         lines += ["Made by:", "", f"    {results['command']}", ""]
     tasks, _ = tasks_and_variants(rows, VARIANTS)
     layers = f"{config['hidden']} tanh -> " if config["hidden"] else ""
-    lines += [f"Solved: the held-out mean at or above the task's goal ({goals_text(tasks)}; "
-              "experiments/goals.py).", "",
+    lines += [f"Solved: the held-out mean at or above the task's goal ({goals_text(tasks, config.get('max_steps'))}; "
+              "experiments/goals.py; none when max_steps cuts episodes short).", "",
               f"Network: inputs -> {layers}linear outputs, no biases. ES: sep-CMA-ES, "
               f"population {config['popsize']}, σ₀ {config['sigma']}, {config['generations']} generations, "
               f"{config['episodes']} episode(s) per candidate and generation (the same ones for every candidate). "
@@ -88,7 +88,7 @@ def write_report(results: dict, out_dir: Path) -> None:
               "what the ES evolves. Held-out: the final ES mean on "
               f"{config['eval_episodes']} episodes with env seeds 10000+ (and, for Hebbian networks, fresh random "
               "initial weights), the same episodes for both variants.", "",
-              results_table(rows), ""]
+              results_table(rows, config.get("max_steps")), ""]
     plot_fitness(rows, out_dir / "fitness.png")
     lines += ["![fitness over generations](fitness.png)", ""]
     write_text(out_dir / "report.md", "\n".join(lines))

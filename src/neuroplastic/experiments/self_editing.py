@@ -71,9 +71,9 @@ OPTION_NOTES = {
 }
 
 
-def _solved(task: str, returns) -> bool | None:
-    """The held-out mean reaches the task's goal; None for a task with none."""
-    goal = goal_return(task)
+def _solved(task: str, returns, max_steps: int | None) -> bool | None:
+    """The held-out mean reaches the task's goal; None for a task with none (or cut short)."""
+    goal = goal_return(task, max_steps)
     return None if goal is None else bool(returns.mean() >= goal)
 
 
@@ -190,7 +190,7 @@ class SelfEditingExperiment:
             held_out = getattr(c, "last", None)
             keys = ("generation", "best", "mean", "sigma", "wall_s", "edit_s", "edit_rounds")
             metrics = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                       "returns": returns.tolist(), "solved": _solved(job["task"], returns),
+                       "returns": returns.tolist(), "solved": _solved(job["task"], returns, config["max_steps"]),
                        "generations": es.generation, "evaluations": es.generation * config["popsize"] * c.episodes,
                        "n_params": int(c.n_params), "n_synapses": int(c.n_synapses), "selected": ["best", "mean"][pick],
                        "select_return": select.mean(1).tolist(), "train_s": train_s, "eval_s": eval_s,
@@ -244,7 +244,7 @@ class SelfEditingExperiment:
         returns = evaluate_env(best, job["task"], episodes=config["eval_episodes"], seed=HELD_OUT_SEED,
                                max_steps=max_steps)
         return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "returns": returns.tolist(),
-                "solved": _solved(job["task"], returns),
+                "solved": _solved(job["task"], returns, config["max_steps"]),
                 "generations": len(neat.history), "evaluations": int(neat.evaluations) * config["episodes"],
                 "n_hidden": int(best.n_hidden), "n_edges": int(best.n_edges), "n_params": int(best.n_params),
                 "history": [{"generation": i + 1, "best": r["best_fitness"], "mean": r["mean_fitness"],

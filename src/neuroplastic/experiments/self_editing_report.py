@@ -24,12 +24,12 @@ def _fmt(values, digits=1) -> str:
     return pm(values, digits) if values else "–"
 
 
-def results_table(rows) -> str:
+def results_table(rows, max_steps: int | None = None) -> str:
     table = []
     for variant in [v for v in ORDER if any(r["variant"] == v for r in rows)]:
         rs = [r for r in rows if r["variant"] == variant]
         ms = [r["metrics"] for r in rs]
-        goals = [goal_return(r["task"]) for r in rs]
+        goals = [goal_return(r["task"], max_steps) for r in rs]
         table.append([variant, len(ms), _fmt([m["return_mean"] for m in ms]),
                       _fmt([m["return_std"] for m in ms]),
                       f"{sum(m['return_mean'] >= g for g, m in zip(goals, ms))}/{len(ms)}"
@@ -126,7 +126,7 @@ def write_report(results: dict, out_dir: Path) -> None:
     for task in dict.fromkeys(r["task"] for r in rows):
         tr = _rows_of(rows, task)
         slug = task.replace("/", "_")
-        parts.append(f"## {task}\n\n{results_table(tr)}\n")
+        parts.append(f"## {task}\n\n{results_table(tr, config.get('max_steps'))}\n")
         cost = edit_cost(tr)
         if cost:
             parts.append(f"What the edits cost (editor and applying its Edits, in-process):\n\n{cost}\n")
