@@ -163,3 +163,15 @@ def test_a_row_that_lacks_what_the_report_reads_is_one_line_and_exit_2(tmp_path,
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "lack what the neat-xor report needs" in err and len(err.splitlines()) == 1
+
+
+def test_report_names_a_damaged_network_file_and_writes_the_report_without_its_drawing(tmp_path, capsys):
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--out", str(tmp_path)]
+    assert main(args) == 0
+    for net in (tmp_path / "nets").glob("*.ckpt"):
+        net.write_bytes(net.read_bytes()[:100])
+    (tmp_path / "report.md").unlink()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 0
+    assert "its drawing is left out of the report" in capsys.readouterr().err
+    assert "![network]" not in (tmp_path / "report.md").read_text()

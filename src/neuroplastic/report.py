@@ -77,6 +77,23 @@ def write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def saved_net(path):
+    """The GraphNet saved at `path` for a report's drawing; None when there is none or it is
+    damaged (said in one line: the report goes on without that drawing)."""
+    import sys
+
+    from .core.checkpoint import load
+    from .errors import CheckpointError
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return load(path)["net"]
+    except CheckpointError as exc:
+        print(f"neuroplastic: {exc}; its drawing is left out of the report", file=sys.stderr)
+        return None
+
+
 def save_figure(fig, path, dpi: int = 110) -> None:
     """fig as a PNG at path, written atomically; the figure's own margins are trimmed so that
     a legend placed beside the axes is kept."""

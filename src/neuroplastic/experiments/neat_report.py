@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import markdown_table, pm, save_figure, write_text
+from ..report import markdown_table, pm, save_figure, saved_net, write_text
 
 ORDER = ["neuroplastic", "neat-python"]
 
@@ -132,7 +132,6 @@ def _solved_rule(config: dict) -> str:
 
 def write_report(results: dict, out_dir: Path, paper: dict | None = None, default_ini: str = "") -> None:
     from ..analysis.draw import draw_graph
-    from ..core.checkpoint import load
     from .runner import job_name
     rows, config = results["rows"], results["config"]
     task = rows[0]["task"] if rows else "?"
@@ -163,8 +162,8 @@ def write_report(results: dict, out_dir: Path, paper: dict | None = None, defaul
     lines += ["![fitness and size over generations](history.png)", "", "![generations to solve](generations.png)", ""]
     first = next((r for r in rows if r["variant"] == "neuroplastic"), None)
     net_path = out_dir / "nets" / f"{job_name(first)}.ckpt" if first else None
-    if net_path is not None and net_path.exists():
-        net = load(net_path)["net"]
+    net = saved_net(net_path) if net_path is not None else None
+    if net is not None:
         draw_graph(net, out_dir / "network.png", title=f"{task}, seed {first['seed']}: best genome, "
                    f"{net.n_hidden} hidden, {net.n_edges} connections")
         lines += [f"Seed {first['seed']}'s best genome (exported GraphNet):", "", "![network](network.png)", ""]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import markdown_table, pm, save_figure, write_text
+from ..report import markdown_table, pm, save_figure, saved_net, write_text
 from .goals import goal_return
 
 ORDER = ["self-editing", "static", "neat"]
@@ -110,7 +110,6 @@ def _plot_size(rows, path: Path, task: str) -> bool:
 def write_report(results: dict, out_dir: Path) -> None:
     from ..analysis.draw import draw_graph
     from ..core.batch import GraphBatch
-    from ..core.checkpoint import load
     from .runner import job_name
     from .self_editing import connected_hidden
     rows = results["rows"]
@@ -135,10 +134,9 @@ def write_report(results: dict, out_dir: Path) -> None:
         if _plot_size(tr, out_dir / f"size-{slug}.png", task):
             parts.append(f"![size over an episode](size-{slug}.png)\n")
         for r in tr:
-            net_path = out_dir / "nets" / f"{job_name(r)}.ckpt"
-            if r["variant"] != "self-editing" or not net_path.is_file():
+            net = saved_net(out_dir / "nets" / f"{job_name(r)}.ckpt") if r["variant"] == "self-editing" else None
+            if net is None:
                 continue
-            net = load(net_path)["net"]
             png = f"net-{slug}-seed{r['seed']}.png"
             wired = int(connected_hidden(GraphBatch.from_nets([net]))[0])
             draw_graph(net, out_dir / png, title=f"{task}, seed {r['seed']}: self-built network at the end of "

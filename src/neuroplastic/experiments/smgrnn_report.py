@@ -7,10 +7,9 @@ arguments.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-from ..report import group, markdown_table, mean_std, plot_curves, pm, section, variant_colors, write_text
+from ..report import group, markdown_table, mean_std, plot_curves, pm, saved_net, section, variant_colors, write_text
 
 GRAPH_VARIANTS = ("smgrnn", "growth-only", "growth-disabled", "static")
 HEBBIAN = "-hebbian"   # the suffix of a GraphNet variant that learns with no optimizer
@@ -199,8 +198,6 @@ def draw_networks(rows: list[dict], out_dir: Path, net_path) -> tuple[list[str],
     """Draw seed 0's SMGrNN of each task; returns (drawn PNG names, notes on nets not drawn).
     `net_path(row)` is where the row's network was saved."""
     from ..analysis import draw_graph
-    from ..core.checkpoint import load
-    from ..errors import CheckpointError
     drawn, notes = [], []
     for row in rows:
         if row["variant"] not in ("smgrnn", "smgrnn" + HEBBIAN) or row["seed"] != 0:
@@ -208,11 +205,9 @@ def draw_networks(rows: list[dict], out_dir: Path, net_path) -> tuple[list[str],
         path = net_path(row)
         if not path.exists():
             continue
-        try:
-            net = load(path)["net"]
-        except CheckpointError as exc:
-            notes.append(f"{row['task']}: network not drawn ({exc})")
-            print(f"neuroplastic: {exc}; its drawing is left out of the report", file=sys.stderr)
+        net = saved_net(path)
+        if net is None:
+            notes.append(f"{row['task']}: network not drawn (its file {path} is damaged)")
             continue
         name = f"network_{row['task']}.png" if row["variant"] == "smgrnn" else \
             f"network_{row['task']}_{row['variant']}.png"
