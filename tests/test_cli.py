@@ -44,7 +44,7 @@ def test_report_on_a_results_file_that_is_not_ours_is_one_line(quick_run, tmp_pa
         (tmp_path / "results.json").write_text(json.dumps(broken))
         assert main(["report", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and ("metrics dict" in err or "lacks what" in err)
+        assert len(err.splitlines()) == 1 and ("metrics dict" in err or "lack what" in err)
 
 
 def test_report_command_rewrites_report(quick_run):

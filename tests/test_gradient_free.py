@@ -212,3 +212,30 @@ def test_an_unversioned_or_unimportable_env_id_is_one_unknown_name_error(env_id,
         StaticControllers(env_id, hidden=[4])
     with pytest.raises(npl.UnknownNameError, match=hint):
         npl.evolve.NEAT({"num_inputs": 4, "num_outputs": 2, "pop_size": 4}, seed=0).run_env(env_id, generations=1)
+
+
+def test_api_inputs_of_the_wrong_kind_are_one_config_error_naming_what_was_expected():
+    neat = npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1, "pop_size": 4}, seed=0)
+    cases = [
+        (lambda: ES(3, x0="abc"), "x0 must be numbers"),
+        (lambda: ES(3, stds="abc"), "stds must be numbers"),
+        (lambda: ES(3).run(5, 2), "fitness must be a callable"),
+        (lambda: npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1}, reporters=5), "reporters must be a list"),
+        (lambda: npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1}, reporters=[5]), "int lacks start_generation"),
+        (lambda: neat.run(lambda pop: torch.zeros(len(pop)), 1, checkpoint=5), "checkpoint must be a file path"),
+        (lambda: StaticControllers("CartPole-v1", hidden=8), "hidden must be a list of layer widths"),
+    ]
+    for call, message in cases:
+        with pytest.raises(npl.ConfigError, match=message):
+            call()
+    static = StaticControllers("CartPole-v1", hidden=[3])
+    one = r"a candidate of shape \(n_params,\) with n_params = 18; got shape \(1, 5\)"  # 4*3 + 3*2 weights
+    with pytest.raises(npl.ConfigError, match=one):
+        static.network(torch.randn(5))
+    assert static.network(torch.zeros(18)).n_edges == 18
+    hebbian = HebbianControllers("CartPole-v1", hidden=[3])
+    many = r"candidates of shape \(P, n_params\) with n_params = 90; got shape \(90,\)"  # 5 per synapse
+    with pytest.raises(npl.ConfigError, match=many):
+        hebbian.rule(torch.zeros(90))
+    static.close()
+    hebbian.close()

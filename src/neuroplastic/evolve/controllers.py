@@ -41,7 +41,10 @@ class Controllers(abc.ABC):
         self.seed = check_int(seed, "seed", 0)
         self.env = EnvFitness(env_id, episodes=self.episodes, max_steps=max_steps, seed=seed,
                               vectorization=vectorization)
-        self.template = GraphNet.mlp(self.env.n_in, list(hidden), self.env.n_out, activation="tanh",
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise ConfigError(f"hidden must be a list of layer widths such as [32, 32] ([] for none), not {hidden!r}")
+        hidden = [check_int(h, "a hidden layer's width", 1) for h in hidden]
+        self.template = GraphNet.mlp(self.env.n_in, hidden, self.env.n_out, activation="tanh",
                                      output_activation="identity", seed=seed)
         self.src, self.dst, _ = self.template.edges()
         self.n_synapses = len(self.src)
@@ -52,6 +55,23 @@ class Controllers(abc.ABC):
     @abc.abstractmethod
     def n_params(self) -> int:
         """Numbers in one candidate."""
+
+    def candidates(self, candidates, one: bool = False) -> torch.Tensor:
+        """`candidates` as a float32 (P, n_params) tensor (`one`: a single candidate, (n_params,)
+        or (1, n_params)), or a ConfigError saying what was expected."""
+        try:
+            t = torch.as_tensor(np.asarray(candidates, dtype=np.float32) if not torch.is_tensor(candidates)
+                                else candidates, dtype=torch.float32)
+        except (TypeError, ValueError):
+            t = None
+        if one and t is not None and t.dim() == 1:
+            t = t[None]
+        if t is None or t.dim() != 2 or t.shape[1] != self.n_params or (one and len(t) != 1):
+            shape = "(n_params,)" if one else "(P, n_params)"
+            got = f"shape {tuple(t.shape)}" if t is not None else type(candidates).__name__
+            raise ConfigError(f"expected {'a candidate' if one else 'candidates'} of shape {shape} with "
+                              f"n_params = {self.n_params}; got {got}")
+        return t
 
     def population(self, weight: torch.Tensor) -> GraphBatch:
         """A GraphBatch of len(weight) copies of the template with these (R, n_synapses)
@@ -118,7 +138,7 @@ class StaticControllers(Controllers):
 
     def network(self, candidate) -> GraphNet:
         """The candidate as a GraphNet."""
-        return self.population(torch.as_tensor(candidate, dtype=torch.float32).reshape(1, -1)).to_net(0)
+        return self.population(self.candidates(candidate, one=True)).to_net(0)
 
 
 class HebbianControllers(Controllers):
@@ -147,6 +167,7 @@ class HebbianControllers(Controllers):
 
     def rule(self, candidates: torch.Tensor, rows_per_candidate: int = 1) -> Hebbian:
         """The Hebbian rule of these candidates for a batch with `rows_per_candidate` rows each."""
+        candidates = self.candidates(candidates)
         P = len(candidates)
         edge_capacity = self._one.edge_capacity
         live = self._one.edge_alive[0]

@@ -37,12 +37,12 @@ class ES:
         self.sigma = check_number(sigma, "sigma", above=0)
         self.seed = check_int(seed, "seed", 0)
         self.method = check_choice(method, "method", METHODS)
-        x0 = np.zeros(self.n_params) if x0 is None else np.asarray(x0, dtype=np.float64).reshape(-1)
+        x0 = np.zeros(self.n_params) if x0 is None else _numbers(x0, "x0")
         if x0.shape != (self.n_params,) or not np.isfinite(x0).all():
             raise ConfigError(f"x0 must be {self.n_params} finite numbers")
         self.stds = None
         if stds is not None:
-            self.stds = np.asarray(stds, dtype=np.float64).reshape(-1)
+            self.stds = _numbers(stds, "stds")
             if self.stds.shape != (self.n_params,) or not (np.isfinite(self.stds) & (self.stds > 0)).all():
                 raise ConfigError(f"stds must be {self.n_params} finite numbers > 0")
         # cma draws from numpy's global generator seeded by "seed"; seed 0 means "random" to
@@ -129,6 +129,9 @@ class ES:
         is called after each generation with its history row (e.g. to checkpoint)."""
         from tqdm.auto import tqdm
         generations = check_int(generations, "generations", 0)
+        if not callable(fitness):
+            raise ConfigError(f"fitness must be a callable fitness(candidates (P, n)) -> (P,), "
+                              f"not {type(fitness).__name__}")
         bar = tqdm(total=generations, initial=min(self.generation, generations), desc="ES", leave=False,
                    disable=not progress)
         while self.generation < generations:
@@ -212,3 +215,12 @@ def _same_generator(a: dict, b) -> bool:
     """Two numpy generator states as numpy_rng_state() gives them are the same."""
     return (isinstance(b, dict) and set(a) == set(b) and torch.is_tensor(b["keys"])
             and torch.equal(a["keys"], b["keys"]) and all(a[k] == b[k] for k in a if k != "keys"))
+
+
+def _numbers(values, name: str) -> np.ndarray:
+    """`values` (array-like) as a flat float64 array, or a ConfigError naming `name`."""
+    try:
+        return np.asarray(torch.as_tensor(values).cpu() if torch.is_tensor(values) else values,
+                          dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be numbers, not {values!r}"[:200]) from None

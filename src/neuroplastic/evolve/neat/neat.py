@@ -14,6 +14,7 @@ species (speciation's new species, the median species fitness) and over a gene's
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import torch
@@ -28,7 +29,7 @@ from .initial import initial_population
 from .innovation import InnovationTable
 from .mutate import mutate
 from .phenotype import phenotypes
-from .reporting import Reporter
+from .reporting import REPORTER_METHODS, Reporter
 from .reproduce import adjusted_fitness, crossover, plan_offspring
 from .species import SpeciesSet, spawn_counts
 
@@ -79,7 +80,9 @@ class NEAT:
     def __init__(self, config, seed: int = 0, reporters=()):
         self.config: NEATConfig = load_config(config)
         self.seed = check_int(seed, "seed", 0, 2**63 - 1)  # torch.Generator's seeds are 64-bit
-        self.reporters: list[Reporter] = list(reporters)
+        self.reporters: list[Reporter] = []
+        for reporter in _iterable(reporters, "reporters"):
+            self.add_reporter(reporter)
         self.rng = torch.Generator().manual_seed(self.seed)
         self.generation = 0
         self.evaluations = 0
@@ -98,6 +101,10 @@ class NEAT:
         self.species.speciate(self.population, cfg, self.generation, len(self.innovations), self.rng)
 
     def add_reporter(self, reporter: Reporter) -> None:
+        missing = [m for m in REPORTER_METHODS if not callable(getattr(reporter, m, None))]
+        if missing:
+            raise ConfigError(f"a reporter needs the methods of neuroplastic.evolve.Reporter; "
+                              f"{type(reporter).__name__} lacks {', '.join(missing)}")
         self.reporters.append(reporter)
 
     # ----------------------------------------------------------------- the loop
@@ -113,6 +120,8 @@ class NEAT:
         if not callable(fitness):
             raise ConfigError(f"fitness must be a callable fitness(pop: GraphBatch) -> tensor (P,), "
                               f"not {type(fitness).__name__}")
+        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+            raise ConfigError(f"checkpoint must be a file path, not {checkpoint!r}")
         if self.solved and not self.config.no_fitness_termination:
             return self.best_net()  # already solved: its last population was never reproduced
         import tqdm.auto
@@ -275,7 +284,9 @@ class NEAT:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise CheckpointError(f"{str(path)!r} is not a NEAT checkpoint")
         neat = cls.__new__(cls)
-        neat.reporters = list(reporters)
+        neat.reporters = []
+        for reporter in _iterable(reporters, "reporters"):
+            neat.add_reporter(reporter)
         # a checksum proves the file is as written, not that what was written is a NEAT run's
         # state: every field is read and cross-checked here, and a bad one named in one line
         try:
@@ -298,3 +309,9 @@ class NEAT:
         if problem:
             raise CheckpointError(f"{str(path)!r} holds a damaged NEAT state: {problem}")
         return neat
+
+
+def _iterable(values, name: str) -> list:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ConfigError(f"{name} must be a list, not {values!r}")
+    return list(values)

@@ -20,6 +20,9 @@ class Reporter:
         pass
 
 
+REPORTER_METHODS = tuple(name for name in vars(Reporter) if not name.startswith("_"))
+
+
 class StdOutReporter(Reporter):
     """One line a generation (and a line when the threshold is met), like neat-python's."""
 
