@@ -559,6 +559,12 @@ def test_neat_refuses_a_seed_torch_cannot_take_and_an_env_id_that_is_no_string()
     (lambda s: s.update(generation="abc"), "generation='abc'"),
     (lambda s: s["config"].update(pop_size=7), "genomes for pop_size=7"),
     (lambda s: s["config"].update(num_inputs=5), "5 inputs"),
+    (lambda s: s["population"].update(weight=s["population"]["weight"].double()), "weight is not of the genome's"),
+    (lambda s: s["population"].update(src=s["population"]["src"].int()), "src is not of the genome's dtype"),
+    (lambda s: s["species"].update(member=s["species"]["member"].float()), "species' member is not"),
+    (lambda s: s["species"].update(best=s["species"]["best"][:0]), "species' best is not"),
+    (lambda s: s["innovations"].update(next_innovation=0), "innovation table"),
+    (lambda s: s["innovations"].update(keys=s["innovations"]["keys"][:, None]), "innovation table"),
 ])
 def test_neat_load_names_a_damaged_field_of_a_checkpoint_whose_checksum_is_good(tmp_path, damage, message):
     from neuroplastic.core.checkpoint import save

@@ -18,6 +18,9 @@ from .config import ACTIVATIONS
 
 ACTIVATION_LIST = tuple(ACTIVATIONS)
 BIG = torch.iinfo(torch.int64).max  # the sort key of an empty slot
+GENOME_DTYPES = {"innov": torch.int64, "src": torch.int64, "dst": torch.int64, "weight": torch.float32,
+                 "enabled": torch.bool, "node_id": torch.int64, "bias": torch.float32, "response": torch.float32,
+                 "act": torch.int64}
 COUNT_SEARCH_MAX = 12  # node capacity up to which `slots` counts instead of searching
 
 

@@ -24,7 +24,7 @@ from ...core.checkpoint import save as save_checkpoint
 from ...core.validate import check_int
 from ...errors import CheckpointError, ConfigError, NeuroplasticError
 from .config import NEATConfig, load_config
-from .genome import Genomes
+from .genome import GENOME_DTYPES, Genomes
 from .initial import initial_population
 from .innovation import InnovationTable
 from .mutate import mutate
@@ -53,6 +53,9 @@ def _state_problem(neat) -> str | None:
     for genomes, what in ((pop, "population"), (neat.best_genome, "best genome"), (neat.species.reps, "species")):
         if genomes is None:
             continue
+        wrong = [name for name in Genomes.CONN + Genomes.NODE if getattr(genomes, name).dtype != GENOME_DTYPES[name]]
+        if wrong:
+            return f"the {what}'s {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not of the genome's dtype"
         conn = {getattr(genomes, name).shape for name in Genomes.CONN}
         node = {getattr(genomes, name).shape for name in Genomes.NODE}
         if len(conn) != 1 or len(node) != 1 or next(iter(conn))[0] != next(iter(node))[0]:
@@ -63,6 +66,17 @@ def _state_problem(neat) -> str | None:
     if len(pop) != cfg.pop_size:
         return f"{len(pop)} genomes for pop_size={cfg.pop_size}"
     member, S = neat.species.member, len(neat.species)
+    sp = neat.species
+    for name, t, dtype in (("member", sp.member, torch.long), ("ids", sp.ids, torch.long),
+                           ("created", sp.created, torch.long), ("last_improved", sp.last_improved, torch.long),
+                           ("best", sp.best, None)):
+        if not torch.is_tensor(t) or (dtype is not None and t.dtype != dtype) or (name != "member" and t.shape != (S,)):
+            return f"the species' {name} is not {S} {'integers' if dtype else 'numbers'}"
+    table = neat.innovations
+    if (table.keys.dtype != torch.long or table.numbers.dtype != torch.long or table.keys.dim() != 1
+            or table.keys.shape != table.numbers.shape or table.next_innovation != len(table.keys)
+            or (len(table.keys) and not bool((table.keys[1:] > table.keys[:-1]).all()))):
+        return "the innovation table's keys and numbers do not fit each other"
     if member.shape != (len(pop),) or (len(member) and (int(member.min()) < 0 or int(member.max()) >= S)):
         return "the species membership does not fit the population"
     if neat.species.reps is None or len(neat.species.reps) != S:
