@@ -209,3 +209,15 @@ def test_data_that_is_not_an_npz_of_arrays_says_what_it_should_be_and_never_pick
     assert main(["run", "urn-shells", "--quick", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "np.savez(FILE, X=X, y=y)" in err and "pickle" not in err
+
+
+@pytest.mark.parametrize("flag", ["--envs", "--out"])
+def test_an_empty_envs_or_out_is_one_line_not_the_default(flag, capsys):
+    assert main(["run", "hebbian", "--quick", flag, ""]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} is empty" in err and len(err.splitlines()) == 1
+
+
+def test_list_gives_each_benchmarks_whole_first_paragraph(capsys):
+    assert main(["list"]) == 0
+    assert "CartPole-v1 at pop 150 / 1,000) vs neat-python 2.0 on the same config and task." in capsys.readouterr().out

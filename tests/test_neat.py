@@ -575,3 +575,15 @@ def test_neat_load_names_a_damaged_field_of_a_checkpoint_whose_checksum_is_good(
     save(tmp_path / "bad.ckpt", None, extra={"neat": state})
     with pytest.raises(npl.CheckpointError, match=message):
         NEAT.load(tmp_path / "bad.ckpt")
+
+
+def test_a_scalar_complex_or_bool_fitness_and_xor_on_two_outputs_are_refused_clearly():
+    neat = NEAT(load_config(CONFIGS / "xor.ini").replace(pop_size=10), seed=0)
+    for fitness, message in ((lambda pop: torch.tensor(1.0), "returned one number"),
+                             (lambda pop: torch.zeros(len(pop), dtype=torch.complex64), "complex64 values"),
+                             (lambda pop: torch.ones(len(pop), dtype=torch.bool), "bool values")):
+        with pytest.raises(ConfigError, match=message):
+            neat.run(fitness, generations=1)
+    two = NEAT(load_config(CONFIGS / "xor.ini").replace(pop_size=10, num_outputs=2), seed=0)
+    with pytest.raises(ConfigError, match="XOR is scored on one output; the genomes have num_outputs = 2"):
+        two.run(xor_fitness, generations=1)

@@ -130,6 +130,9 @@ def _run(args) -> None:
             other = "--data" if kind == "envs" else "--envs"
             takes = f"takes {other}" if getattr(experiment, "inputs", None) else "has its task built in"
             raise ConfigError(f"{flag} is for {what} experiments ({', '.join(takers)}); {args.name} {takes}")
+    for flag, value in (("--envs", args.envs), ("--data", args.data), ("--out", args.out)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{flag} is empty; leave it out for the experiment's default")
     overrides = parse_overrides(args.config, args.set)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
@@ -156,12 +159,15 @@ def _report(args) -> None:
 def _list() -> None:
     from .bench import BENCHMARKS
     from .experiments import all_experiments
+    experiments = all_experiments()
+    width = max(map(len, [*experiments, *BENCHMARKS]))
     print("experiments:")
-    for name, exp in all_experiments().items():
-        print(f"  {name:<12} {exp.description}")
+    for name, exp in experiments.items():
+        print(f"  {name:<{width}}  {exp.description}")
     print("benchmarks:")
     for name, bench in BENCHMARKS.items():
-        print(f"  {name:<12} {bench.__doc__.splitlines()[0]}")
+        summary = " ".join(bench.__doc__.split("\n\n")[0].split())  # the docstring's first paragraph
+        print(f"  {name:<{width}}  {summary}")
 
 
 def _bench(args) -> None:

@@ -207,6 +207,11 @@ class NEAT:
             except (TypeError, ValueError, RuntimeError):
                 raise ConfigError(f"fitness returned a {type(f).__name__}; expected a tensor of shape "
                                   f"({len(pop)},)") from None
+        if f.dim() == 0:
+            raise ConfigError(f"fitness returned one number; expected a tensor of shape ({len(pop)},), "
+                              "one value per genome")
+        if f.is_complex() or f.dtype == torch.bool:
+            raise ConfigError(f"fitness returned {f.dtype} values; expected real numbers, one per genome")
         f = f.detach().reshape(-1).to("cpu", torch.float64) if f.dim() <= 1 or f.numel() == len(pop) else f
         if f.shape != (len(pop),):
             raise ConfigError(f"fitness returned shape {tuple(f.shape)}; expected ({len(pop)},), one value per genome")

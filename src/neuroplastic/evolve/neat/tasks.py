@@ -5,6 +5,8 @@ import itertools
 
 import torch
 
+from ...errors import ConfigError
+
 
 def parity_table(bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All 2**bits inputs (rows of 0/1) and their parity (1 when an odd number are 1)."""
@@ -18,6 +20,7 @@ def parity_fitness(bits: int = 2):
     x, y = parity_table(bits)
 
     def fitness(pop) -> torch.Tensor:
+        _one_output(pop, "XOR" if bits == 2 else f"{bits}-bit parity")
         out = pop(x.to(pop.weight.dtype))                       # (P, 2**bits, 1)
         return len(x) - (out - y.to(out.dtype)).pow(2).sum((1, 2))
 
@@ -43,6 +46,7 @@ def paper_xor_fitness():
     x, y = parity_table(2)
 
     def fitness(pop) -> torch.Tensor:
+        _one_output(pop, "XOR")
         out = pop(x.to(pop.weight.dtype))                       # (P, 4, 1)
         target = y.to(out.dtype)
         fitness.solved = ((out > 0.5).to(out.dtype) == target).all(2).all(1)
@@ -50,3 +54,10 @@ def paper_xor_fitness():
 
     fitness.solved = torch.zeros(0, dtype=torch.bool)
     return fitness
+
+
+def _one_output(pop, task: str) -> None:
+    """The parity fitnesses score one output against the truth table; another count would be
+    broadcast against it silently."""
+    if pop.n_out != 1:
+        raise ConfigError(f"{task} is scored on one output; the genomes have num_outputs = {pop.n_out}")
