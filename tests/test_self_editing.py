@@ -230,3 +230,34 @@ def test_caps_whose_editor_cannot_fit_in_memory_are_one_line_and_exit_2_before_a
                  "--set", "variants=self-editing", "--out", str(out)])
     assert code == 2 and not out.exists()
     assert "lower max_hidden, popsize or episodes" in capsys.readouterr().err
+
+
+def test_an_interrupted_self_editing_job_resumes_from_its_last_generation_to_the_same_numbers(tmp_path, monkeypatch):
+    from neuroplastic.experiments import resume
+    args = ["run", "self-editing", "--quick", "--no-progress", "--set", "variants=self-editing",
+            "--set", "generations=3"]
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+    saves = []
+    real_save = resume.save_es
+
+    def save_then_stop(es, path):  # the job is stopped right after its second generation's checkpoint
+        real_save(es, path)
+        saves.append(es.generation)
+        if es.generation == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(resume, "save_es", save_then_stop)
+        assert main(args + ["--out", str(tmp_path / "cut")]) == 130
+    assert saves == [1, 2] and len(list((tmp_path / "cut" / "partial").glob("*.ckpt"))) == 1
+    saves.clear()
+    with monkeypatch.context() as m:
+        m.setattr(resume, "save_es", save_then_stop)  # counts the generations the rerun plays
+        assert main(args + ["--out", str(tmp_path / "cut")]) == 0
+    assert saves == [3]  # only the third generation was played again
+    whole, cut = (json.loads((tmp_path / d / "results.json").read_text())["rows"][0]["metrics"]
+                  for d in ("whole", "cut"))
+    for key in ("return_mean", "candidate", "n_hidden", "n_edges"):
+        assert whole[key] == cut[key]
+    assert [r["best"] for r in whole["history"]] == [r["best"] for r in cut["history"]]
+    assert not list((tmp_path / "cut" / "partial").glob("*.ckpt"))

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ..core.validate import check_int, check_number
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from . import register
 from .options import layer_widths, string_list, with_overrides
 
@@ -88,26 +88,18 @@ class HebbianExperiment:
                 for s in range(config["seeds"]) for env in config["envs"] for v in config["variants"]]
 
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
-        from ..core import checkpoint as ckpt
         from ..evolve.es import ES
-        from .runner import job_name, say
+        from .resume import partial_path, resumed_es, save_es
+        from .runner import job_name
         task = self.controllers(job["task"], job["variant"], config, seed=1000 * job["seed"])
-        es = ES(task.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"])
-        partial = out_dir / "partial" / f"{job_name(job)}.ckpt"
-        partial.parent.mkdir(exist_ok=True)
-        if partial.exists():
-            try:
-                es.load_state_dict(ckpt.load(partial)["extra"]["es"])
-            except (CheckpointError, KeyError, TypeError) as exc:  # damaged, or of another version
-                say(f"{partial} cannot be resumed ({exc}); job {job_name(job)} starts again")
-                partial.unlink()
-                es = ES(task.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"])
-            task.generation = es.generation
+        partial = partial_path(out_dir, job)
+        es = resumed_es(lambda: ES(task.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"]),
+                        partial, job)
+        task.generation = es.generation
         started = time.perf_counter()
         try:
             es.run(task, config["generations"], progress=progress,
-                   on_generation=lambda row: ckpt.save(partial, None, step=es.generation,
-                                                       extra={"es": es.state_dict()}))
+                   on_generation=lambda row: save_es(es, partial))
             mean = es.mean()
             returns = task.evaluate(mean, episodes=config["eval_episodes"])
         finally:

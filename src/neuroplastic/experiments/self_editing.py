@@ -149,7 +149,7 @@ class SelfEditingExperiment:
         else:
             hidden = self._matched_hidden(job, config, out_dir)
             cls, settings = StaticControllers, {**common, "hidden": (hidden,) if hidden else ()}
-        metrics, held_out = self._evolve(cls, settings, job, config, progress)
+        metrics, held_out = self._evolve(cls, settings, job, config, out_dir, progress)
         if job["variant"] == "static":
             metrics["n_hidden"] = int(sum(settings["hidden"]))
             metrics["n_edges"] = metrics["n_synapses"]
@@ -157,25 +157,32 @@ class SelfEditingExperiment:
             self._self_built(metrics, held_out, job, out_dir)
         return metrics
 
-    def _evolve(self, cls, settings: dict, job: dict, config: dict, progress: bool):
-        """The ES run, the selection and the held-out score; also returns the population that
-        played the held-out episodes (a self-editing one holds the self-built networks)."""
+    def _evolve(self, cls, settings: dict, job: dict, config: dict, out_dir: Path, progress: bool):
+        """The ES run (checkpointed every generation, so an interrupted job continues), the
+        selection and the held-out score; also returns the population that played the held-out
+        episodes (a self-editing one holds the self-built networks)."""
         from ..evolve.controllers import HELD_OUT_SEED
         from ..evolve.es import ES
         from ..evolve.parallel import PopulationFitness
+        from .resume import partial_path, resumed_es, save_es
         started = time.perf_counter()
         fitness = PopulationFitness(cls, settings, chunks=_chunks())
         c = fitness.controllers
 
-        def on_generation(row):  # what the generation's edits cost (in-process runs only)
+        partial = partial_path(out_dir, job)
+
+        def on_generation(row):
             last = getattr(c, "last", None)
-            if fitness.chunks == 1 and last is not None:
+            if fitness.chunks == 1 and last is not None:  # what the generation's edits cost (in-process runs only)
                 row["edit_s"], row["edit_rounds"] = last.edit_s, len(last.history)
+            save_es(es, partial)
 
         try:
             stds = None if job["variant"] != "self-editing" or config["editor_sigma"] == 1 else \
                 c.layout.step_sizes(config["editor_sigma"])
-            es = ES(c.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"], stds=stds)
+            es = resumed_es(lambda: ES(c.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"],
+                                       stds=stds), partial, job)
+            fitness.generation = es.generation
             es.run(fitness, config["generations"], progress=progress,
                    on_generation=on_generation)
             # the final candidate: the ES's best or its mean, on validation episodes
@@ -199,6 +206,7 @@ class SelfEditingExperiment:
                        "candidate": final.tolist()}
         finally:
             fitness.close()
+        partial.unlink()
         return metrics, held_out
 
     def _self_built(self, metrics: dict, pop, job: dict, out_dir: Path) -> None:
