@@ -587,3 +587,36 @@ def test_a_scalar_complex_or_bool_fitness_and_xor_on_two_outputs_are_refused_cle
     two = NEAT(load_config(CONFIGS / "xor.ini").replace(pop_size=10, num_outputs=2), seed=0)
     with pytest.raises(ConfigError, match="XOR is scored on one output; the genomes have num_outputs = 2"):
         two.run(xor_fitness, generations=1)
+
+
+def test_an_interrupted_validated_neat_job_resumes_to_the_same_numbers_and_validations(tmp_path, monkeypatch):
+    import neuroplastic.core.checkpoint as checkpoint
+    from neuroplastic.experiments import get_experiment
+    ini = tmp_path / "low-threshold.ini"  # every generation's best meets it and is validated
+    ini.write_text((CONFIGS / "cartpole.ini").read_text().replace("fitness_threshold     = 475",
+                                                                  "fitness_threshold     = 1"))
+    exp = get_experiment("neat-cartpole")
+    config = exp.config(False, False, {"config": str(ini), "pop_size": 10, "generations": 4, "episodes": 1,
+                                       "max_steps": 30, "eval_episodes": 2, "validate_episodes": 2,
+                                       "validate_threshold": 1e9})
+    job = {"task": "CartPole-v1", "variant": "neuroplastic", "seed": 0}
+    whole = exp.run_job(job, config, tmp_path / "whole")
+    real_save, saved = checkpoint.save, []
+
+    def save_then_stop(path, net, **kwargs):  # stopped right after generation 2's checkpoint
+        real_save(path, net, **kwargs)
+        if "neat" in kwargs.get("extra", {}):
+            saved.append(kwargs["step"])
+            if kwargs["step"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run_job(job, config, tmp_path / "cut")
+    saved.clear()
+    resumed = exp.run_job(job, config, tmp_path / "cut")
+    assert saved == [3, 4]  # generations 3 and 4 were played again, not 1 and 2
+    for key in ("validations", "validation_return", "return_mean", "best_fitness", "generations"):
+        assert resumed[key] == whole[key]
+    assert [r["best_fitness"] for r in resumed["history"]] == [r["best_fitness"] for r in whole["history"]]
+    assert not list((tmp_path / "cut" / "partial").glob("*.ckpt"))

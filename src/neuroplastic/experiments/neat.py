@@ -205,13 +205,14 @@ class NEATExperiment:
 
     def _run_validated(self, job: dict, cfg, config: dict, out_dir: Path, progress: bool) -> dict:
         """An environment run whose threshold is confirmed on validation episodes (method step 4)."""
-        from ..evolve import NEAT
         from ..evolve.neat.envs import VALIDATION_SEED, EnvFitness, evaluate_env
-        neat = NEAT(cfg.replace(no_fitness_termination=True), seed=job["seed"])
+        from .resume import partial_path
+        partial = partial_path(out_dir, job)
+        # validated: (validation mean, genome) of every genome that met the threshold;
+        # validation_s: outside the history's wall_s, as neat-python's row leaves it out
+        neat, validated, validation_s = _resumed_validated_run(cfg.replace(no_fitness_termination=True), partial, job)
         train = EnvFitness(self.task, episodes=config["episodes"], max_steps=config["max_steps"], seed=job["seed"])
         generation_best = []  # this generation's fittest genome, taken before reproduction replaces it
-        validated = []        # (validation mean, genome) of every genome that met the threshold
-        validation_s = [0.0]  # outside the history's wall_s, as neat-python's row leaves it out
 
         def fitness(pop):
             train.set_generation(neat.generation)
@@ -231,10 +232,17 @@ class NEATExperiment:
             validated.append((float(returns.mean()), genome))
             return validated[-1][0] >= config["validate_threshold"]
 
+        def checkpoint() -> None:  # after every generation: an interrupted job continues from here
+            from ..core.checkpoint import save
+            save(partial, None, step=neat.generation, extra={
+                "neat": neat.state_dict(), "validation_s": validation_s[0],
+                "validated": [{"mean": mean, "genome": genome.state()} for mean, genome in validated]})
+
         try:
-            _evolve_until(neat, fitness, config["generations"], job, progress, passed)
+            _evolve_until(neat, fitness, config["generations"], job, progress, passed, checkpoint)
         finally:
             train.close()
+        partial.unlink(missing_ok=True)
         solved, chosen = pick_validated(validated, config["validate_threshold"])
         if chosen is not None:
             validation_mean, genome = chosen
@@ -290,14 +298,41 @@ HISTORY_KEYS = ("step", "best_fitness", "mean_fitness", "species", "mean_hidden"
                 "wall_s")
 
 
-def _evolve_until(neat, fitness, generations: int, job: dict, progress: bool, done) -> None:
-    """neat.step(fitness) for up to `generations` generations, stopping after the first whose
-    history row makes done(row) true."""
+def _evolve_until(neat, fitness, generations: int, job: dict, progress: bool, done, checkpoint=None) -> None:
+    """neat.step(fitness) until `generations` generations in all (a resumed run counts the
+    ones it had), stopping after the first whose history row makes done(row) true; then
+    `checkpoint()`, when given, after every generation that does not end the run (so a run
+    resumed from one has never ended)."""
     import tqdm.auto
-    for _ in tqdm.auto.trange(generations, desc=f"NEAT seed={job['seed']}", disable=not progress, leave=False,
-                              unit="gen"):
+    for _ in tqdm.auto.trange(neat.generation, generations, desc=f"NEAT seed={job['seed']}", disable=not progress,
+                              leave=False, unit="gen"):
         if done(neat.step(fitness)):
             break
+        if checkpoint is not None:
+            checkpoint()
+
+
+def _resumed_validated_run(cfg, partial: Path, job: dict):
+    """(NEAT run, validations, validation seconds): new, or resumed from the job's checkpoint.
+    One that cannot be resumed (damaged, of another version or config) is named in one line
+    and removed, and the job starts again."""
+    from ..core.checkpoint import load
+    from ..errors import CheckpointError
+    from ..evolve import NEAT
+    from ..evolve.neat.genome import Genomes
+    from .runner import job_name, say
+    if partial.exists():
+        try:
+            neat = NEAT.load(partial)
+            extra = load(partial)["extra"]
+            validated = [(float(v["mean"]), Genomes.from_state(v["genome"])) for v in extra["validated"]]
+            if neat.config != cfg or neat.seed != job["seed"]:
+                raise CheckpointError("it was written with another config or seed")
+            return neat, validated, [float(extra["validation_s"])]
+        except (CheckpointError, KeyError, TypeError, ValueError) as exc:
+            say(f"{partial} cannot be resumed ({exc}); job {job_name(job)} starts again")
+            partial.unlink()
+    return NEAT(cfg, seed=job["seed"]), [], [0.0]
 
 
 def pick_validated(validated: list, threshold: float) -> tuple[bool, tuple | None]:

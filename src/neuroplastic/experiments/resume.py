@@ -10,7 +10,7 @@ from ..errors import CheckpointError
 def partial_path(out_dir: Path, job: dict) -> Path:
     from .runner import job_name
     path = Path(out_dir) / "partial" / f"{job_name(job)}.ckpt"
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
