@@ -221,3 +221,20 @@ def test_an_empty_envs_or_out_is_one_line_not_the_default(flag, capsys):
 def test_list_gives_each_benchmarks_whole_first_paragraph(capsys):
     assert main(["list"]) == 0
     assert "CartPole-v1 at pop 150 / 1,000) vs neat-python 2.0 on the same config and task." in capsys.readouterr().out
+
+
+def test_report_on_a_binary_results_file_or_on_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "results.json").write_bytes(bytes(range(256)))
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "results.json")]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_gng_on_identical_points_reports_a_zero_quantisation_error_instead_of_dividing_by_it(tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "same.npz", X=np.ones((300, 2)))
+    out = tmp_path / "run"
+    args = ["run", "gng", "--quick", "--no-progress", "--data", str(tmp_path / "same.npz"), "--out", str(out)]
+    assert main(args) == 0
+    assert "n/a (QE 0)" in (out / "report.md").read_text()

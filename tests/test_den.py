@@ -178,3 +178,29 @@ def test_den_experiment_reads_an_mnist_idx_directory_and_refuses_a_damaged_one(t
     assert main(["run", "den", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "truncated" in err and len(err.splitlines()) == 1
+
+
+def test_learners_refuse_nan_inputs_and_labels_that_are_not_class_ids_with_one_config_error():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    bad = [((np.where(x > 1, np.nan, x), y), "NaN or infinite"), ((x, y[:, None]), "one integer per row"),
+           ((x, np.eye(2)[y]), "not one-hot"), ((x, y.astype(str)), "class ids"), ((x, y + 0.5), "class ids"),
+           ((x, y * 5), "must lie in 0..1"), ((x.astype(str), y), "x must be numbers")]
+    for make in (lambda: DEN(6, [5], 2, 3, epochs=1), lambda: FineTune(6, [5], 2, 3, epochs=1),
+                 lambda: EWC(6, [5], 2, 3, epochs=1), lambda: NetPerTask(6, [5], 2, 3, epochs=1)):
+        learner = make()
+        for (xs, ys), message in bad:
+            with pytest.raises(ConfigError, match=message):
+                learner.learn(0, xs, ys)
+        with pytest.raises(ConfigError, match="task=0.0 must be an integer"):
+            learner.learn(0.0, x, y)
+        learner.learn(0, x, y)
+        with pytest.raises(ConfigError, match=r"x must be \(n, 6\)"):
+            learner.predict(np.zeros(6), 0)
+        with pytest.raises(ConfigError, match="60 class ids"):
+            learner.accuracy(x, y[:5], 0)
+    with pytest.raises(ConfigError, match="split='no' must be true or false"):
+        DEN(6, [5], 2, 3, split="no")
+    with pytest.raises(ConfigError, match="seed="):
+        DEN(6, [5], 2, 3, seed=1.5)

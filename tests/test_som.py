@@ -231,3 +231,21 @@ def test_batched_gng_on_cuda_matches_cpu_quality():
     gpu = GNG(max_nodes=40, seed=0, device="cuda").fit(x[:1500], epochs=4)
     assert gpu.nodes.is_cuda and gpu.n_nodes == cpu.n_nodes
     assert abs(gpu.quantization_error(x[1500:]) / cpu.quantization_error(x[1500:]) - 1) < SEED_TOLERANCE
+
+
+def test_errors_before_fit_and_metrics_on_arrays_are_clear():
+    import neuroplastic as npl
+    from neuroplastic.som import metrics
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    for model in (npl.som.GNG(dim=2), npl.som.DCS(dim=2)):
+        for measure in (model.quantization_error, model.topographic_error):
+            with pytest.raises(npl.ConfigError, match="call fit"):
+                measure(x)
+    assert metrics.quantization_error(np.zeros((1, 2)), np.ones((3, 2))) == pytest.approx(2 ** 0.5)
+    with pytest.raises(npl.ConfigError, match="same dim"):
+        metrics.quantization_error(np.zeros((1, 3)), x)
+    with pytest.raises(npl.ConfigError, match="seed="):
+        npl.som.GNG(dim=2, seed=2**70)
+    clf = npl.som.DCSGCS(dim=2, max_nodes=10)
+    with pytest.raises(npl.ConfigError, match="both x_val and y_val"):
+        clf.fit(x, (x[:, 0] > 0).astype(int), x_val=x)

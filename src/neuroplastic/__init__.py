@@ -19,6 +19,7 @@ from . import analysis  # noqa: E402
 from . import som  # noqa: E402
 from . import evolve  # noqa: E402
 from . import lifelong  # noqa: E402
+from . import prune  # noqa: E402
 
 __all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
-            "Trace", "analysis", "som", "evolve", "lifelong"]
+            "Trace", "analysis", "som", "evolve", "lifelong", "prune"]

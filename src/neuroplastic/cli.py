@@ -115,7 +115,8 @@ def build_parser(run_epilog: str | None = None) -> argparse.ArgumentParser:
     bench.add_argument("name")
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats")
     bench.add_argument("--device", default="cpu", help="cpu or cuda")
-    bench.add_argument("--out", default="docs/results/bench", help="directory for NAME.json")
+    bench.add_argument("--out", default="docs/results/bench",
+                       help="directory for NAME.json (default: docs/results/bench, under the current folder)")
     return parser
 
 
@@ -151,6 +152,9 @@ def _report(args) -> None:
     from .experiments import get_experiment
     from .experiments.runner import write_report
     from .report import load_results
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ConfigError(f"{args.dir!r} is not a run folder: give the DIR a run wrote with --out "
+                          "(the folder that holds results.json)")
     results = load_results(args.dir)
     write_report(get_experiment(results["experiment"]), results, Path(args.dir))
     print(f"report: {Path(args.dir) / 'report.md'}")

@@ -23,8 +23,10 @@ def load_results(path) -> dict:
         results = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"no results at {str(path)!r}; run an experiment with --out first") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{str(path)!r} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(results, dict) or not {"experiment", "config", "rows"} <= set(results):
         raise ConfigError(f"{str(path)!r} is not a results.json (needs experiment, config, rows)")
     rows = results["rows"]
@@ -154,8 +156,8 @@ def plot_curves(rows: list[dict], key: str, ylabel: str, path, log: bool = False
         ax.set_title(task)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
-        if log:
-            ax.set_yscale("log")
+        if log and any(np.any(np.asarray(data[(task, v)][1]) > 0) for v in order if (task, v) in data):
+            ax.set_yscale("log")  # not for curves that are all 0 (a log axis cannot show them)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     if handles:  # beside the panels, so that no line is hidden behind it

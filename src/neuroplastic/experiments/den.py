@@ -47,7 +47,7 @@ OPTION_NOTES = {
     "variants": "den, finetune, ewc, per-task (a separate net per task)",
     "hidden": "hidden widths of the starting net (every learner); the authors used 312,128 on MNIST",
     "permuted_tasks": "tasks in the permuted sequence (>= 2)",
-    "limit": "at most this many training samples per task (0: all)",
+    "limit": "at most this many training samples in all, cut before the tasks are built (0: all)",
     "epochs": "epochs of each training phase (DEN's phases and every baseline's task)",
     "k": "units DEN adds to each hidden layer per expansion (and most units split per task)",
     "loss_threshold": "tau: DEN expands when its training loss after selective retraining is above it",
@@ -146,6 +146,10 @@ class DENExperiment:
         torch.set_num_threads(config["threads"])
         data = base_split(config["data"], job["seed"], config["limit"])
         tasks, n_classes = task_sequence(job["task"], data, config["permuted_tasks"], job["seed"])
+        empty = [t for t, task in enumerate(tasks) if len(task[1]) < 2]
+        if empty:
+            raise ConfigError(f"task(s) {empty} get fewer than 2 training samples from the {len(data[1])} "
+                              f"training rows (limit={config['limit']}); raise limit or set it to 0")
         learner = make_learner(job["variant"], data[0].shape[1], config, n_classes, len(tasks), job["seed"])
         acc = np.full((len(tasks), len(tasks)), np.nan)
         sizes, started = [], time.perf_counter()

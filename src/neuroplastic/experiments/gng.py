@@ -53,13 +53,11 @@ def load_points(spec: str, n: int, seed: int) -> np.ndarray:
         return shape(spec, n, seed)
     if not spec.endswith(".npz"):
         raise ConfigError(f"data {spec!r} is neither a 2-D set ({', '.join(SHAPES)}) nor a FILE.npz")
-    try:
-        with np.load(spec, allow_pickle=False) as archive:
-            if "X" not in archive:
-                raise ConfigError(f"{spec}: no array X (arrays: {', '.join(archive.files) or 'none'})")
-            x = np.asarray(archive["X"])
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"data {spec!r} cannot be read as an .npz archive: {exc}") from None
+    from ..tasks.datasets import npz_arrays
+    arrays = npz_arrays(spec, "an .npz file with an array X of shape (n, dim)")
+    if "X" not in arrays:
+        raise ConfigError(f"{spec}: no array X (arrays: {', '.join(arrays) or 'none'})")
+    x = np.asarray(arrays["X"])
     if x.ndim != 2 or x.dtype.kind not in "iuf" or len(x) < 4 or not np.isfinite(x).all():
         raise ConfigError(f"{spec}: X must be a finite numeric (n, dim) array with n >= 4, got shape {x.shape}")
     return x[np.random.default_rng(seed).permutation(len(x))].astype(np.float32)
@@ -102,20 +100,20 @@ class GNGExperiment:
         return [{"task": data, "variant": variant, "seed": seed}
                 for seed in range(config["seeds"]) for data in config["data"] for variant in config["variants"]]
 
-    def model(self, variant: str, dim: int, config: dict, seed: int):
+    def model(self, variant: str, dim: int, config: dict, seed: int, n_train: int):
         if variant == "dcs":
             # DCS's own step sizes and resource decay, GNG's growth period, and the link decay of
             # the DCS demo's rule alpha = theta^(1 / samples per epoch): a link that is not
-            # refreshed for one epoch falls below theta.
+            # refreshed for one epoch (n_train training points) falls below theta.
             return DCS(dim, config["max_nodes"], seed, device=config["device"], lam=config["lam"],
-                       alpha=DCS_THETA ** (1 / config["n_train"]), theta=DCS_THETA)
+                       alpha=DCS_THETA ** (1 / n_train), theta=DCS_THETA)
         return GNG(dim, config["max_nodes"], seed, device=config["device"], mode=variant.removeprefix("gng-"),
                    **{k: config[k] for k in ("eps_b", "eps_n", "a_max", "lam", "alpha", "d", "batch_size")})
 
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         x_train, x_test = split(job["task"], config, job["seed"])
         torch.manual_seed(job["seed"])
-        model = self.model(job["variant"], x_train.shape[1], config, job["seed"])
+        model = self.model(job["variant"], x_train.shape[1], config, job["seed"], len(x_train))
         started = time.perf_counter()
         model.fit(x_train, epochs=config["epochs"], log_every=config["log_every"], progress=progress)
         train_s = time.perf_counter() - started

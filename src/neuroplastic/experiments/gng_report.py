@@ -53,9 +53,11 @@ def fidelity_table(rows) -> str:
             pairs.setdefault(r["task"], []).append((r["metrics"], seq[(r["task"], r["seed"])]))
     table = []
     for task, ps in pairs.items():
-        rel = [100 * (b["quantization_error"] - s["quantization_error"]) / s["quantization_error"] for b, s in ps]
+        # relative to the sequential QE, which is 0 on data a unit can sit on exactly (one point repeated)
+        rel = [100 * (b["quantization_error"] - s["quantization_error"]) / s["quantization_error"]
+               for b, s in ps if s["quantization_error"] > 0]
         table.append([task, len(ps), pm([s["quantization_error"] for _, s in ps], 4),
-                      pm([b["quantization_error"] for b, _ in ps], 4), pm(rel, 2),
+                      pm([b["quantization_error"] for b, _ in ps], 4), pm(rel, 2) if rel else "n/a (QE 0)",
                       pm([b["topographic_error"] - s["topographic_error"] for b, s in ps], 3),
                       pm([b["n_edges"] - s["n_edges"] for b, s in ps], 1),
                       f"{np.mean([b['signals_per_s'] / s['signals_per_s'] for b, s in ps]):.1f}x"])
@@ -114,12 +116,13 @@ def write_report(results: dict, out_dir: Path, variant_order: list[str], points)
     _, variants = tasks_and_variants(rows, variant_order)
     colors = variant_colors(variants)
     text = [f"# {results['experiment']}", "",
-            f"Data: {', '.join(cfg['data'])}; {cfg['n_train']} training and {cfg['n_test']} test points each, "
-            f"drawn from one distribution per seed. Up to {cfg['max_nodes']} units, {cfg['epochs']} epochs "
+            f"Data: {', '.join(cfg['data'])}; {cfg['n_train']} training and {cfg['n_test']} test points each "
+            f"(a FILE.npz's rows are split in that proportion), drawn from one distribution per seed. "
+            f"Up to {cfg['max_nodes']} units, {cfg['epochs']} epochs "
             f"(shuffled passes). GNG (Fritzke 1995): eps_b {cfg['eps_b']}, eps_n {cfg['eps_n']}, a_max "
             f"{cfg['a_max']}, λ {cfg['lam']}, alpha {cfg['alpha']}, d {cfg['d']}; batched mode batch size "
             f"{cfg['batch_size']}. DCS: its defaults (eps_b 0.05, eps_n 0.005, link threshold 0.001, resource "
-            f"decay 0.95), the same λ, and link decay 0.001^(1/{cfg['n_train']}) (a link not refreshed for "
+            f"decay 0.95), the same λ, and link decay 0.001^(1/training points) (a link not refreshed for "
             f"one epoch vanishes). Seeds: {cfg['seeds']}."
             + (f" Command: `{results['command']}`." if results.get("command") else ""), "",
             "QE: mean Euclidean distance of a test point to its nearest unit. TE: share of test points whose",

@@ -102,8 +102,14 @@ def load_split(spec: str, seed: int, val_fraction: float, test_fraction: float =
         data = load_data(spec, seed=seed)
         x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
         stratify = y_train
-    x_tr, x_va, y_tr, y_va = train_test_split(x_train, y_train, test_size=val_fraction,
-                                              random_state=seed, stratify=stratify)
+    if stratify is not None and len(np.unique(y_train)) < 2:
+        raise ConfigError(f"{spec}: the training split holds one class only; give more samples of each class")
+    try:  # stratified: every class needs a sample on both sides, so small data can fail here
+        x_tr, x_va, y_tr, y_va = train_test_split(x_train, y_train, test_size=val_fraction,
+                                                  random_state=seed, stratify=stratify)
+    except ValueError as exc:
+        raise ConfigError(f"{spec}: its {len(x_train)} training samples cannot give a validation split with "
+                          f"val_fraction={val_fraction} ({exc})") from None
     mean, std = x_tr.mean(0), x_tr.std(0)
     std = np.where(std > 0, std, 1.0)
     norm = [((x - mean) / std).astype(np.float32) for x in (x_tr, x_va, x_test)]

@@ -140,7 +140,7 @@ def write_report(experiment, results: dict, out: Path) -> None:
     edited by hand, or from another version) are one ConfigError, not a traceback."""
     try:
         experiment.report(results, out)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(f"{out}: the results lack what the {results['experiment']} report needs "
                           f"({type(exc).__name__}: {exc}); a row may have been edited or come from "
                           "another version") from None

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..core.validate import check_int, check_number
 from ..errors import ConfigError
+from .data import inputs, labels, task_index
 
 
 class MultiHead(nn.Module):
@@ -31,12 +32,12 @@ class MultiHead(nn.Module):
 
 
 def _check_task(learner, t, x, y):
+    t = task_index(t)
     if t != learner.tasks_seen or t >= learner.n_tasks:
-        raise ConfigError(f"task {t} is out of order: {learner.tasks_seen} of {learner.n_tasks} tasks learnt")
-    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
-    if x.dim() != 2 or x.shape[1] != learner.n_in or len(x) != len(y) or not len(x):
-        raise ConfigError(f"task {t}: x must be (n, {learner.n_in}) with one label per row")
-    return x, y
+        raise ConfigError(f"task {t} is out of order: {learner.tasks_seen} of {learner.n_tasks} tasks learnt, "
+                          f"so the next is task {learner.tasks_seen}")
+    x = inputs(x, learner.n_in, f"task {t}")
+    return x, labels(y, len(x), learner.n_classes, f"task {t}")
 
 
 class FineTune:
@@ -47,7 +48,7 @@ class FineTune:
         self.n_in, self.hidden = check_int(n_in, "n_in", 1), [check_int(h, "hidden width", 1) for h in hidden]
         self.n_classes, self.n_tasks = check_int(n_classes, "n_classes", 2), check_int(n_tasks, "n_tasks", 2)
         self.lr, self.batch_size = check_number(lr, "lr", above=0), check_int(batch_size, "batch_size", 1)
-        self.epochs, self.seed = check_int(epochs, "epochs", 1), seed
+        self.epochs, self.seed = check_int(epochs, "epochs", 1), check_int(seed, "seed", 0, 2**63 - 1)
         torch.manual_seed(seed)
         self.model = MultiHead(self.n_in, self.hidden, self.n_classes, self.n_tasks)
         self.tasks_seen = 0
@@ -85,12 +86,14 @@ class FineTune:
 
     @torch.no_grad()
     def predict(self, x, t: int) -> torch.Tensor:
-        if not 0 <= t < self.tasks_seen:
+        t = task_index(t)
+        if not t < self.tasks_seen:
             raise ConfigError(f"task {t} has not been learnt ({self.tasks_seen} tasks learnt)")
-        return self.model_for(t)(torch.as_tensor(x, dtype=torch.float32), t)
+        return self.model_for(t)(inputs(x, self.n_in, f"task {t}"), t)
 
     def accuracy(self, x, y, t: int) -> float:
-        return float((self.predict(x, t).argmax(1) == torch.as_tensor(y)).float().mean())
+        logits = self.predict(x, t)
+        return float((logits.argmax(1) == labels(y, len(logits), self.n_classes, f"task {t}")).float().mean())
 
     @property
     def n_params(self) -> int:

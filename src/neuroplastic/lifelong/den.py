@@ -35,8 +35,9 @@ from torch import nn
 
 from ..core.edits import Edits
 from ..core.graph import GraphNet
-from ..core.validate import check_int, check_number
+from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
+from .data import inputs, labels, task_index
 
 
 @dataclass
@@ -68,7 +69,7 @@ class DENConfig:
         self.lr = check_number(self.lr, "lr", above=0)
         for name in ("batch_size", "epochs", "head_epochs"):
             setattr(self, name, check_int(getattr(self, name), name, 1))
-        self.split, self.expand = bool(self.split), bool(self.expand)
+        self.split, self.expand = check_bool(self.split, "split"), check_bool(self.expand, "expand")
 
 
 def _keys(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -89,8 +90,8 @@ class DEN:
             raise ConfigError(f"unknown DEN option(s) {sorted(unknown)}; known: "
                               f"{', '.join(DENConfig.__dataclass_fields__)}")
         self.config = DENConfig(**config)
-        self.seed = seed
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = check_int(seed, "seed", 0, 2**63 - 1)
+        self.gen = torch.Generator().manual_seed(self.seed)
         net = GraphNet.mlp(n_in, hidden, n_tasks * n_classes, activation="relu", seed=seed)
         self.depth = len(net.plan().levels)   # hidden layers + the output layer
         level = net.levels().clone()
@@ -329,15 +330,12 @@ class DEN:
     # ------------------------------------------------------------------ the algorithm
     def learn(self, t: int, x, y) -> dict:
         """Learn task t (0, 1, ... in order) from (x, y): y holds class ids 0..n_classes-1."""
+        t = task_index(t)
         if t != self.tasks_seen or t >= self.n_tasks:
-            raise ConfigError(f"task {t} is out of order: DEN has learnt {self.tasks_seen} of {self.n_tasks} tasks")
-        x = torch.as_tensor(x, dtype=self.net.weight.dtype)
-        y = torch.as_tensor(y, dtype=torch.long)
-        if x.dim() != 2 or x.shape[1] != self.n_in or len(x) != len(y) or not len(x):
-            raise ConfigError(f"task {t}: x must be (n, {self.n_in}) with one label per row; got {tuple(x.shape)} "
-                              f"and {tuple(y.shape)}")
-        if int(y.min()) < 0 or int(y.max()) >= self.n_classes:
-            raise ConfigError(f"task {t}: class ids must lie in 0..{self.n_classes - 1}")
+            raise ConfigError(f"task {t} is out of order: DEN has learnt {self.tasks_seen} of {self.n_tasks} tasks, "
+                              f"so the next is task {self.tasks_seen}")
+        x = inputs(x, self.n_in, f"task {t}", self.net.weight.dtype)
+        y = labels(y, len(x), self.n_classes, f"task {t}")
         cfg = self.config
         log = {"task": t, "expanded": False, "added": [0] * (self.depth - 1), "removed_new": 0, "split": 0}
         cap = self.net.capacity
@@ -432,13 +430,16 @@ class DEN:
     @torch.no_grad()
     def predict(self, x, t: int) -> torch.Tensor:
         """Task t's logits (units born after t excluded)."""
-        if not 0 <= t < self.tasks_seen:
+        t = task_index(t)
+        if not t < self.tasks_seen:
             raise ConfigError(f"task {t} has not been learnt (DEN has learnt {self.tasks_seen} tasks)")
-        x = torch.as_tensor(x, dtype=self.net.weight.dtype)
+        x = inputs(x, self.n_in, f"task {t}", self.net.weight.dtype)
         return self.view(t)(x)[:, self.columns(t)]
 
     def accuracy(self, x, y, t: int) -> float:
-        return float((self.predict(x, t).argmax(1) == torch.as_tensor(y)).float().mean())
+        """The share of rows whose largest logit of task t is their class id."""
+        logits = self.predict(x, t)
+        return float((logits.argmax(1) == labels(y, len(logits), self.n_classes, f"task {t}")).float().mean())
 
     def state(self) -> dict:
         return {"config": asdict(self.config), "units": self.units_per_layer(), "n_params": self.n_params,

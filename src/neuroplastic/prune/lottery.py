@@ -191,6 +191,7 @@ def find_tickets(net, train, rounds: int, *, rate: float = RATE, scope: str = SC
     dense net (shared by all controls)."""
     opts = check_options(rate, scope, output_rate, rewind_step)
     rounds = check_int(rounds, "rounds", 0)
+    controls = (controls,) if isinstance(controls, str) else tuple(controls)  # one name, or several
     for c in controls:
         check_choice(c, "control", CONTROLS)
     layers, total = edge_layers(net), net.n_edges

@@ -41,7 +41,7 @@ class GrowingGraph:
     def __init__(self, dim: int, max_nodes: int, seed: int, device: str, dtype: torch.dtype):
         self.dim = check_int(dim, "dim", 1)
         self.max_nodes = check_int(max_nodes, "max_nodes", 2)
-        self.seed = check_int(seed, "seed", 0)
+        self.seed = check_int(seed, "seed", 0, 2**63 - 1)  # torch.Generator's seeds are 64-bit
         self.device = check_device(device)
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"dtype={dtype!r} must be torch.float32 or torch.float64")
@@ -80,12 +80,18 @@ class GrowingGraph:
     def _samples(self, x, min_rows: int = 1) -> torch.Tensor:
         return check_samples(x, self.dim, min_rows=min_rows, device=self.device, dtype=self.dtype)
 
+    def _fitted(self, what: str) -> None:
+        if self.n_nodes == 0:
+            raise ConfigError(f"{what} needs units: call fit(X) first")
+
     def quantization_error(self, x) -> float:
         """Mean Euclidean distance of the rows of x to their nearest unit."""
+        self._fitted("quantization_error")
         return metrics.quantization_error(self.nodes, self._samples(x))
 
     def topographic_error(self, x) -> float:
         """Share of the rows of x whose nearest and second-nearest units share no edge."""
+        self._fitted("topographic_error")
         nodes, edges, _ = self.graph.compact()
         return metrics.topographic_error(nodes, edges, self._samples(x))
 

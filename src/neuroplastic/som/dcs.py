@@ -283,6 +283,8 @@ class DCSGCS(DCS):
     def fit(self, x, y, epochs: int = 1, *, x_val=None, y_val=None, progress: bool = False) -> DCSGCS:
         """Train from scratch on (x, y) for `epochs` shuffled passes; one history row per epoch
         (signals, units, links, training accuracy, and validation accuracy when given)."""
+        if (x_val is None) != (y_val is None):
+            raise ConfigError("validation needs both x_val and y_val")
         self._reset()
         x = self._samples(x, min_rows=2)
         ids, self.classes = check_labels(y, len(x))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
+
 CHUNK = 4096  # rows of X per distance block, so memory stays O(CHUNK * N)
 
 
@@ -28,18 +30,32 @@ def _nearest_two(nodes: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, to
     return torch.cat(dist), torch.cat(idx)
 
 
-def quantization_error(nodes: torch.Tensor, x: torch.Tensor) -> float:
+def _points(nodes, x) -> tuple[torch.Tensor, torch.Tensor]:
+    """nodes (N, dim) and x (n, dim) as tensors of x's float dtype (arrays are accepted), or a
+    ConfigError for shapes that do not fit."""
+    x = torch.as_tensor(x)
+    x = x if x.is_floating_point() else x.double()
+    nodes = torch.as_tensor(nodes).to(x.dtype)
+    if nodes.dim() != 2 or x.dim() != 2 or nodes.shape[1] != x.shape[1] or not len(nodes):
+        raise ConfigError(f"nodes {tuple(nodes.shape)} and x {tuple(x.shape)} must be (N, dim) and (n, dim) "
+                          "with the same dim and N >= 1")
+    return nodes, x
+
+
+def quantization_error(nodes, x) -> float:
     """Mean Euclidean distance of the rows of x to their nearest node."""
-    nodes = nodes.to(x.dtype)
+    nodes, x = _points(nodes, x)
     dist, _ = _nearest_two(nodes, x)
     return float(dist[:, 0].double().mean())
 
 
-def topographic_error(nodes: torch.Tensor, edges: torch.Tensor, x: torch.Tensor) -> float:
+def topographic_error(nodes, edges, x) -> float:
     """Share of the rows of x whose two nearest nodes share no edge (1.0 with fewer than 2 nodes)."""
+    nodes, x = _points(nodes, x)
+    edges = torch.as_tensor(edges).long().reshape(-1, 2)
     if len(nodes) < 2:
         return 1.0
-    _, idx = _nearest_two(nodes.to(x.dtype), x)
+    _, idx = _nearest_two(nodes, x)
     n = len(nodes)
     keys = torch.cat([edges[:, 0] * n + edges[:, 1], edges[:, 1] * n + edges[:, 0]]).to(idx.device)
     linked = torch.isin(idx[:, 0] * n + idx[:, 1], keys)

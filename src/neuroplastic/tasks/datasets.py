@@ -117,15 +117,14 @@ NPZ_FORMAT = ("an archive of numeric arrays as np.savez(FILE, X=X, y=y) writes i
               "or (n, h, w), y of n class ids or names, optionally positions of shape (d, 2)")
 
 
-def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2).
-
+def npz_arrays(path, expected: str) -> dict:
+    """Every array of the .npz file `path` (for --data; `expected` says what it should hold).
     Only plain arrays are read: a file that holds Python objects is refused, never unpickled."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"--data {str(path)!r} does not exist")
     if path.is_dir() or not zipfile.is_zipfile(path):
-        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file; it should be {NPZ_FORMAT}")
+        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file; it should be {expected}")
     arrays = {}
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -134,11 +133,20 @@ def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
                     arrays[key] = f[key]
                 except ValueError:  # an object array: numpy would need pickle for it
                     raise ConfigError(f"--data {str(path)!r}: array {key!r} holds Python objects, not numbers; "
-                                      f"the file should be {NPZ_FORMAT}") from None
+                                      f"the file should be {expected}") from None
     except ConfigError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError):
-        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file; it should be {NPZ_FORMAT}") from None
+        raise ConfigError(f"--data {str(path)!r} is not a readable .npz file; it should be {expected}") from None
+    return arrays
+
+
+def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2).
+
+    Only plain arrays are read: a file that holds Python objects is refused, never unpickled."""
+    path = Path(path)
+    arrays = npz_arrays(path, NPZ_FORMAT)
     missing = {"X", "y"} - set(arrays)
     if missing:
         raise ConfigError(f"--data {str(path)!r} lacks array(s) {sorted(missing)}; expected X, y "
