@@ -246,6 +246,8 @@ def test_errors_before_fit_and_metrics_on_arrays_are_clear():
         metrics.quantization_error(np.zeros((1, 3)), x)
     with pytest.raises(npl.ConfigError, match="seed="):
         npl.som.GNG(dim=2, seed=2**70)
+    with pytest.raises(npl.ConfigError, match="squared distances overflow"):
+        npl.som.GNG(dim=2).fit(x * 1e20)
     clf = npl.som.DCSGCS(dim=2, max_nodes=10)
     with pytest.raises(npl.ConfigError, match="both x_val and y_val"):
         clf.fit(x, (x[:, 0] > 0).astype(int), x_val=x)

@@ -29,6 +29,12 @@ def check_samples(x, dim: int | None, *, what: str = "X", min_rows: int = 1, dty
     t = t.to(device=device, dtype=dtype)
     if not bool(torch.isfinite(t).all()):
         raise ConfigError(f"{what} holds {int((~torch.isfinite(t)).sum())} NaN or infinite values")
+    # squared distances of such values overflow the float type (float32: |x| above ~1e18), and
+    # every distance would then read inf or NaN
+    limit = torch.finfo(dtype).max ** 0.5 / (4 * max(1, t.shape[1]))
+    if len(t) and float(t.abs().max()) > limit:
+        raise ConfigError(f"{what} holds values up to {float(t.abs().max()):.3g}; their squared distances overflow "
+                          f"{dtype} (keep |x| below {limit:.3g}, e.g. rescale the data)")
     return t
 
 
