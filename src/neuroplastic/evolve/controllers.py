@@ -39,11 +39,11 @@ class Controllers(abc.ABC):
         self.env_id = env_id
         self.episodes = check_int(episodes, "episodes", 1)
         self.seed = check_int(seed, "seed", 0)
-        self.env = EnvFitness(env_id, episodes=self.episodes, max_steps=max_steps, seed=seed,
-                              vectorization=vectorization)
         if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
             raise ConfigError(f"hidden must be a list of layer widths such as [32, 32] ([] for none), not {hidden!r}")
         hidden = [check_int(h, "a hidden layer's width", 1) for h in hidden]
+        self.env = EnvFitness(env_id, episodes=self.episodes, max_steps=max_steps, seed=seed,
+                              vectorization=vectorization)
         self.template = GraphNet.mlp(self.env.n_in, hidden, self.env.n_out, activation="tanh",
                                      output_activation="identity", seed=seed)
         self.src, self.dst, _ = self.template.edges()

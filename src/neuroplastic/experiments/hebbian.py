@@ -116,7 +116,7 @@ class HebbianExperiment:
                                 "wall_s": r["wall_s"]} for r in es.history]}
         (out_dir / "nets").mkdir(exist_ok=True)
         self.save_result(task, mean, out_dir / "nets" / f"{job_name(job)}.ckpt")
-        partial.unlink()
+        partial.unlink(missing_ok=True)
         return metrics
 
     @staticmethod

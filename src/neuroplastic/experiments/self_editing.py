@@ -206,7 +206,7 @@ class SelfEditingExperiment:
                        "candidate": final.tolist()}
         finally:
             fitness.close()
-        partial.unlink()
+        partial.unlink(missing_ok=True)
         return metrics, held_out
 
     def _self_built(self, metrics: dict, pop, job: dict, out_dir: Path) -> None:
