@@ -96,6 +96,9 @@ class DCSExperiment:
 
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         x_tr, y_tr, x_te, y_te = load_split(job["task"], job["seed"], config["test_fraction"])
+        if len(np.unique(y_tr)) < 2:  # the split can leave a class with one sample on the test side only
+            raise ConfigError(f"{job['task']}: the training split of seed {job['seed']} holds one class only; "
+                              "give more samples of each class")
         torch.manual_seed(job["seed"])
         started = time.perf_counter()
         if job["variant"] == "dcs-gcs":
