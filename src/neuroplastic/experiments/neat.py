@@ -313,26 +313,22 @@ def _evolve_until(neat, fitness, generations: int, job: dict, progress: bool, do
 
 
 def _resumed_validated_run(cfg, partial: Path, job: dict):
-    """(NEAT run, validations, validation seconds): new, or resumed from the job's checkpoint.
-    One that cannot be resumed (damaged, of another version or config) is named in one line
-    and removed, and the job starts again."""
+    """(NEAT run, validations, validation seconds): new, or resumed from the job's checkpoint
+    (one of another config or seed cannot be resumed; see resume.resumed)."""
     from ..core.checkpoint import load
     from ..errors import CheckpointError
     from ..evolve import NEAT
     from ..evolve.neat.genome import Genomes
-    from .runner import job_name, say
-    if partial.exists():
-        try:
-            neat = NEAT.load(partial)
-            extra = load(partial)["extra"]
-            validated = [(float(v["mean"]), Genomes.from_state(v["genome"])) for v in extra["validated"]]
-            if neat.config != cfg or neat.seed != job["seed"]:
-                raise CheckpointError("it was written with another config or seed")
-            return neat, validated, [float(extra["validation_s"])]
-        except (CheckpointError, KeyError, TypeError, ValueError) as exc:
-            say(f"{partial} cannot be resumed ({exc}); job {job_name(job)} starts again")
-            partial.unlink()
-    return NEAT(cfg, seed=job["seed"]), [], [0.0]
+    from .resume import resumed
+
+    def load_run(path):
+        neat = NEAT.load(path)
+        extra = load(path)["extra"]
+        validated = [(float(v["mean"]), Genomes.from_state(v["genome"])) for v in extra["validated"]]
+        if neat.config != cfg or neat.seed != job["seed"]:
+            raise CheckpointError("it was written with another config or seed")
+        return neat, validated, [float(extra["validation_s"])]
+    return resumed(partial, job, load_run, lambda: (NEAT(cfg, seed=job["seed"]), [], [0.0]))
 
 
 def pick_validated(validated: list, threshold: float) -> tuple[bool, tuple | None]:

@@ -14,21 +14,29 @@ def partial_path(out_dir: Path, job: dict) -> Path:
     return path
 
 
-def resumed_es(make_es, path: Path, job: dict):
-    """`make_es()`, with the state saved at `path` loaded when there is one. A checkpoint that
-    cannot be resumed (damaged, or of another version) is named in one line and removed, and
-    the job starts from its first generation."""
-    from ..core.checkpoint import load
+def resumed(path: Path, job: dict, load, start):
+    """`load(path)` when the job left a checkpoint at `path`, else `start()`. A checkpoint that
+    cannot be resumed (damaged, or of another version or config) is named in one line and
+    removed, and the job starts from its first generation."""
     from .runner import job_name, say
-    es = make_es()
     if path.exists():
         try:
-            es.load_state_dict(load(path)["extra"]["es"])
-        except (CheckpointError, KeyError, TypeError) as exc:
+            return load(path)
+        except (CheckpointError, KeyError, TypeError, ValueError) as exc:
             say(f"{path} cannot be resumed ({exc}); job {job_name(job)} starts again")
             path.unlink()
-            es = make_es()
-    return es
+    return start()
+
+
+def resumed_es(make_es, path: Path, job: dict):
+    """`make_es()`, with the state saved at `path` loaded when there is one (see `resumed`)."""
+    from ..core.checkpoint import load
+
+    def load_es(path):
+        es = make_es()
+        es.load_state_dict(load(path)["extra"]["es"])
+        return es
+    return resumed(path, job, load_es, make_es)
 
 
 def save_es(es, path: Path) -> None:

@@ -137,9 +137,9 @@ class URNExperiment:
         net = URN(data.n_in, data.n_classes, size=settings["size"], steps=settings["steps"],
                   positions=data.positions, seed=job["seed"], c_weight=settings["c_weight"],
                   c_activity=settings["c_activity"], c_local=settings["c_local"])
+        from .resume import partial_path
         from .runner import job_name
-        partial = out_dir / "partial" / f"{job_name(job)}.ckpt"  # a killed job continues from its last epoch
-        partial.parent.mkdir(exist_ok=True)
+        partial = partial_path(out_dir, job)  # a killed job continues from its last epoch
         started = time.perf_counter()
         history = train_urn(net, data.x_train, data.y_train, epochs=settings["epochs"], lr=settings["lr"],
                             batch_size=settings["batch_size"], seed=job["seed"], device=settings["device"],
