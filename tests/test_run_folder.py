@@ -175,3 +175,34 @@ def test_report_names_a_damaged_network_file_and_writes_the_report_without_its_d
     assert main(["report", str(tmp_path)]) == 0
     assert "its drawing is left out of the report" in capsys.readouterr().err
     assert "![network]" not in (tmp_path / "report.md").read_text()
+
+
+def test_a_static_self_editing_job_waits_for_its_twins_row_and_nothing_else():
+    from neuroplastic.experiments import get_experiment
+    from neuroplastic.experiments.runner import waits_for
+    experiment = get_experiment("self-editing")
+    config = experiment.config(True, False, {"seeds": 2, "variants": ["static", "self-editing", "neat"]})
+    jobs = experiment.jobs(config)
+    waits = waits_for(experiment, jobs)
+    twin = "CartPole-v1__self-editing__seed{}"
+    assert waits == {twin.format(0): [], "CartPole-v1__static__seed0": [twin.format(0)], "CartPole-v1__neat__seed0": [],
+                     twin.format(1): [], "CartPole-v1__static__seed1": [twin.format(1)], "CartPole-v1__neat__seed1": []}
+    names = [f"{j['task']}__{j['variant']}__seed{j['seed']}" for j in jobs]
+    assert all(names.index(before) < names.index(job) for job, after in waits.items() for before in after)
+    # without its twin among the jobs (variants=static) a static job waits for nothing
+    alone = experiment.jobs(experiment.config(True, False, {"variants": ["static"]}))
+    assert waits_for(experiment, alone) == {"CartPole-v1__static__seed0": []}
+
+
+def test_self_editing_on_ray_gives_the_numbers_of_an_in_process_run(tmp_path):
+    pytest.importorskip("ray")
+    sets = ["--set", "variants=['self-editing', 'static']"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main(["run", "self-editing", "--quick", "--no-progress", "--out", str(local), *sets]) == 0
+    assert main(["run", "self-editing", "--quick", "--no-progress", "--out", str(remote), "--workers", "2", *sets]) == 0
+
+    def numbers(path):  # everything but times
+        return [(r["variant"], r["metrics"]["returns"], r["metrics"]["n_hidden"], r["metrics"]["n_params"],
+                 [(h["best"], h["mean"], h["sigma"]) for h in r["metrics"]["history"]]) for r in rows_of(path)]
+
+    assert numbers(local) == numbers(remote)

@@ -10,7 +10,9 @@ An experiment is a small object with one job each:
     and `presets` -> {"--quick": {...}, "--full": {...}}, the values those flags change;
   * `inputs` -> "envs" or "data": which of --envs (control tasks) and --data (a dataset) it takes;
   * `job_files(job, config, out_dir)` (optional) -> the checkpoint files a job reads or writes,
-    which the runner checks before it counts the job as done.
+    which the runner checks before it counts the job as done;
+  * `after(job)` (optional) -> the jobs whose rows this job reads (`jobs` lists them before
+    it): on Ray it starts once they are done.
 The runner (`runner.py`) does the rest: resume, Ray fan-out, progress, results.json.
 """
 from __future__ import annotations

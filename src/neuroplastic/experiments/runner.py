@@ -5,8 +5,9 @@ run loses at most the jobs in flight: running the same command again skips finis
 A file of the folder that cannot be read (a row, config.json, a checkpoint) is named in one
 line and its job runs again. results.json and the report cover every finished row of the
 folder's settings, also rows of seeds, tasks or variants that this command did not ask for.
-Jobs are independent and seeded, and every job runs with one torch thread, so the numbers
-are the same in-process and on any number of Ray workers.
+Jobs are seeded, and every job runs with one torch thread, so the numbers are the same
+in-process and on any number of Ray workers. A job that reads another's row (an experiment's
+`after(job)`) is listed after it, and on Ray starts only once that job is done.
 """
 from __future__ import annotations
 
@@ -34,9 +35,12 @@ def job_name(job: dict) -> str:
     return f"{job['task']}__{job['variant']}__seed{job['seed']}".replace("/", "_")
 
 
-def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = False, board=None) -> dict:
-    """Run one job (also the body of the Ray task). Its trainers' bars report to `board` (a Ray
-    actor) when given, else draw in the terminal when `progress`."""
+def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = False, board=None,
+             *_after) -> dict:
+    """Run one job and write its row (also the body of the Ray task). Its trainers' bars report
+    to `board` (a Ray actor) when given, else draw in the terminal when `progress`. `_after`
+    is unused: on Ray it holds the futures of the jobs this one reads, which Ray resolves,
+    so the task starts once their rows are written."""
     torch.set_num_threads(1)
     experiment = get_experiment(name)
     report = None if board is None else (lambda f: board.report.remote(job_name(job), f))
@@ -44,7 +48,17 @@ def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = 
     with job_progress(report):
         metrics = experiment.run_job(job, config, Path(out_dir), progress=progress or board is not None)
     metrics.setdefault("wall_s", time.perf_counter() - started)
-    return {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
+    row = {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
+    atomic_write_bytes(Path(out_dir) / "rows" / f"{job_name(row)}.json", json.dumps(row).encode())
+    return row
+
+
+def waits_for(experiment, jobs: list[dict]) -> dict[str, list[str]]:
+    """For each job, the jobs among `jobs` whose rows it reads (the experiment's optional
+    `after(job)`), by name."""
+    after = getattr(experiment, "after", None)
+    names = {job_name(j) for j in jobs}
+    return {job_name(j): [n for n in map(job_name, after(j) if after else []) if n in names] for j in jobs}
 
 
 def environment() -> dict:
@@ -87,19 +101,15 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
     if progress and len(pending) < len(jobs):
         print(f"resuming: {len(jobs) - len(pending)} of {len(jobs)} jobs already done in {out}")
 
-    def save_row(row: dict) -> None:
-        atomic_write_bytes(rows_dir / f"{job_name(row)}.json", json.dumps(row).encode())
-
     if workers > 1 or address:
-        _run_on_ray(name, pending, config, out, workers, address, progress, save_row)
+        _run_on_ray(experiment, pending, config, out, workers, address, progress)
     else:
         bar = RunBar(name, len(pending), progress)
         try:
-            for job in pending:
+            for job in pending:  # in the experiment's order, which lists a job after those it reads
                 report = (lambda f, key=job_name(job): bar.fraction(key, f)) if progress else None
                 with job_progress(report):
-                    row = _execute(name, job, config, str(out), progress)
-                save_row(row)
+                    _execute(name, job, config, str(out), progress)
                 bar.finished(job_name(job))
         except BaseException:
             bar.close(keep=False)
@@ -260,7 +270,8 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
                           f"({diff}); use another --out, or delete {' and '.join(held)} to recompute")
 
 
-def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -> None:
+def _run_on_ray(experiment, jobs, config, out, workers, address, progress) -> None:
+    name = experiment.name
     try:
         import ray
     except ImportError:
@@ -274,11 +285,15 @@ def _run_on_ray(name, jobs, config, out, workers, address, progress, save_row) -
             _init_ray(ray, workers, address)
         board = progress_board() if progress and jobs else None
         remote = ray.remote(num_cpus=1)(_execute)
-        futures = {remote.remote(name, job, config, str(out), False, board): job_name(job) for job in jobs}
+        waits, submitted = waits_for(experiment, jobs), {}
+        for job in jobs:  # a job's prerequisites come before it, so their futures exist
+            after = [submitted[n] for n in waits[job_name(job)]]
+            submitted[job_name(job)] = remote.remote(name, job, config, str(out), False, board, *after)
+        futures = {future: key for key, future in submitted.items()}
         while futures:
             done, _ = ray.wait(list(futures), num_returns=1, timeout=REFRESH_S)
             for future in done:
-                save_row(ray.get(future))
+                ray.get(future)  # raises the job's error here
                 bar.finished(futures.pop(future))
             if board is not None:
                 for key, fraction in ray.get(board.snapshot.remote()).items():

@@ -134,6 +134,10 @@ class SelfEditingExperiment:
         return [{"task": env, "variant": v, "seed": s}
                 for s in range(config["seeds"]) for env in config["envs"] for v in order]
 
+    def after(self, job: dict) -> list[dict]:
+        """The static variant is sized by its self-editing twin's row (`_matched_hidden`)."""
+        return [{**job, "variant": "self-editing"}] if job["variant"] == "static" else []
+
     # ------------------------------------------------------------- one job
     def run_job(self, job: dict, config: dict, out_dir: Path, progress: bool = False) -> dict:
         if job["variant"] == "neat":
@@ -230,7 +234,7 @@ class SelfEditingExperiment:
         path = out_dir / "rows" / f"{job_name(twin)}.json"
         if path.is_file():
             metrics = json.loads(path.read_text())["metrics"]
-        else:  # run alone (or before its twin finished on another worker): compute it here
+        else:  # run without its twin (variants=static): compute the twin here
             metrics = self.run_job(twin, config, out_dir)
         return int(round(metrics["n_hidden"]))
 
