@@ -49,6 +49,18 @@ def test_a_damaged_row_is_named_in_one_line_and_its_job_runs_again(two_seed_fold
     assert without_wall_time(rows_of(out)) == without_wall_time(before)  # the same numbers again
 
 
+def test_a_copied_row_under_another_name_is_named_and_left_out(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    before = rows_of(out)
+    copy = out / "rows" / "copy of CartPole-v1__static__seed1.json"
+    copy.write_text((out / "rows" / "CartPole-v1__static__seed1.json").read_text())
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neuroplastic: {copy} holds the row of CartPole-v1__static__seed1, not of its name; "
+                   "left out of the results"]
+    assert rows_of(out) == before and copy.exists()
+
+
 def test_a_damaged_config_json_is_named_and_the_jobs_run_again(two_seed_folder, tmp_path, capsys):
     out = copy_of(two_seed_folder, tmp_path)
     before = rows_of(out)

@@ -203,7 +203,9 @@ def _all_finished_rows(experiment, config: dict, out: Path, jobs: list[dict]) ->
     rows = {}
     for path in sorted((out / "rows").glob("*.json")):
         row = _read_row(path)
-        if row is not None:
+        if row is not None and path.stem != job_name(row):  # a copy, or a file renamed by hand
+            say(f"{path} holds the row of {job_name(row)}, not of its name; left out of the results")
+        elif row is not None:
             rows[job_name(row)] = row
     covered = dict(config)
     if "seeds" in config:
