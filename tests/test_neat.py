@@ -462,6 +462,36 @@ def test_a_file_neat_python_cannot_read_is_refused_before_any_job(tmp_path):
     assert exp.config(True, False, {"config": str(ini), "reference": False})["config"] == str(ini)
 
 
+def test_neat_python_failing_mid_run_is_one_line_and_keeps_ours_rows(tmp_path, capsys):
+    pytest.importorskip("neat")
+    from neuroplastic.cli import main
+    ini = tmp_path / "tight.ini"  # 0.3 splits 150 genomes into more species than 150 / 2 can keep
+    ini.write_text(XOR.read_text().replace("compatibility_threshold = 3.0", "compatibility_threshold = 0.3"))
+    assert "compatibility_threshold = 0.3" in ini.read_text()
+    out = tmp_path / "run"
+    args = ["run", "neat-xor", "--seeds", "1", "--set", f"config='{ini}'", "--set", "generations=5",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "neat-python failed after generation" in err and "min_species_size" in err
+    assert "reference=false" in err
+    assert [f.name for f in (out / "rows").iterdir()] == ["xor__neuroplastic__seed0.json"]
+
+
+def test_neat_python_prints_no_warning_per_genome_for_a_bare_full_with_hidden_nodes(tmp_path, capfd):
+    pytest.importorskip("neat")
+    import neat
+
+    from neuroplastic.experiments.neat_reference import load
+    ini = tmp_path / "hidden.ini"  # xor.ini's initial_connection is the bare `full`
+    ini.write_text(XOR.read_text().replace("num_hidden              = 0", "num_hidden              = 2"))
+    config = load(str(ini))
+    neat.Population(config)
+    assert config.genome_config.initial_connection == "full_nodirect"  # what neat-python does for `full`
+    assert "Warning" not in capfd.readouterr().err
+
+
 def test_env_fitness_refuses_a_missing_vector_implementation_and_an_endless_env():
     import gymnasium as gym
 

@@ -44,10 +44,18 @@ def load(config_path: str, **overrides):
         parser.write(f)
         path = f.name
     try:
-        return neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
-                           neat.DefaultStagnation, path)
+        config = neat.Config(neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet,
+                             neat.DefaultStagnation, path)
     finally:
         os.unlink(path)
+    # the bare `full`, `fs_neat` and `partial` mean their no-direct / no-hidden forms in
+    # neat-python (and in ours); naming that form keeps it from printing a warning per new genome
+    genome = config.genome_config
+    genome.initial_connection = EXPLICIT_INITIAL.get(genome.initial_connection, genome.initial_connection)
+    return config
+
+
+EXPLICIT_INITIAL = {"full": "full_nodirect", "fs_neat": "fs_neat_nohidden", "partial": "partial_nodirect"}
 
 
 def parity_eval(bits: int):
@@ -85,6 +93,8 @@ def run_parity(config_path: str, bits: int, seed: int, generations: int, **overr
         best = pop.run(counting, generations)
     except neat.CompleteExtinctionException:
         best = pop.best_genome
+    except Exception as exc:  # neat-python's own refusals (RuntimeError, AssertionError, ...) mid-run
+        raise _failed(counted["gens"], exc) from None
     wall = time.perf_counter() - started
     solved = best is not None and best.fitness >= config.fitness_threshold
     hidden = len([k for k in best.nodes if k not in config.genome_config.output_keys]) if best else 0
@@ -99,6 +109,16 @@ def _extinct(generation: int):
     from ..evolve.neat.neat import CompleteExtinctionError
     return CompleteExtinctionError(f"neat-python: every species stagnated in generation {generation - 1} "
                                    "(set reset_on_extinction = True to start a new population)")
+
+
+def _failed(generation: int, exc: Exception):
+    """neat-python stopping mid-run on a setting it cannot satisfy (such as more species than
+    pop_size / min_species_size allows) as one line, not its traceback. `generation` counts the
+    generations evaluated so far; reproduction after the last of them is what failed."""
+    from ..errors import ConfigError
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return ConfigError(f"neat-python failed after generation {max(generation - 1, 0)}: {reason} "
+                       "(set reference=false to run ours only)")
 
 
 def env_eval(env_id: str, seed: int, episodes: int, max_steps: int):
@@ -180,6 +200,9 @@ def run_env(config_path: str, env_id: str, seed: int, generations: int, episodes
     except neat.CompleteExtinctionException:
         env.close()
         raise _extinct(state["generation"]) from None
+    except Exception as exc:
+        env.close()
+        raise _failed(state["generation"], exc) from None
     wall = time.perf_counter() - started - validation_s
     if validate_episodes:
         from .neat import pick_validated
