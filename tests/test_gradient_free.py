@@ -197,6 +197,17 @@ def test_hebbian_experiment_bad_input_is_one_line_and_exit_2(tmp_path, capsys, a
     assert len(err) == 1 and message in err[0]
 
 
+def test_hebbian_training_episodes_may_not_reach_the_held_out_episodes():
+    from neuroplastic.errors import ConfigError
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("hebbian")
+    with pytest.raises(ConfigError, match="reach reset seed 12099, into the held-out episodes"):
+        exp.config(False, False, {"episodes": 100, "generations": 101})  # seed 2 trains on 2000 .. 12099
+    with pytest.raises(ConfigError, match="reach reset seed 10000"):
+        exp.config(False, False, {"seeds": 11, "generations": 1, "episodes": 1})  # seed 10 starts at 10000
+    assert exp.config(False, False, {"episodes": 100, "generations": 80})["generations"] == 80  # up to 9999
+
+
 def test_env_lists_take_spaces_after_commas_and_hebbian_takes_no_hidden_layer():
     from neuroplastic.experiments import get_experiment
     config = get_experiment("hebbian").config(True, False, {"envs": "CartPole-v1, Acrobot-v1", "hidden": []})

@@ -178,6 +178,16 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
         assert len(err) == 1 and message in err[0]
 
 
+def test_training_selection_and_held_out_episodes_may_not_overlap():
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("self-editing")
+    with pytest.raises(ConfigError, match="reach reset seed 5999, into the validation episodes"):
+        exp.config(False, False, {"generations": 2000, "episodes": 3})
+    with pytest.raises(ConfigError, match="select_episodes=6000 reaches the held-out episodes"):
+        exp.config(False, False, {"select_episodes": 6000})
+    assert exp.config(False, False, {"select_episodes": 5000})["select_episodes"] == 5000
+
+
 def test_quick_experiment_writes_rows_report_and_network(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "self-editing", "--quick", "--out", str(out), "--no-progress"]) == 0

@@ -26,9 +26,10 @@ from pathlib import Path
 from ..core.validate import check_int, check_number
 from ..errors import ConfigError
 from . import register
-from .options import layer_widths, string_list, with_overrides
+from .options import check_seed_ranges, layer_widths, string_list, with_overrides
 
 VARIANTS = ["hebbian", "static"]
+JOB_SEED_STRIDE = 1000  # job seed s plays env seeds from 1000 s: the seeds' episodes differ
 DEFAULTS = {"envs": ["CartPole-v1"], "variants": VARIANTS, "seeds": 3, "hidden": [32, 32], "popsize": 32,
             "sigma": 0.5, "generations": 40, "episodes": 2, "eval_episodes": 100, "max_steps": 0, "init": 0.1,
             "normalise": "layer"}
@@ -65,6 +66,8 @@ class HebbianExperiment:
         for key, minimum in (("seeds", 1), ("popsize", 2), ("generations", 1), ("episodes", 1),
                              ("eval_episodes", 1), ("max_steps", 0)):
             config[key] = check_int(config[key], key, minimum)
+        training = config["generations"] * config["episodes"]  # job seed s trains on 1000 s + 0 .. training - 1
+        check_seed_ranges(JOB_SEED_STRIDE * (config["seeds"] - 1) + training - 1, training)
         config["sigma"] = check_number(config["sigma"], "sigma", above=0)
         config["init"] = check_number(config["init"], "init", 0)
         config["hidden"] = layer_widths(config, "hidden", "32,32", allow_none=True)
@@ -91,7 +94,7 @@ class HebbianExperiment:
         from ..evolve.es import ES
         from .resume import partial_path, resumed_es, save_es
         from .runner import job_name
-        task = self.controllers(job["task"], job["variant"], config, seed=1000 * job["seed"])
+        task = self.controllers(job["task"], job["variant"], config, seed=JOB_SEED_STRIDE * job["seed"])
         partial = partial_path(out_dir, job)
         es = resumed_es(lambda: ES(task.n_params, popsize=config["popsize"], sigma=config["sigma"], seed=job["seed"]),
                         partial, job)

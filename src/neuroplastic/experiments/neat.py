@@ -36,6 +36,7 @@ from pathlib import Path
 from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
 from . import register
+from .options import check_seed_ranges
 
 CONFIGS = Path(__file__).resolve().parent.parent / "evolve" / "configs"
 
@@ -117,18 +118,9 @@ class NEATExperiment:
 
     @staticmethod
     def _check_seed_ranges(config: dict) -> None:
-        """Training, validation and held-out episodes must never share a reset seed."""
-        from ..evolve.neat.envs import HELD_OUT_SEED, VALIDATION_SEED
-        last_training = config["seeds"] - 1 + config["generations"] * config["episodes"] - 1
-        if last_training >= (VALIDATION_SEED if config["validate_episodes"] else HELD_OUT_SEED):
-            raise ConfigError(f"generations x episodes = {config['generations'] * config['episodes']} training "
-                              f"episodes reach reset seed {last_training}, into the "
-                              f"{'validation' if config['validate_episodes'] else 'held-out'} episodes' "
-                              f"(from {VALIDATION_SEED if config['validate_episodes'] else HELD_OUT_SEED}); "
-                              "lower generations or episodes")
-        if VALIDATION_SEED + config["validate_episodes"] > HELD_OUT_SEED:
-            raise ConfigError(f"validate_episodes={config['validate_episodes']} reaches the held-out episodes' "
-                              f"reset seeds (from {HELD_OUT_SEED}); at most {HELD_OUT_SEED - VALIDATION_SEED}")
+        from ..evolve.neat.envs import VALIDATION_SEED
+        training = config["generations"] * config["episodes"]
+        check_seed_ranges(config["seeds"] - 1 + training - 1, training, VALIDATION_SEED, config["validate_episodes"])
 
     def ini_path(self, config: dict) -> str:
         return config["config"] or str(CONFIGS / self.default_ini)

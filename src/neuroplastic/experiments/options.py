@@ -39,3 +39,20 @@ def layer_widths(config: dict, key: str = "hidden", example: str = "32,32", allo
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{key}={config[key]!r} must be a list of layer widths, e.g. {example}")
     return [check_int(h, "hidden width", 1) for h in value]
+
+
+def check_seed_ranges(last_training: int, training_episodes: int, validation_first: int | None = None,
+                      validation_episodes: int = 0, validation_key: str = "validate_episodes") -> None:
+    """Training, validation and held-out episodes must never share a reset seed: a score on
+    episodes the search has seen is not a held-out score. `last_training` is the largest reset
+    seed a run trains on (the last seed's, after `training_episodes` episodes)."""
+    from ..evolve.neat.envs import HELD_OUT_SEED
+    validating = validation_first is not None and validation_episodes > 0
+    limit, what = (validation_first, "validation") if validating else (HELD_OUT_SEED, "held-out")
+    if last_training >= limit:
+        raise ConfigError(f"the last seed's {training_episodes} training episodes (generations x episodes) reach "
+                          f"reset seed {last_training}, into the {what} episodes' (from {limit}); lower seeds, "
+                          "generations or episodes")
+    if validating and validation_first + validation_episodes > HELD_OUT_SEED:
+        raise ConfigError(f"{validation_key}={validation_episodes} reaches the held-out episodes' reset seeds "
+                          f"(from {HELD_OUT_SEED}); at most {HELD_OUT_SEED - validation_first}")

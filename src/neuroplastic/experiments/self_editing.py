@@ -33,7 +33,7 @@ from ..core.validate import check_bool, check_int, check_number
 from ..errors import ConfigError
 from . import register
 from .goals import goal_return
-from .options import string_list, with_overrides
+from .options import check_seed_ranges, string_list, with_overrides
 
 ENVS = ["CartPole-v1", "LunarLander-v3"]
 VARIANTS = ("self-editing", "static", "neat")
@@ -116,6 +116,9 @@ class SelfEditingExperiment:
                          ("edit_every", 1), ("max_hidden", 0), ("dim", 1), ("select_episodes", 1),
                          ("eval_episodes", 1)):
             config[key] = check_int(config[key], key, low)
+        training = config["generations"] * config["episodes"]  # job seed s trains on s + 0 .. training - 1
+        check_seed_ranges(config["seeds"] - 1 + training - 1, training, SELECT_SEED, config["select_episodes"],
+                          "select_episodes")
         config["innate_weights"] = check_bool(config["innate_weights"], "innate_weights")
         for key in ("sigma", "weight_max", "reward_scale", "editor_sigma"):
             config[key] = check_number(config[key], key, above=0)
