@@ -208,6 +208,15 @@ def test_hebbian_training_episodes_may_not_reach_the_held_out_episodes():
     assert exp.config(False, False, {"episodes": 100, "generations": 80})["generations"] == 80  # up to 9999
 
 
+def test_hebbian_normalise_takes_none_and_the_string_none_alike():
+    from neuroplastic.errors import ConfigError
+    from neuroplastic.rules import Hebbian
+    assert Hebbian(normalise="none").normalise is None and Hebbian(normalise=None).normalise is None
+    assert Hebbian(normalise="layer").normalise == "layer"
+    with pytest.raises(ConfigError, match="expected one of \\['layer', 'none'\\]"):
+        Hebbian(normalise="max")
+
+
 def test_env_lists_take_spaces_after_commas_and_hebbian_takes_no_hidden_layer():
     from neuroplastic.experiments import get_experiment
     config = get_experiment("hebbian").config(True, False, {"envs": "CartPole-v1, Acrobot-v1", "hidden": []})

@@ -10,7 +10,7 @@ averaged over the batch. Optionally the weights are clipped to [-clip, clip] (Na
 leave them unbounded; a rule evolved for one task can grow them without limit on another, so
 a bound is a config value, off by default). `normalise="layer"` divides each layer's weights
 by their largest |w| after every update, as the authors' code does for its gym tasks (the
-layer of an edge is the level of its target neuron).
+layer of an edge is the level of its target neuron); None or "none", the default, leaves them.
 
 The same rule runs a whole population at once: on a `GraphBatch`, with a `BatchTrace` of
 its pass, the coefficients may be (E_cap,) tensors shared by all members or (P, E_cap) tensors,
@@ -46,7 +46,9 @@ class Hebbian(Rule):
                 value = check_number(value, f"Hebbian {name}")
             self.coefficients[name] = value
         self.clip = None if clip is None else check_number(clip, "Hebbian clip", above=0)
-        self.normalise = None if normalise is None else check_choice(normalise, "Hebbian normalise", ("layer",))
+        # "none" is the CLI's spelling of None; both mean no normalisation
+        normalise = None if normalise is None else check_choice(normalise, "Hebbian normalise", ("layer", "none"))
+        self.normalise = None if normalise == "none" else normalise
         self._trace = None
 
     def observe(self, net, trace=None) -> None:
