@@ -607,6 +607,38 @@ def test_neat_load_names_a_damaged_field_of_a_checkpoint_whose_checksum_is_good(
         NEAT.load(tmp_path / "bad.ckpt")
 
 
+def _self_loop(state):
+    """A gene into a hidden node made to start there too: a cycle of one node."""
+    pop = state["population"]
+    row, slot = (int(i) for i in ((pop["dst"] >= 3) & (pop["innov"] >= 0)).nonzero()[0])
+    pop["src"][row, slot] = pop["dst"][row, slot]
+
+
+def _swap_first_genes(state):
+    innov = state["population"]["innov"]
+    innov[0, 0], innov[0, 1] = int(innov[0, 1]), int(innov[0, 0])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s["population"]["dst"].__setitem__((0, 0), 999), "gene .* has dst 999, which is none of its nodes"),
+    (lambda s: s["best_genome"]["src"].__setitem__((0, 0), 77), "best genome: .* src 77, which is none"),
+    (lambda s: s["population"]["dst"].__setitem__((0, 0), 0), "input neurons take no incoming edges"),
+    (_self_loop, "have a cycle"),
+    (_swap_first_genes, "not in ascending order"),
+])
+def test_neat_load_refuses_tampered_genes_at_load_not_generations_later(tmp_path, damage, message):
+    from neuroplastic.core.checkpoint import save
+    neat = NEAT(load_config(CONFIGS / "xor.ini").replace(pop_size=30), seed=0)
+    neat.run(xor_fitness, generations=20)  # seed 0 holds hidden nodes by then
+    neat.save(tmp_path / "good.ckpt")
+    assert NEAT.load(tmp_path / "good.ckpt").generation == neat.generation
+    state = neat.state_dict()
+    damage(state)
+    save(tmp_path / "bad.ckpt", None, extra={"neat": state})
+    with pytest.raises(npl.CheckpointError, match=message):
+        NEAT.load(tmp_path / "bad.ckpt")
+
+
 def test_a_scalar_complex_or_bool_fitness_and_xor_on_two_outputs_are_refused_clearly():
     neat = NEAT(load_config(CONFIGS / "xor.ini").replace(pop_size=10), seed=0)
     for fitness, message in ((lambda pop: torch.tensor(1.0), "returned one number"),

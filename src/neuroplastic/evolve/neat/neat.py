@@ -13,6 +13,7 @@ species (speciation's new species, the median species fitness) and over a gene's
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -22,9 +23,9 @@ import torch
 from ...core.checkpoint import load as load_checkpoint
 from ...core.checkpoint import save as save_checkpoint
 from ...core.validate import check_int
-from ...errors import CheckpointError, ConfigError, NeuroplasticError
+from ...errors import CheckpointError, ConfigError, CycleError, NeuroplasticError
 from .config import NEATConfig, load_config
-from .genome import GENOME_DTYPES, Genomes
+from .genome import BIG, GENOME_DTYPES, Genomes
 from .initial import initial_population
 from .innovation import InnovationTable
 from .mutate import mutate
@@ -63,6 +64,9 @@ def _state_problem(neat) -> str | None:
         fixed = genomes.node_id[:, :cfg.n_fixed]
         if fixed.shape[1] < cfg.n_fixed or not torch.equal(fixed, torch.arange(cfg.n_fixed).expand_as(fixed)):
             return f"the {what} does not hold the config's {cfg.num_inputs} inputs and {cfg.num_outputs} outputs"
+        problem = _genes_problem(genomes, cfg)
+        if problem:
+            return f"the {what}: {problem}"
     if len(pop) != cfg.pop_size:
         return f"{len(pop)} genomes for pop_size={cfg.pop_size}"
     member, S = neat.species.member, len(neat.species)
@@ -81,6 +85,33 @@ def _state_problem(neat) -> str | None:
         return "the species membership does not fit the population"
     if neat.species.reps is None or len(neat.species.reps) != S:
         return "the species have no representative each"
+    return None
+
+
+def _genes_problem(genomes: Genomes, cfg) -> str | None:
+    """What keeps genomes read from a file from being NEAT's (None when nothing does): rows in
+    canonical order, every gene joining two of its genome's nodes, and a phenotype GraphBatch
+    accepts with every gene enabled (no gene into an input, no duplicate, no cycle). Checked at load, so that a tampered
+    gene is named there and not as a CycleError generations later."""
+    for ids, kind in ((genomes.innov, "genes' innovation numbers"), (genomes.node_id, "node ids")):
+        key = torch.where(ids >= 0, ids, BIG)
+        if ids.shape[1] > 1 and not bool(((key[:, 1:] > key[:, :-1]) | (key[:, 1:] == BIG)).all()):
+            return f"the {kind} are not in ascending order with the empty slots last"
+    valid = genomes.conn_valid
+    for end in ("src", "dst"):
+        ids = getattr(genomes, end)
+        known = (ids[:, :, None] == genomes.node_id[:, None, :]).any(2) & (ids >= 0)  # empty node slots are -1
+        bad = valid & ~known
+        if bool(bad.any()):
+            row, slot = (int(i) for i in bad.nonzero()[0])
+            return (f"genome {row}'s gene {int(genomes.innov[row, slot])} has {end} {int(ids[row, slot])}, "
+                    "which is none of its nodes")
+    if bool((genomes.enabled & ~valid).any()):
+        return "an empty gene slot is enabled"
+    try:  # with every gene enabled: NEAT keeps disabled genes acyclic too, so re-enabling one is safe
+        phenotypes(dataclasses.replace(genomes, enabled=valid), cfg.num_inputs, cfg.num_outputs, validate=True)
+    except (ConfigError, CycleError) as exc:
+        return str(exc)
     return None
 
 

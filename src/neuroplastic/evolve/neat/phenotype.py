@@ -17,8 +17,10 @@ _CODES = torch.tensor([activation_code(fn) for fn, _ in ACTIVATIONS.values()], d
 _SLOPES = torch.tensor([slope for _, slope in ACTIVATIONS.values()])
 
 
-def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
-    """Every genome as a member of one GraphBatch (DAG mode); member i is genome i."""
+def phenotypes(genomes: Genomes, n_in: int, n_out: int, validate: bool = False) -> GraphBatch:
+    """Every genome as a member of one GraphBatch (DAG mode); member i is genome i.
+    `validate=True` checks the result as GraphBatch checks any tensors (for genomes read from
+    a file, which NEAT's operators did not make)."""
     # canonical rows (a population's) hold enabled = False and bias = 0 in every empty slot,
     # so neither needs the valid mask; the copy keeps the batch's buffer its own
     live = genomes.enabled.clone()
@@ -36,4 +38,4 @@ def phenotypes(genomes: Genomes, n_in: int, n_out: int) -> GraphBatch:
     # the tensors are fresh and hold NEAT's invariants (canonical rows, no duplicate or cyclic
     # genes, inputs and outputs always present), so the batch takes them without copies or checks
     return GraphBatch(n_in, n_out, src, dst, weight, live, bias, codes, genomes.node_valid, mode="dag",
-                      validate=False)
+                      validate=validate)
