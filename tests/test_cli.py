@@ -238,3 +238,11 @@ def test_gng_on_identical_points_reports_a_zero_quantisation_error_instead_of_di
     args = ["run", "gng", "--quick", "--no-progress", "--data", str(tmp_path / "same.npz"), "--out", str(out)]
     assert main(args) == 0
     assert "n/a (QE 0)" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("flag, value, key", [("--envs", "CartPole-v1", "envs"), ("--seeds", "2", "seeds")])
+def test_a_flag_and_set_of_the_same_key_are_refused_not_one_silently_dropped(tmp_path, capsys, flag, value, key):
+    assert main(["run", "hebbian", "--quick", flag, value, "--set", f"{key}=3", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{flag} and {key}=" in err[0] and "give one" in err[0]
+    assert not (tmp_path / "o").exists()

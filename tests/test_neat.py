@@ -479,6 +479,19 @@ def test_neat_python_failing_mid_run_is_one_line_and_keeps_ours_rows(tmp_path, c
     assert [f.name for f in (out / "rows").iterdir()] == ["xor__neuroplastic__seed0.json"]
 
 
+def test_an_excess_coefficient_neat_python_would_ignore_is_refused_while_it_runs_beside_ours(tmp_path):
+    pytest.importorskip("neat")
+    from neuroplastic.experiments import get_experiment
+    ini = tmp_path / "excess.ini"
+    ini.write_text(XOR.read_text().replace("compatibility_weight_coefficient   = 0.5", "compatibility_weight_"
+                                           "coefficient = 0.5\ncompatibility_excess_coefficient = 2.0"))
+    assert load_config(ini).excess_coefficient == 2.0
+    exp = get_experiment("neat-xor")
+    with pytest.raises(ConfigError, match="neat-python has no excess coefficient"):
+        exp.config(True, False, {"config": str(ini)})
+    assert exp.config(True, False, {"config": str(ini), "reference": False})["config"] == str(ini)
+
+
 def test_neat_python_prints_no_warning_per_genome_for_a_bare_full_with_hidden_nodes(tmp_path, capfd):
     pytest.importorskip("neat")
     import neat

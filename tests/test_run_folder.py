@@ -117,7 +117,33 @@ def test_an_edited_neat_ini_file_is_a_changed_setting_and_its_rows_are_not_reuse
     ini.write_text(ini.read_text().replace("compatibility_threshold = 3.0", "compatibility_threshold = 2.0"))
     capsys.readouterr()
     assert main(args) == 2
-    assert "config_sha256" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "(the contents of the config file (sha256 " in err and len(err.splitlines()) == 1
+    before, after = err.split("(sha256 ")[1].split(")")[0].split(" -> ")
+    assert len(before) == len(after) == 12 and before != after
+
+
+def test_a_damaged_config_json_is_not_said_to_be_rewritten_when_the_rerun_is_refused(two_seed_folder, tmp_path,
+                                                                                     capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    (out / "config.json").write_text("")  # results.json still holds the settings
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']", "--set", "steps=300") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "computed with other settings (steps: 200 -> 300)" in err[0]
+    assert (out / "config.json").read_text() == ""  # left as it was, as said
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused_and_changes_nothing(two_seed_folder, tmp_path,
+                                                                                  capsys):
+    from neuroplastic.experiments.runner import folder_lock
+    out = copy_of(two_seed_folder, tmp_path)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    with folder_lock(out):  # as the run writing it holds it
+        assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another neuroplastic run is writing there" in err[0]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"} == files
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0  # released: it runs
 
 
 @pytest.fixture

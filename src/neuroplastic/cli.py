@@ -135,12 +135,13 @@ def _run(args) -> None:
         if value is not None and not value.strip():
             raise ConfigError(f"{flag} is empty; leave it out for the experiment's default")
     overrides = parse_overrides(args.config, args.set)
-    if args.seeds is not None:
-        overrides["seeds"] = args.seeds
-    if args.envs:
-        overrides["envs"] = args.envs
-    if args.data:
-        overrides["data"] = args.data
+    for flag, key, value in (("--seeds", "seeds", args.seeds), ("--envs", "envs", args.envs),
+                             ("--data", "data", args.data)):
+        if value is None or value == "":
+            continue
+        if key in overrides:  # one of the two would be dropped without a word
+            raise ConfigError(f"{flag} and {key}={overrides[key]!r} (--set or --config) both set {key}; give one")
+        overrides[key] = value
     out = Path(args.out or f"runs/{args.name}")
     results = run_experiment(args.name, out, quick=args.quick, full=args.full, overrides=overrides,
                              workers=args.workers, address=args.address, progress=not args.no_progress,

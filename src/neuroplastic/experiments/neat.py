@@ -107,6 +107,11 @@ class NEATExperiment:
                 raise ConfigError(f"pop_size={cfg.pop_size} is below the config's min_species_size="
                                   f"{cfg.min_species_size}, which neat-python refuses; raise pop_size or set "
                                   f"reference=false")
+            if cfg.excess_coefficient != cfg.compatibility_disjoint_coefficient:
+                raise ConfigError(f"compatibility_excess_coefficient={cfg.excess_coefficient} differs from "
+                                  f"compatibility_disjoint_coefficient={cfg.compatibility_disjoint_coefficient}, "
+                                  "but neat-python has no excess coefficient (it weighs excess genes as disjoint "
+                                  "ones) and would run another distance; make them equal or set reference=false")
             from .neat_reference import load
             try:
                 load(self.ini_path(config), **({"pop_size": config["pop_size"]} if config["pop_size"] else {}))

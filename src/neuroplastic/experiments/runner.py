@@ -11,6 +11,7 @@ in-process and on any number of Ray workers. A job that reads another's row (an 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
@@ -28,6 +29,7 @@ from .progress import RunBar, job_progress, progress_board
 
 # Keys that only choose which jobs run; every other setting changes what a job computes.
 _JOB_KEYS = ("envs", "variants", "seeds")
+LOCK = ".lock"  # DIR/.lock: held by the run writing DIR (folder_lock)
 REFRESH_S = 0.5  # how often the driver reads the Ray workers' progress
 
 
@@ -81,17 +83,44 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
         raise ConfigError(f"workers={workers!r} must be an integer >= 1")
     config = experiment.config(quick=quick, full=full, overrides=overrides or {})
     out = Path(out_dir)
-    if out.exists() and out.is_dir():
-        _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
     fresh = not out.exists()
-    _prepare_folder(out, config)
+    make_output_dir(out, "--out")
+    with folder_lock(out):
+        if not fresh:
+            _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
+        try:
+            _prepare_folder(out, config)
+            return _run_jobs(experiment, name, config, out, workers, address, progress, command)
+        except BaseException:
+            files = {p for p in out.rglob("*") if p.is_file()}
+            if fresh and files <= {out / "config.json", out / LOCK}:  # failed before any work was saved
+                shutil.rmtree(out)
+            raise
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """One run at a time in a folder: a second one would rewrite config.json and the rows of
+    the first under it. An advisory lock on DIR/.lock, released when the process ends however
+    it ends (so a killed run leaves no stale lock); where fcntl is missing, no lock."""
     try:
-        return _run_jobs(experiment, name, config, out, workers, address, progress, command)
-    except BaseException:
-        files = [p for p in out.rglob("*") if p.is_file()]
-        if fresh and files == [out / "config.json"]:  # failed before any work was saved: leave nothing
-            shutil.rmtree(out)
-        raise
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        handle = open(out / LOCK, "a")  # noqa: SIM115 (held open for the whole run)
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"--out {str(out)!r}: another neuroplastic run is writing there; wait for it to "
+                              "end or use another --out") from None
+        yield
+    finally:
+        handle.close()
 
 
 def _run_jobs(experiment, name, config, out, workers, address, progress, command) -> dict:
@@ -232,7 +261,7 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
     """Finished rows are reused on a rerun only if they were computed with the same settings.
     `settings_before`: for options added after a folder may have been written, the value that
     means what the code did before the option existed (a saved config without the key has it)."""
-    saved = None
+    saved, damaged = None, None
     for name in ("config.json", "results.json"):  # results.json: runs written before config.json
         path = out / name
         if not path.is_file():
@@ -246,11 +275,13 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
             saved = content
             break
         if name == "config.json":
-            say(f"{path} is damaged; it is written again from this command's settings")
+            damaged = path  # said below, once it is certain that this run goes on and rewrites it
     rows = list((out / "rows").glob("*.json"))
     # a job's resume checkpoints (DIR/partial) hold work done under the saved settings as well
     partial = list((out / "partial").glob("*.ckpt"))
     if saved is None:
+        if damaged:
+            say(f"{damaged} is damaged; it is written again from this command's settings")
         if rows and (out / "config.json").exists():
             # nothing says which settings the rows were computed with: they cannot be reused
             say(f"no readable settings in {out} for its {len(rows)} finished rows; running those jobs again")
@@ -266,10 +297,21 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
     changed = [k for k in sorted(set(saved) | set(current))
                if k not in _JOB_KEYS and saved.get(k) != current.get(k)]
     if changed and (rows or partial):
-        diff = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        diff = ", ".join(_change(k, saved.get(k), current.get(k)) for k in changed)
         held = [str(out / d) for d, files in (("rows", rows), ("partial", partial)) if files]
         raise ConfigError(f"{out} holds {'results' if rows else 'unfinished jobs'} computed with other settings "
                           f"({diff}); use another --out, or delete {' and '.join(held)} to recompute")
+    if damaged:
+        say(f"{damaged} is damaged; it is written again from this command's settings (read from results.json)")
+
+
+def _change(key: str, before, after) -> str:
+    """One changed setting for the refusal line; a file's checksum as what it stands for."""
+    if key.endswith("_sha256"):
+        file = key[:-len("_sha256")]
+        short = [v[:12] if isinstance(v, str) else repr(v) for v in (before, after)]
+        return f"the contents of the {file} file (sha256 {short[0]} -> {short[1]})"
+    return f"{key}: {before!r} -> {after!r}"
 
 
 def _run_on_ray(experiment, jobs, config, out, workers, address, progress) -> None:

@@ -95,7 +95,7 @@ _KIND_OF = {key: kind for keys in SCHEMA.values() for key, kind, _ in keys}
 
 # neat-python keys that exist but that this implementation does not implement: named in the error.
 _NOT_SUPPORTED = {
-    "seed": "pass seed= to NEAT instead",
+    "seed": "pass seed= to NEAT instead (on the CLI, --seeds N runs seeds 0 .. N-1)",
     "target_num_species": "the dynamic threshold (2004 JAIR paper) is not implemented",
     "threshold_adjust_rate": "the dynamic threshold is not implemented",
     "threshold_min": "the dynamic threshold is not implemented",
