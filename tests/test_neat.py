@@ -450,14 +450,28 @@ def test_training_validation_and_held_out_seeds_may_not_overlap():
         get_experiment("neat-cartpole").config(False, False, {"generations": 4000, "reference": False})
 
 
-def test_a_file_neat_python_cannot_read_is_refused_before_any_job(tmp_path):
+def _minimal_ini() -> str:  # complete for us (defaults), not for neat-python
+    return "[NEAT]\npop_size = 10\nfitness_threshold = 100\n[DefaultGenome]\nnum_inputs = 4\nnum_outputs = 2\n"
+
+
+def _excess_ini() -> str:  # a key of ours that neat-python ignores
+    text = XOR.read_text().replace("compatibility_weight_coefficient   = 0.5", "compatibility_weight_"
+                                   "coefficient = 0.5\ncompatibility_excess_coefficient = 2.0")
+    assert "compatibility_excess_coefficient = 2.0" in text
+    return text
+
+
+@pytest.mark.parametrize("experiment, ini_text, message", [
+    ("neat-cartpole", _minimal_ini, "neat-python cannot read .*fitness_criterion"),
+    ("neat-xor", _excess_ini, "neat-python has no excess coefficient"),
+])
+def test_a_file_neat_python_cannot_run_alike_is_refused_before_any_job(tmp_path, experiment, ini_text, message):
     pytest.importorskip("neat")
     from neuroplastic.experiments import get_experiment
-    ini = tmp_path / "minimal.ini"  # complete for us (defaults), not for neat-python
-    ini.write_text("[NEAT]\npop_size = 10\nfitness_threshold = 100\n[DefaultGenome]\nnum_inputs = 4\n"
-                   "num_outputs = 2\n")
-    exp = get_experiment("neat-cartpole")
-    with pytest.raises(ConfigError, match="neat-python cannot read .*fitness_criterion"):
+    ini = tmp_path / "file.ini"
+    ini.write_text(ini_text())
+    exp = get_experiment(experiment)
+    with pytest.raises(ConfigError, match=message):
         exp.config(True, False, {"config": str(ini)})
     assert exp.config(True, False, {"config": str(ini), "reference": False})["config"] == str(ini)
 
@@ -477,19 +491,6 @@ def test_neat_python_failing_mid_run_is_one_line_and_keeps_ours_rows(tmp_path, c
     assert "neat-python failed after generation" in err and "min_species_size" in err
     assert "reference=false" in err
     assert [f.name for f in (out / "rows").iterdir()] == ["xor__neuroplastic__seed0.json"]
-
-
-def test_an_excess_coefficient_neat_python_would_ignore_is_refused_while_it_runs_beside_ours(tmp_path):
-    pytest.importorskip("neat")
-    from neuroplastic.experiments import get_experiment
-    ini = tmp_path / "excess.ini"
-    ini.write_text(XOR.read_text().replace("compatibility_weight_coefficient   = 0.5", "compatibility_weight_"
-                                           "coefficient = 0.5\ncompatibility_excess_coefficient = 2.0"))
-    assert load_config(ini).excess_coefficient == 2.0
-    exp = get_experiment("neat-xor")
-    with pytest.raises(ConfigError, match="neat-python has no excess coefficient"):
-        exp.config(True, False, {"config": str(ini)})
-    assert exp.config(True, False, {"config": str(ini), "reference": False})["config"] == str(ini)
 
 
 def test_neat_python_prints_no_warning_per_genome_for_a_bare_full_with_hidden_nodes(tmp_path, capfd):
