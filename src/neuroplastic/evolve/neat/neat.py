@@ -90,9 +90,9 @@ def _state_problem(neat) -> str | None:
 
 def _genes_problem(genomes: Genomes, cfg) -> str | None:
     """What keeps genomes read from a file from being NEAT's (None when nothing does): rows in
-    canonical order, every gene joining two of its genome's nodes, and a phenotype GraphBatch
-    accepts with every gene enabled (no gene into an input, no duplicate, no cycle). Checked at load, so that a tampered
-    gene is named there and not as a CycleError generations later."""
+    canonical order, every gene joining two of its genome's nodes, and a phenotype that
+    GraphBatch accepts with every gene enabled (no gene into an input, no duplicate, no cycle).
+    Checked at load, so that a tampered gene is named there, not as a CycleError generations later."""
     for ids, kind in ((genomes.innov, "genes' innovation numbers"), (genomes.node_id, "node ids")):
         key = torch.where(ids >= 0, ids, BIG)
         if ids.shape[1] > 1 and not bool(((key[:, 1:] > key[:, :-1]) | (key[:, 1:] == BIG)).all()):
