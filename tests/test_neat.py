@@ -639,6 +639,10 @@ def _swap_first_genes(state):
     (lambda s: s["population"]["dst"].__setitem__((0, 0), 0), "input neurons take no incoming edges"),
     (_self_loop, "have a cycle"),
     (_swap_first_genes, "not in ascending order"),
+    (lambda s: s["population"]["act"].fill_(99), "an activation id is outside 0..3"),
+    (lambda s: s["population"]["weight"].__setitem__((0, 0), float("nan")), "a weight is not finite"),
+    (lambda s: s.update(best_fitness=float("nan")), "best_fitness=nan is not a fitness"),
+    (lambda s: s.update(solved="no"), "solved='no' is not True or False"),
 ])
 def test_neat_load_refuses_tampered_genes_at_load_not_generations_later(tmp_path, damage, message):
     from neuroplastic.core.checkpoint import save

@@ -25,7 +25,7 @@ from ...core.checkpoint import save as save_checkpoint
 from ...core.validate import check_int
 from ...errors import CheckpointError, ConfigError, CycleError, NeuroplasticError
 from .config import NEATConfig, load_config
-from .genome import BIG, GENOME_DTYPES, Genomes
+from .genome import ACTIVATION_LIST, BIG, GENOME_DTYPES, Genomes
 from .initial import initial_population
 from .innovation import InnovationTable
 from .mutate import mutate
@@ -97,6 +97,12 @@ def _genes_problem(genomes: Genomes, cfg) -> str | None:
         key = torch.where(ids >= 0, ids, BIG)
         if ids.shape[1] > 1 and not bool(((key[:, 1:] > key[:, :-1]) | (key[:, 1:] == BIG)).all()):
             return f"the {kind} are not in ascending order with the empty slots last"
+    act = genomes.act[genomes.node_valid]
+    if act.numel() and (int(act.min()) < 0 or int(act.max()) >= len(ACTIVATION_LIST)):
+        return f"an activation id is outside 0..{len(ACTIVATION_LIST) - 1} ({', '.join(ACTIVATION_LIST)})"
+    for name in ("weight", "bias", "response"):
+        if not bool(torch.isfinite(getattr(genomes, name)).all()):
+            return f"a {name} is not finite"
     valid = genomes.conn_valid
     for end in ("src", "dst"):
         ids = getattr(genomes, end)
@@ -351,7 +357,11 @@ class NEAT:
             neat.species = SpeciesSet.from_state(state["species"])
             neat.innovations = InnovationTable.from_state(state["innovations"])
             neat.best_genome = None if state["best_genome"] is None else Genomes.from_state(state["best_genome"])
-            neat.best_fitness, neat.solved = float(state["best_fitness"]), bool(state["solved"])
+            neat.best_fitness, neat.solved = float(state["best_fitness"]), state["solved"]
+            if not isinstance(neat.solved, bool):
+                raise ValueError(f"solved={neat.solved!r} is not True or False")
+            if math.isnan(neat.best_fitness) or neat.best_fitness == math.inf:
+                raise ValueError(f"best_fitness={neat.best_fitness} is not a fitness")
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, ConfigError) as exc:
             what = f"field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
             raise CheckpointError(f"{str(path)!r} holds a damaged NEAT state: {what}") from None
