@@ -49,6 +49,25 @@ def test_a_damaged_row_is_named_in_one_line_and_its_job_runs_again(two_seed_fold
     assert without_wall_time(rows_of(out)) == without_wall_time(before)  # the same numbers again
 
 
+@pytest.mark.parametrize("metrics", [{}, {"best_fitness": "NaN-string"}, {"n_hidden": None},
+                                     {"n_edges": -1}])
+def test_a_row_whose_numbers_are_not_numbers_is_named_and_its_job_runs_again(tmp_path, capsys, metrics):
+    args = ["run", "neat-xor", "--quick", "--seeds", "1", "--no-progress", "--set", "reference=false",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    (path,) = (tmp_path / "rows").glob("*.json")
+    row = json.loads(path.read_text())
+    good = row["metrics"]
+    row["metrics"] = {**good, **metrics} if metrics else {}
+    path.write_text(json.dumps(row))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert f"{path} is damaged" in capsys.readouterr().err
+    again = rows_of(tmp_path)[0]["metrics"]  # recomputed: the same numbers (times aside)
+    numbers = ("solved", "best_fitness", "generations", "evaluations", "n_hidden", "n_edges")
+    assert [again[k] for k in numbers] == [good[k] for k in numbers]
+
+
 def test_a_copied_row_under_another_name_is_named_and_left_out(two_seed_folder, tmp_path, capsys):
     out = copy_of(two_seed_folder, tmp_path)
     before = rows_of(out)

@@ -201,6 +201,22 @@ def test_quick_experiment_writes_rows_report_and_network(tmp_path):
     assert list(out.glob("net-*.png")) and list(out.glob("size-*.png"))
 
 
+def test_a_twin_row_with_an_impossible_size_is_named_and_recomputed_not_trusted(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "self-editing", "--quick", "--out", str(out), "--no-progress"]
+    assert main(args + ["--set", "variants=self-editing"]) == 0
+    (row_path,) = (out / "rows").glob("*self-editing*.json")
+    row = json.loads(row_path.read_text())
+    honest = row["metrics"]["n_hidden"]
+    row["metrics"]["n_hidden"] = 1e9  # a 4-1e9-2 MLP would not fit in memory
+    row_path.write_text(json.dumps(row))
+    capsys.readouterr()
+    assert main(args + ["--set", "variants=self-editing,static"]) == 0
+    assert "n_hidden=1000000000.0 is above max_hidden=4" in capsys.readouterr().err
+    rows = {r["variant"]: r["metrics"] for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["static"]["n_hidden"] == round(honest)
+
+
 def test_neat_baseline_on_an_env_without_a_goal_runs_its_budget_and_is_not_judged(tmp_path):
     out = tmp_path / "pendulum"
     assert main(["run", "self-editing", "--quick", "--envs", "Pendulum-v1", "--set", "variants=neat",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import shutil
 import socket
@@ -185,11 +186,11 @@ def write_report(experiment, results: dict, out: Path) -> None:
                           "another version") from None
 
 
-def _read_row(path: Path, job: dict | None = None) -> dict | None:
+def read_row(path: Path, job: dict | None = None) -> dict | None:
     """The row in `path`, or None (with one line saying so) when it cannot be read."""
     try:
         row = json.loads(path.read_text())
-        ok = isinstance(row, dict) and {"task", "variant", "seed"} <= set(row) and isinstance(row.get("metrics"), dict)
+        ok = isinstance(row, dict) and {"task", "variant", "seed"} <= set(row) and _metrics_readable(row.get("metrics"))
         if ok and job is not None:
             ok = all(row[k] == job[k] for k in ("task", "variant", "seed"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -201,12 +202,31 @@ def _read_row(path: Path, job: dict | None = None) -> dict | None:
     return row
 
 
+# metrics that reports and later jobs compute with: each, where a row has it, a finite number
+NUMERIC_METRICS = {"return_mean": None, "best_fitness": None, "n_hidden": 0, "n_edges": 0, "generations": 0,
+                   "evaluations": 0}  # name: the least value (None: any)
+
+
+def _metrics_readable(metrics) -> bool:
+    """A row's metrics as a job writes them: a non-empty dict whose common numbers are numbers
+    (a hand-edited "abc" or null would otherwise reach results.json and fail the report)."""
+    if not isinstance(metrics, dict) or not metrics:
+        return False
+    for key, least in NUMERIC_METRICS.items():
+        value = metrics.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if least is not None and value < least:
+            return False
+    return True
+
+
 def _finished(experiment, job: dict, config: dict, out: Path) -> bool:
     """Whether the job's row and its other files are all there and readable. A damaged one is
     named and removed, and the job counts as not done (a damaged resume checkpoint just means
     the job starts from its first step)."""
     row_path = out / "rows" / f"{job_name(job)}.json"
-    done = row_path.exists() and _read_row(row_path, job) is not None
+    done = row_path.exists() and read_row(row_path, job) is not None
     for path in getattr(experiment, "job_files", lambda j, c, o: [])(job, config, out):
         if path.exists() and not _readable_checkpoint(path):
             say(f"{path} is damaged; job {job_name(job)} runs again from its first step")
@@ -231,7 +251,7 @@ def _all_finished_rows(experiment, config: dict, out: Path, jobs: list[dict]) ->
     others), in the experiment's job order, and the config widened to cover them."""
     rows = {}
     for path in sorted((out / "rows").glob("*.json")):
-        row = _read_row(path)
+        row = read_row(path)
         if row is not None and path.stem != job_name(row):  # a copy, or a file renamed by hand
             say(f"{path} holds the row of {job_name(row)}, not of its name; left out of the results")
         elif row is not None:

@@ -22,7 +22,6 @@ Method, top to bottom (docs/self-editing.md gives the why of each choice):
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -232,13 +231,17 @@ class SelfEditingExperiment:
         save(out_dir / "nets" / f"{job_name(job)}.ckpt", pop.batch.to_net(0))
 
     def _matched_hidden(self, job: dict, config: dict, out_dir: Path) -> int:
-        from .runner import job_name
+        from .runner import job_name, read_row, say
         twin = {**job, "variant": "self-editing"}
         path = out_dir / "rows" / f"{job_name(twin)}.json"
-        if path.is_file():
-            metrics = json.loads(path.read_text())["metrics"]
-        else:  # run without its twin (variants=static): compute the twin here
-            metrics = self.run_job(twin, config, out_dir)
+        row = read_row(path, twin) if path.is_file() else None  # a damaged row is named and removed
+        if row is not None and row["metrics"]["n_hidden"] > config["max_hidden"]:
+            say(f"{path} is damaged (n_hidden={row['metrics']['n_hidden']} is above max_hidden="
+                f"{config['max_hidden']}); computing its job again")
+            path.unlink()
+            row = None
+        # without a readable twin (variants=static, or a damaged row): compute the twin here
+        metrics = row["metrics"] if row is not None else self.run_job(twin, config, out_dir)
         return int(round(metrics["n_hidden"]))
 
     def _run_neat(self, job: dict, config: dict, progress: bool) -> dict:
