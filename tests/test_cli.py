@@ -246,3 +246,10 @@ def test_a_flag_and_set_of_the_same_key_are_refused_not_one_silently_dropped(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{flag} and {key}=" in err[0] and "give one" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_report_on_a_results_json_whose_experiment_is_no_name_is_one_line(tmp_path, capsys):
+    (tmp_path / "results.json").write_text(json.dumps({"experiment": ["neat-xor"], "config": {}, "rows": []}))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown experiment ['neat-xor']" in err[0]

@@ -29,7 +29,7 @@ def register(experiment):
 
 def get_experiment(name: str):
     _load_all()
-    if name not in EXPERIMENTS:
+    if not isinstance(name, str) or name not in EXPERIMENTS:  # a hand-edited results.json may hold anything
         raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}")
     return EXPERIMENTS[name]
 
