@@ -56,6 +56,29 @@ def test_es_state_holds_no_pickle_and_a_tampered_or_pickled_state_is_refused():
         ES(6, popsize=5, sigma=0.3, seed=1).load_state_dict({k: v for k, v in state.items() if k != "mean"})
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"step_size": "x"}, "step_size='x' is not a number"),
+    ({"best_fitness": float("nan")}, "best_fitness=nan is not a number"),
+    ({"generation": 3.0}, "generation=3.0 is not a count"),
+    ({"history": 5}, "history is not a list"),
+    ({"history": [1, 2]}, "history is not a list"),
+    ({"mean": None}, "does not replay to its saved state"),
+])
+def test_a_refused_es_state_is_named_and_leaves_the_es_as_it_was(change, message):
+    def fitness(c):
+        return -c.pow(2).sum(1)
+    saved = ES(4, popsize=5, sigma=0.3, seed=1)
+    saved.run(fitness, generations=3)
+    es = ES(4, popsize=5, sigma=0.3, seed=1)
+    es.run(fitness, generations=1)
+    before = (es.generation, es.mean().clone(), list(es.history))
+    with pytest.raises(npl.CheckpointError, match=message):
+        es.load_state_dict({**saved.state_dict(), **change})
+    assert (es.generation, list(es.history)) == (before[0], before[2]) and torch.equal(es.mean(), before[1])
+    es.run(fitness, generations=3)  # and it goes on as an unrefused one would
+    assert torch.equal(es.mean(), saved.mean())
+
+
 def test_es_refuses_fitness_of_the_wrong_length_or_not_finite():
     es = ES(3, popsize=4, seed=0)
     c = es.ask()

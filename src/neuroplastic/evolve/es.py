@@ -178,14 +178,26 @@ class ES:
                           "history"} - set(state))
         if missing:
             raise CheckpointError(f"the saved ES state lacks {', '.join(missing)}")
+        generation, step_size, best_fitness, history = (state[k] for k in ("generation", "step_size",
+                                                                             "best_fitness", "history"))
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+            raise CheckpointError(f"the saved ES's generation={generation!r} is not a count")
+        for key, value in (("step_size", step_size), ("best_fitness", best_fitness)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise CheckpointError(f"the saved ES's {key}={value!r} is not a number")
+        # run() logs a row a generation; generations told by hand (ask / tell) log none
+        if not (isinstance(history, list) and len(history) <= generation and all(isinstance(r, dict) for r in history)):
+            raise CheckpointError(f"the saved ES's history is not a list of at most {generation} generation rows")
         told = state["told"]
         if not (torch.is_tensor(told) and told.dim() == 2 and told.shape[1] == self.popsize
-                and told.shape[0] == state["generation"] and torch.isfinite(told).all()):
+                and told.shape[0] == generation and torch.isfinite(told).all()):
             raise CheckpointError(f"the saved ES's fitness log is not {state['generation']} rows of "
                                   f"{self.popsize} finite numbers")
         for key in ("x0", "best"):
             if not (torch.is_tensor(state[key]) and state[key].shape == (self.n_params,)):
                 raise CheckpointError(f"the saved ES's {key} is not {self.n_params} numbers")
+        # the replay rebuilds the search in place: a refused state puts the old one back
+        before = {k: getattr(self, k) for k in ("_x0", "_cma", "_told", "_asked", "_numpy_state", "generation")}
         self._x0 = state["x0"].double().numpy().copy()
         self._start()
         with self._own_generator():
@@ -196,12 +208,14 @@ class ES:
         self.generation = len(self._told)
         mean = state["mean"]
         if not (torch.is_tensor(mean) and np.array_equal(np.asarray(self._cma.mean), mean.numpy())
-                and float(self._cma.sigma) == float(state["step_size"])
+                and float(self._cma.sigma) == float(step_size)
                 and _same_generator(replayed, state["numpy_rng"])):
+            for key, value in before.items():
+                setattr(self, key, value)
             raise CheckpointError("the saved ES does not replay to its saved state (its settings, fitness log "
                                   "or cma version differ from the run that wrote it)")
-        self.best, self.best_fitness = state["best"], float(state["best_fitness"])
-        self.history = list(state["history"])
+        self.best, self.best_fitness = state["best"], float(best_fitness)
+        self.history = list(history)
 
     def _settings(self) -> dict:
         settings = {"n_params": self.n_params, "popsize": self.popsize, "sigma": self.sigma, "seed": self.seed,
