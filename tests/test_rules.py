@@ -110,8 +110,41 @@ def test_hebbian_per_synapse_coefficients_and_bad_values():
     assert delta[0] != 0 and delta[1] == 0
     with pytest.raises(npl.ConfigError, match="Hebbian eta"):
         Hebbian(eta=float("nan"))
-    with pytest.raises(npl.ConfigError, match="3 values"):
+    with pytest.raises(npl.ConfigError, match=r"shape \(3,\); the network has"):
         Hebbian(A=torch.ones(3)).delta(net, traces[-1])
+    with pytest.raises(npl.ConfigError, match=r"shape \(3, "):  # too many: not silently flattened
+        Hebbian(A=torch.ones(3, net.edge_capacity)).delta(net, traces[-1])
+
+
+def test_hebbian_observe_takes_a_trace_or_a_populations_activity_and_refuses_anything_else():
+    net = npl.GraphNet.mlp(2, [3], 1, seed=0)
+    pop = npl.GraphBatch.from_nets([net, net])
+    _, activity = pop(torch.rand(2, 4, 2), return_activity=True)
+    rule, before = Hebbian(eta=0.1), pop.weight.clone()
+    rule.observe(pop, activity)  # the tensor, as hebbian.md shows it, is wrapped in a BatchTrace
+    rule.update(pop)
+    assert not torch.equal(pop.weight, before)
+    with pytest.raises(npl.ConfigError, match="needs a BatchTrace"):
+        rule.observe(pop, "activity")
+    with pytest.raises(npl.ConfigError, match=r"this population's passes give \(2, B, "):
+        rule.observe(pop, activity[:1])
+    with pytest.raises(npl.ConfigError, match="on a GraphNet needs a Trace"):
+        rule.observe(net, activity)
+
+
+@pytest.mark.parametrize("state, message", [
+    ({}, "not a Hebbian state_dict"),
+    ({"coefficients": {"eta": "x", "A": 1, "B": 0, "C": 0, "D": 0}, "clip": None}, "Hebbian eta='x'"),
+    ({"coefficients": {"eta": 1, "A": 1, "B": 0, "C": 0, "D": 0}, "clip": -3}, "Hebbian clip"),
+])
+def test_a_damaged_hebbian_state_dict_is_refused_and_the_rule_kept(state, message):
+    rule = Hebbian(eta=0.5)
+    with pytest.raises(npl.CheckpointError, match=message):
+        rule.load_state_dict(state)
+    assert rule.coefficients["eta"] == 0.5
+    copy = Hebbian()
+    copy.load_state_dict(Hebbian(eta=0.2, A=torch.ones(4), clip=2.0, normalise="layer").state_dict())
+    assert copy.coefficients["eta"] == 0.2 and copy.clip == 2.0 and copy.normalise == "layer"
 
 
 def test_a_users_rule_drives_distillation_and_resumes_with_it(tmp_path):

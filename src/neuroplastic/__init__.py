@@ -14,7 +14,7 @@ from .core.checkpoint import load, restore_optimizer, save  # noqa: E402
 from .train.distill import distill  # noqa: E402
 from .train.urn import URN, train_urn  # noqa: E402
 from .train.supervised import train_supervised  # noqa: E402
-from .core.trace import Trace  # noqa: E402
+from .core.trace import BatchTrace, Trace  # noqa: E402
 from . import analysis  # noqa: E402
 from . import som  # noqa: E402
 from . import evolve  # noqa: E402
@@ -22,4 +22,4 @@ from . import lifelong  # noqa: E402
 from . import prune  # noqa: E402
 
 __all__ += ["save", "load", "restore_optimizer", "distill", "URN", "train_urn", "train_supervised",
-            "Trace", "analysis", "som", "evolve", "lifelong", "prune"]
+            "Trace", "BatchTrace", "analysis", "som", "evolve", "lifelong", "prune"]

@@ -36,6 +36,8 @@ class Controllers(abc.ABC):
 
     def __init__(self, env_id: str, hidden=(32, 32), episodes: int = 1, max_steps: int | None = None,
                  seed: int = 0, vectorization: str = "sync"):
+        if not isinstance(env_id, str):
+            raise ConfigError(f"env_id must be a gymnasium id such as 'CartPole-v1', not {env_id!r}")
         self.env_id = env_id
         self.episodes = check_int(episodes, "episodes", 1)
         self.seed = check_int(seed, "seed", 0)
@@ -86,8 +88,8 @@ class Controllers(abc.ABC):
                           one.neuron_alive.expand(R, -1))
 
     def check(self, candidates: torch.Tensor) -> torch.Tensor:
-        candidates = torch.as_tensor(candidates, dtype=torch.float32)
-        if candidates.dim() != 2 or candidates.shape[1] != self.n_params or not len(candidates):
+        candidates = self.candidates(candidates)
+        if not len(candidates):
             raise ConfigError(f"candidates of shape {tuple(candidates.shape)}; expected (P >= 1, {self.n_params})")
         if not bool(torch.isfinite(candidates).all()):
             raise ConfigError("candidates hold NaN or infinite values")
@@ -96,13 +98,15 @@ class Controllers(abc.ABC):
     def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
         """(P,) mean return of each candidate over this generation's B episodes; then the next
         generation gets the next B episodes."""
-        first = self.seed + self.generation * self.episodes
-        self.generation += 1
+        generation = check_int(self.generation, "generation", 0)  # a resumed run sets it by hand
+        first = self.seed + generation * self.episodes
+        self.generation = generation + 1
         return torch.as_tensor(self.returns(candidates, first).mean(1))
 
     def returns(self, candidates: torch.Tensor, first_seed: int, episodes: int | None = None) -> np.ndarray:
         """(P, B) returns over the episodes first_seed .. first_seed + B - 1."""
         candidates = self.check(candidates)
+        first_seed = check_int(first_seed, "seed", 0)  # gymnasium's reset seeds are >= 0
         B = self.episodes if episodes is None else check_int(episodes, "episodes", 1)
         env = self.env if B == self.episodes else EnvFitness(self.env_id, episodes=B, max_steps=self.env.max_steps,
                                                              seed=first_seed, vectorization=self.env.vectorization)
@@ -115,7 +119,7 @@ class Controllers(abc.ABC):
 
     def evaluate(self, candidate: torch.Tensor, episodes: int = 100, seed: int = HELD_OUT_SEED) -> np.ndarray:
         """Returns of one candidate over `episodes` held-out episodes."""
-        return self.returns(torch.as_tensor(candidate, dtype=torch.float32).reshape(1, -1), seed, episodes)[0]
+        return self.returns(self.candidates(candidate, one=True), seed, episodes)[0]
 
     @abc.abstractmethod
     def policies(self, candidates: torch.Tensor, first_seed: int, episodes: int):

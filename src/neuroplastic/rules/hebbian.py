@@ -21,8 +21,9 @@ from __future__ import annotations
 import torch
 
 from ..core.batch import GraphBatch
+from ..core.trace import BatchTrace, Trace
 from ..core.validate import check_choice, check_number
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .base import Rule
 
 COEFFICIENTS = ("eta", "A", "B", "C", "D")
@@ -52,6 +53,19 @@ class Hebbian(Rule):
         self._trace = None
 
     def observe(self, net, trace=None) -> None:
+        """Keep the trace of the pass that `update` will learn from: a `Trace` (a GraphNet's),
+        a `BatchTrace`, or the activity tensor `pop(x, return_activity=True)` gives (wrapped)."""
+        if isinstance(net, GraphBatch) and torch.is_tensor(trace):
+            trace = BatchTrace(trace)
+        want = BatchTrace if isinstance(net, GraphBatch) else Trace
+        if trace is not None and not isinstance(trace, want):
+            raise ConfigError(f"Hebbian.observe on a {type(net).__name__} needs a {want.__name__}"
+                              f"{' or the activity of pop(x, return_activity=True)' if want is BatchTrace else ''}"
+                              f", not {type(trace).__name__}")
+        if isinstance(trace, BatchTrace) and (trace.activity.dim() != 3 or trace.activity.shape[0] != len(net)
+                                              or trace.activity.shape[2] != net.neuron_capacity):
+            raise ConfigError(f"the activity has shape {tuple(trace.activity.shape)}; this population's passes give "
+                              f"({len(net)}, B, {net.neuron_capacity})")
         self._trace = trace
 
     def delta(self, net, trace) -> torch.Tensor:
@@ -88,18 +102,26 @@ class Hebbian(Rule):
                                       f"with {net.edge_capacity} edge slots needs {shapes[0]} or {shapes[1]}")
             return self.coefficients
         for name, value in self.coefficients.items():
-            if torch.is_tensor(value) and value.numel() < net.edge_capacity:
-                raise ConfigError(f"Hebbian {name} has {value.numel()} values; the network has "
-                                  f"{net.edge_capacity} edge slots")
+            if torch.is_tensor(value) and tuple(value.shape) not in ((net.edge_capacity,), (1, net.edge_capacity)):
+                raise ConfigError(f"Hebbian {name} has shape {tuple(value.shape)}; the network has "
+                                  f"{net.edge_capacity} edge slots, so it needs ({net.edge_capacity},)")
         return {k: (v.reshape(-1) if torch.is_tensor(v) else v) for k, v in self.coefficients.items()}
 
     def state_dict(self) -> dict:
         return {"coefficients": dict(self.coefficients), "clip": self.clip, "normalise": self.normalise}
 
     def load_state_dict(self, state: dict) -> None:
-        self.coefficients = dict(state["coefficients"])
-        self.clip = state["clip"]
-        self.normalise = state.get("normalise")
+        """A state_dict's rule, checked as the constructor checks its arguments."""
+        try:
+            coefficients = dict(state["coefficients"])
+            checked = Hebbian(**{k: coefficients[k] for k in COEFFICIENTS}, clip=state["clip"],
+                              normalise=state.get("normalise"))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"not a Hebbian state_dict ({type(exc).__name__} {exc}): it holds coefficients "
+                                  f"{', '.join(COEFFICIENTS)}, clip and normalise") from None
+        except ConfigError as exc:
+            raise CheckpointError(f"a damaged Hebbian state_dict: {exc}") from None
+        self.coefficients, self.clip, self.normalise = checked.coefficients, checked.clip, checked.normalise
 
 
 def abcd(pre: torch.Tensor, post: torch.Tensor, c: dict) -> torch.Tensor:
