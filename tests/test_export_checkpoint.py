@@ -184,3 +184,11 @@ def test_an_atomic_write_gives_a_new_file_the_umasks_mode_and_keeps_an_old_files
         assert stat.S_IMODE((tmp_path / "old.json").stat().st_mode) == 0o640
     finally:
         os.umask(old_umask)
+
+
+@pytest.mark.parametrize("path", [3, None])
+def test_a_checkpoint_path_that_is_no_path_is_a_checkpoint_error(path):
+    from neuroplastic.evolve import NEAT
+    for call in (lambda: npl.save(path, None), lambda: npl.load(path), lambda: NEAT.load(path)):
+        with pytest.raises(npl.CheckpointError, match="must be a str or os.PathLike"):
+            call()

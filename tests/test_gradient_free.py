@@ -282,3 +282,12 @@ def test_api_inputs_of_the_wrong_kind_are_one_config_error_naming_what_was_expec
         hebbian.rule(torch.zeros(90))
     static.close()
     hebbian.close()
+
+
+def test_es_refuses_a_seed_cma_cannot_take_and_a_target_that_is_no_number_before_any_generation():
+    with pytest.raises(npl.ConfigError, match="<= 4294967294"):
+        ES(3, seed=2**40)
+    es = ES(3, popsize=4, seed=0)
+    with pytest.raises(npl.ConfigError, match="target='x'"):
+        es.run(lambda c: -c.pow(2).sum(1), 2, target="x")
+    assert es.generation == 0

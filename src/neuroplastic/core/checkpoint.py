@@ -106,11 +106,18 @@ def set_rng_state(state: dict) -> None:
     random.setstate(ast.literal_eval(state["python"]))
 
 
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"a checkpoint path must be a str or os.PathLike, not {path!r}")
+    return path
+
+
 def save(path, net, optimizer=None, rule=None, step: int = 0, extra: dict | None = None) -> None:
     """Write network topology and weights, optimizer and rule state, RNG state and step.
 
     `net=None` stores only the rest (used for students that are not GraphNets)."""
     from .graph import GraphNet
+    _check_path(path)
     if net is not None and not isinstance(net, GraphNet):
         raise CheckpointError(f"save() expects a GraphNet (or None), got {type(net).__name__}")
     step = check_int(step, "step", error=CheckpointError)
@@ -193,7 +200,7 @@ def load(path, map_location="cpu") -> dict:
     (or `restore_optimizer(state, opt)`, which matches parameters by name). `rule` is the
     rule's state dict. `optimizer_state` / `rule_state` are the same under their older names.
     """
-    path = Path(path)
+    path = Path(_check_path(path))
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -35,7 +35,7 @@ class ES:
         self.n_params = check_int(n_params, "n_params", 1)
         self.popsize = check_int(popsize, "popsize", 2)
         self.sigma = check_number(sigma, "sigma", above=0)
-        self.seed = check_int(seed, "seed", 0)
+        self.seed = check_int(seed, "seed", 0, 2**32 - 2)  # cma takes seed + 1, below 2**32
         self.method = check_choice(method, "method", METHODS)
         x0 = np.zeros(self.n_params) if x0 is None else _numbers(x0, "x0")
         if x0.shape != (self.n_params,) or not np.isfinite(x0).all():
@@ -129,6 +129,7 @@ class ES:
         is called after each generation with its history row (e.g. to checkpoint)."""
         from tqdm.auto import tqdm
         generations = check_int(generations, "generations", 0)
+        target = None if target is None else check_number(target, "target")
         if not callable(fitness):
             raise ConfigError(f"fitness must be a callable fitness(candidates (P, n)) -> (P,), "
                               f"not {type(fitness).__name__}")
