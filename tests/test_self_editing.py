@@ -287,3 +287,9 @@ def test_an_interrupted_self_editing_job_resumes_from_its_last_generation_to_the
         assert whole[key] == cut[key]
     assert [r["best"] for r in whole["history"]] == [r["best"] for r in cut["history"]]
     assert not list((tmp_path / "cut" / "partial").glob("*.ckpt"))
+
+
+def test_population_fitness_names_a_setting_its_controllers_do_not_take():
+    from neuroplastic.evolve.parallel import PopulationFitness
+    with pytest.raises(ConfigError, match="SelfEditingControllers takes no episodez; it takes env_id, episodes"):
+        PopulationFitness(SelfEditingControllers, {"env_id": "CartPole-v1", "episodez": 3})

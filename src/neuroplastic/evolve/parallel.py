@@ -11,10 +11,13 @@ result is the same for any number of chunks (tests/test_self_editing.py checks i
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
 from ..core.validate import check_int
+from ..errors import ConfigError
 
 _BUILT: dict = {}  # controllers a process built, by their settings (reused across Ray tasks)
 
@@ -45,6 +48,10 @@ class PopulationFitness:
     def __init__(self, cls, settings: dict, chunks: int = 1):
         self.cls, self.settings = cls, dict(settings)
         self.chunks = check_int(chunks, "chunks", 1)
+        unknown = sorted(set(self.settings) - set(inspect.signature(cls).parameters))
+        if unknown:  # named here, not as a TypeError from the constructor (or on every Ray worker)
+            raise ConfigError(f"{cls.__name__} takes no {', '.join(unknown)}; it takes "
+                              f"{', '.join(inspect.signature(cls).parameters)}")
         self.controllers = cls(**self.settings)
         self.generation = 0
         self._remote = None
