@@ -59,7 +59,7 @@ def test_es_state_holds_no_pickle_and_a_tampered_or_pickled_state_is_refused():
 @pytest.mark.parametrize("change, message", [
     ({"step_size": "x"}, "step_size='x' is not a number"),
     ({"best_fitness": float("nan")}, "best_fitness=nan is not a number"),
-    ({"generation": 3.0}, "generation=3.0 is not a count"),
+    ({"generation": 3.0}, "generation=3.0 must be an integer >= 0"),
     ({"history": 5}, "history is not a list"),
     ({"history": [1, 2]}, "history is not a list"),
     ({"mean": None}, "does not replay to its saved state"),

@@ -137,7 +137,7 @@ def _run(args) -> None:
     overrides = parse_overrides(args.config, args.set)
     for flag, key, value in (("--seeds", "seeds", args.seeds), ("--envs", "envs", args.envs),
                              ("--data", "data", args.data)):
-        if value is None or value == "":
+        if value is None:  # an empty --envs or --data was refused above
             continue
         if key in overrides:  # one of the two would be dropped without a word
             raise ConfigError(f"{flag} and {key}={overrides[key]!r} (--set or --config) both set {key}; give one")

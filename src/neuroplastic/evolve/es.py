@@ -181,8 +181,7 @@ class ES:
             raise CheckpointError(f"the saved ES state lacks {', '.join(missing)}")
         generation, step_size, best_fitness, history = (state[k] for k in ("generation", "step_size",
                                                                              "best_fitness", "history"))
-        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
-            raise CheckpointError(f"the saved ES's generation={generation!r} is not a count")
+        generation = check_int(generation, "the saved ES's generation", 0, error=CheckpointError)
         for key, value in (("step_size", step_size), ("best_fitness", best_fitness)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise CheckpointError(f"the saved ES's {key}={value!r} is not a number")

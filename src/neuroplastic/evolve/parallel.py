@@ -48,10 +48,10 @@ class PopulationFitness:
     def __init__(self, cls, settings: dict, chunks: int = 1):
         self.cls, self.settings = cls, dict(settings)
         self.chunks = check_int(chunks, "chunks", 1)
-        unknown = sorted(set(self.settings) - set(inspect.signature(cls).parameters))
+        takes = inspect.signature(cls).parameters
+        unknown = sorted(set(self.settings) - set(takes))
         if unknown:  # named here, not as a TypeError from the constructor (or on every Ray worker)
-            raise ConfigError(f"{cls.__name__} takes no {', '.join(unknown)}; it takes "
-                              f"{', '.join(inspect.signature(cls).parameters)}")
+            raise ConfigError(f"{cls.__name__} takes no {', '.join(unknown)}; it takes {', '.join(takes)}")
         self.controllers = cls(**self.settings)
         self.generation = 0
         self._remote = None

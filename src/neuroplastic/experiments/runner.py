@@ -160,8 +160,8 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
 
 
 def _prepare_folder(out: Path, config: dict) -> None:
-    """DIR, DIR/rows and DIR/config.json, or one ConfigError saying why DIR cannot hold a run."""
-    make_output_dir(out, "--out")
+    """DIR/rows and DIR/config.json in DIR (made by run_experiment, before it took DIR's lock),
+    or one ConfigError saying why DIR cannot hold a run."""
     rows = out / "rows"
     if rows.exists() and not rows.is_dir():
         raise ConfigError(f"--out {str(out)!r}: {str(rows)!r} is a file, not the folder of finished rows")
