@@ -108,7 +108,9 @@ class EnvFitness:
         steps = 0
         observe = getattr(pop, "observe_reward", None)  # controllers that read their reward
         while alive.any() and (self.max_steps is None or steps < self.max_steps):
-            x = torch.as_tensor(np.asarray(obs, dtype=np.float64), dtype=pop.weight.dtype).view(P, B, self.n_in)
+            # straight to the network's dtype: a float32 observation through float64 and back
+            # would be the same numbers, at two more copies a step
+            x = torch.from_numpy(np.ascontiguousarray(obs)).to(pop.weight.dtype).view(P, B, self.n_in)
             with torch.no_grad():
                 y = pop(x).reshape(P * B, self.n_out)
             if self.discrete:
