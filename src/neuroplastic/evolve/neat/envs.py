@@ -107,26 +107,26 @@ class EnvFitness:
         alive = np.ones(P * B, dtype=bool)
         steps = 0
         observe = getattr(pop, "observe_reward", None)  # controllers that read their reward
-        while alive.any() and (self.max_steps is None or steps < self.max_steps):
-            # straight to the network's dtype: a float32 observation through float64 and back
-            # would be the same numbers, at two more copies a step
-            x = torch.from_numpy(np.ascontiguousarray(obs)).to(pop.weight.dtype).view(P, B, self.n_in)
-            with torch.no_grad():
+        with torch.no_grad():  # one context for the episode: entering it costs as much as a small op
+            while alive.any() and (self.max_steps is None or steps < self.max_steps):
+                # straight to the network's dtype: a float32 observation through float64 and back
+                # would be the same numbers, at two more copies a step
+                x = torch.from_numpy(np.ascontiguousarray(obs)).to(pop.weight.dtype).view(P, B, self.n_in)
                 y = pop(x).reshape(P * B, self.n_out)
-            if self.discrete:
-                action = y.argmax(1).numpy() + self.first_action
-            else:
-                action = np.clip(y.double().numpy(), self.low, self.high)
-            if self.vectorization == "vector":
-                obs, reward, terminated, truncated, _ = env.step(action)
-            else:
-                obs, reward, terminated, truncated = env.step(action, alive)
-            earned = np.where(alive, reward, 0.0)
-            total += earned
-            alive &= ~(terminated | truncated)
-            if observe is not None:
-                observe(earned.reshape(P, B), alive.reshape(P, B))
-            steps += 1
+                if self.discrete:
+                    action = y.argmax(1).numpy() + self.first_action
+                else:
+                    action = np.clip(y.double().numpy(), self.low, self.high)
+                if self.vectorization == "vector":
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                else:
+                    obs, reward, terminated, truncated = env.step(action, alive)
+                earned = np.where(alive, reward, 0.0)
+                total += earned
+                alive &= ~(terminated | truncated)
+                if observe is not None:
+                    observe(earned.reshape(P, B), alive.reshape(P, B))
+                steps += 1
         _release_freed_heap()
         return total.reshape(P, B)
 
