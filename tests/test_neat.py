@@ -700,3 +700,69 @@ def test_an_interrupted_validated_neat_job_resumes_to_the_same_numbers_and_valid
         assert resumed[key] == whole[key]
     assert [r["best_fitness"] for r in resumed["history"]] == [r["best_fitness"] for r in whole["history"]]
     assert not list((tmp_path / "cut" / "partial").glob("*.ckpt"))
+
+
+def test_an_interrupted_unvalidated_neat_env_job_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path,
+                                                                                                 monkeypatch):
+    import neuroplastic.evolve.neat.neat as neat_module
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("neat-cartpole")
+    config = exp.config(False, False, {"pop_size": 10, "generations": 4, "episodes": 1, "max_steps": 30,
+                                       "eval_episodes": 2, "validate_episodes": 0})
+    job = {"task": "CartPole-v1", "variant": "neuroplastic", "seed": 0}
+    whole = exp.run_job(job, config, tmp_path / "whole")
+    real_save, saved = neat_module.save_checkpoint, []
+
+    def save_then_stop(path, net, **kwargs):  # stopped right after generation 2's checkpoint
+        real_save(path, net, **kwargs)
+        saved.append(kwargs["step"])
+        if kwargs["step"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(neat_module, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run_job(job, config, tmp_path / "cut")
+    assert saved == [1, 2] and len(list((tmp_path / "cut" / "partial").glob("*.ckpt"))) == 1
+    saved.clear()
+    resumed = exp.run_job(job, config, tmp_path / "cut")
+    assert saved == [3, 4]  # generations 3 and 4 were played again, not 1 and 2
+    for key in ("return_mean", "best_fitness", "generations", "evaluations"):
+        assert resumed[key] == whole[key]
+    assert [r["best_fitness"] for r in resumed["history"]] == [r["best_fitness"] for r in whole["history"]]
+    assert not list((tmp_path / "cut" / "partial").glob("*.ckpt"))
+
+
+def test_output_activation_gives_the_outputs_their_own_activation_through_activation_mutations():
+    from neuroplastic.evolve.neat.genome import ACTIVATION_LIST
+    cfg = load_config(CONFIGS / "xor.ini").replace(pop_size=30, output_activation="identity",
+                                                   activation_options=("sigmoid", "tanh"), activation_mutate_rate=1.0,
+                                                   node_add_prob=0.9)
+    neat = NEAT(cfg, seed=0)
+    for _ in range(4):
+        neat.step(xor_fitness)
+    act, node_id = neat.population.act, neat.population.node_id
+    outputs, hidden = act[:, cfg.num_inputs:cfg.n_fixed], act[node_id >= cfg.n_fixed]
+    assert (outputs == ACTIVATION_LIST.index("identity")).all()
+    assert len(hidden) and not (hidden == ACTIVATION_LIST.index("identity")).any()  # hidden nodes still mutate
+
+
+def test_neat_on_a_box_env_warns_when_sigmoid_outputs_cannot_reach_its_bounds_and_not_with_identity():
+    import warnings
+    cfg = load_config(CONFIGS / "cartpole.ini").replace(num_inputs=3, num_outputs=1, pop_size=6)
+    with pytest.warns(UserWarning, match=r"Pendulum-v1's actions span \[-2, 2\] but sigmoid outputs only"):
+        NEAT(cfg, seed=0).run_env("Pendulum-v1", generations=1, max_steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        best = NEAT(cfg.replace(output_activation="identity"), seed=0).run_env("Pendulum-v1", generations=1,
+                                                                                max_steps=5)
+    assert best.output_activation == "identity"
+
+
+def test_output_activation_is_refused_while_neat_python_runs_beside_ours(tmp_path):
+    pytest.importorskip("neat")
+    from neuroplastic.experiments import get_experiment
+    ini = tmp_path / "identity-outputs.ini"
+    ini.write_text((CONFIGS / "xor.ini").read_text() + "\n[Neuroplastic]\noutput_activation = identity\n")
+    with pytest.raises(ConfigError, match="output_activation='identity' is ours"):
+        get_experiment("neat-xor").config(False, False, {"config": str(ini)})
+    assert get_experiment("neat-xor").config(False, False, {"config": str(ini), "reference": False})

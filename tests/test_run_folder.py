@@ -211,6 +211,18 @@ def test_an_out_folder_that_cannot_hold_a_run_is_one_line_and_exit_2(tmp_path, c
     assert "is a file, not the folder of finished rows" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("block", ["nets", "report.md"])
+def test_a_file_or_folder_in_the_way_of_a_runs_output_is_one_line_naming_it_and_exit_2(tmp_path, capsys, block):
+    # a file where the runner makes a folder (nets), and a folder where it writes a file (report.md)
+    (tmp_path / block).write_text("in the way") if block == "nets" else (tmp_path / block).mkdir()
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--set", "seeds=1",
+            "--set", "generations=2", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {str(tmp_path / block)!r}" in err and "report needs" not in err
+    assert len(err.splitlines()) == 1
+
+
 def test_a_row_that_lacks_what_the_report_reads_is_one_line_and_exit_2(tmp_path, capsys):
     args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--out", str(tmp_path)]
     assert main(args) == 0

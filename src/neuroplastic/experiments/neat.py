@@ -112,6 +112,10 @@ class NEATExperiment:
                                   f"compatibility_disjoint_coefficient={cfg.compatibility_disjoint_coefficient}, "
                                   "but neat-python has no excess coefficient (it weighs excess genes as disjoint "
                                   "ones) and would run another distance; make them equal or set reference=false")
+            if cfg.output_activation != "same":
+                raise ConfigError(f"output_activation={cfg.output_activation!r} is ours ([Neuroplastic]); neat-python "
+                                  "gives its outputs activation_default and would run another network; remove it "
+                                  "or set reference=false")
             from .neat_reference import load
             try:
                 load(self.ini_path(config), **({"pop_size": config["pop_size"]} if config["pop_size"] else {}))
@@ -155,16 +159,22 @@ class NEATExperiment:
             return self._run_paper(job, cfg, config, out_dir, progress)
         if config.get("validate_episodes"):
             return self._run_validated(job, cfg, config, out_dir, progress)
-        neat = NEAT(cfg, seed=job["seed"])
         if _bits(self.task):
             from ..evolve.neat.tasks import parity_fitness
             bits = _bits(self.task)
             if cfg.num_inputs != bits or cfg.num_outputs != 1:
                 raise ConfigError(f"{self.task} needs num_inputs = {bits} and num_outputs = 1")
+            neat = NEAT(cfg, seed=job["seed"])
             best = neat.run(parity_fitness(bits), generations=config["generations"], progress=progress)
-        else:
-            best = neat.run_env(self.task, episodes=config["episodes"], generations=config["generations"],
-                                max_steps=config["max_steps"], progress=progress)
+        else:  # checkpointed after every generation, as the validated runs are: a killed job resumes
+            from .resume import partial_path
+            partial = partial_path(out_dir, job)
+            neat = _resumed_run(cfg, partial, job)
+            best = neat.run_env(self.task, episodes=config["episodes"],
+                                generations=max(0, config["generations"] - neat.generation),
+                                max_steps=config["max_steps"], progress=progress, checkpoint=partial,
+                                checkpoint_every=1)
+            partial.unlink(missing_ok=True)
         metrics = _run_metrics(neat, best, bool(neat.solved), *_best_sizes(neat))
         if not _bits(self.task):
             from ..evolve.neat.envs import evaluate_env
@@ -309,21 +319,34 @@ def _evolve_until(neat, fitness, generations: int, job: dict, progress: bool, do
             checkpoint()
 
 
+def _resumed_run(cfg, partial: Path, job: dict):
+    """A NEAT run of `cfg`: new, or resumed from the job's checkpoint (see resume.resumed)."""
+    from ..evolve import NEAT
+    from .resume import resumed
+    return resumed(partial, job, lambda path: _same_run(NEAT.load(path), cfg, job),
+                   lambda: NEAT(cfg, seed=job["seed"]))
+
+
+def _same_run(neat, cfg, job: dict):
+    """`neat`, when it is a run of `cfg` and the job's seed (else a CheckpointError)."""
+    from ..errors import CheckpointError
+    if neat.config != cfg or neat.seed != job["seed"]:
+        raise CheckpointError("it was written with another config or seed")
+    return neat
+
+
 def _resumed_validated_run(cfg, partial: Path, job: dict):
     """(NEAT run, validations, validation seconds): new, or resumed from the job's checkpoint
     (one of another config or seed cannot be resumed; see resume.resumed)."""
     from ..core.checkpoint import load
-    from ..errors import CheckpointError
     from ..evolve import NEAT
     from ..evolve.neat.genome import Genomes
     from .resume import resumed
 
     def load_run(path):
-        neat = NEAT.load(path)
+        neat = _same_run(NEAT.load(path), cfg, job)
         extra = load(path)["extra"]
         validated = [(float(v["mean"]), Genomes.from_state(v["genome"])) for v in extra["validated"]]
-        if neat.config != cfg or neat.seed != job["seed"]:
-            raise CheckpointError("it was written with another config or seed")
         return neat, validated, [float(extra["validation_s"])]
     return resumed(partial, job, load_run, lambda: (NEAT(cfg, seed=job["seed"]), [], [0.0]))
 

@@ -92,11 +92,21 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
         try:
             _prepare_folder(out, config)
             return _run_jobs(experiment, name, config, out, workers, address, progress, command)
-        except BaseException:
+        except BaseException as exc:
             files = {p for p in out.rglob("*") if p.is_file()}
             if fresh and files <= {out / "config.json", out / LOCK}:  # failed before any work was saved
                 shutil.rmtree(out)
+            if isinstance(exc, OSError) and _inside(exc.filename, out):  # e.g. DIR/nets is a file
+                raise ConfigError(f"--out {str(out)!r}: cannot write {str(exc.filename)!r} "
+                                  f"({exc.strerror or exc}); move it aside or use another --out") from None
             raise
+
+
+def _inside(path, folder: Path) -> bool:
+    try:
+        return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
@@ -180,6 +190,8 @@ def write_report(experiment, results: dict, out: Path) -> None:
     edited by hand, or from another version) are one ConfigError, not a traceback."""
     try:
         experiment.report(results, out)
+    except CheckpointError as exc:  # a report file or plot that cannot be written: not the rows' fault
+        raise ConfigError(f"--out {str(out)!r}: {exc}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(f"{out}: the results lack what the {results['experiment']} report needs "
                           f"({type(exc).__name__}: {exc}); a row may have been edited or come from "

@@ -251,8 +251,11 @@ class SelfEditingExperiment:
         from .neat import CONFIGS
         probe = EnvFitness(job["task"])
         stop = STOP_AT.get(job["task"])  # an env with none: NEAT runs the whole budget
+        # a Box action space: identity outputs, clipped to the bounds as the other variants' are
+        # (the file's sigmoid outputs would span (0, 1) only)
+        outputs = {} if probe.discrete else {"output_activation": "identity"}
         cfg = load_config(str(CONFIGS / "cartpole.ini")).replace(
-            num_inputs=probe.n_in, num_outputs=probe.n_out, pop_size=config["popsize"],
+            num_inputs=probe.n_in, num_outputs=probe.n_out, pop_size=config["popsize"], **outputs,
             **({"fitness_threshold": stop} if stop is not None else {"no_fitness_termination": True}))
         probe.close()
         max_steps = config["max_steps"] or None

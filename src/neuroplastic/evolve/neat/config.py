@@ -88,7 +88,10 @@ SCHEMA = {
         ("structural_excludes_attributes", "bool", False),  # 1.2.1: a structural child gets no weight mutation
         ("crossover_only_prob", "prob", 0.0),     # 1.2.1: mate_only_prob 0.2, crossover children left unmutated
         ("crossover_average_prob", "prob", 0.0),  # 1.2.1: 0.4, matching genes' weights averaged
-        ("bias_mutation", ("per_gene", "with_weights"), "per_gene")],  # 1.2.1: the bias is a link weight
+        ("bias_mutation", ("per_gene", "with_weights"), "per_gene"),  # 1.2.1: the bias is a link weight
+        # the output nodes' activation, kept through activation mutations ("same": activation_default's,
+        # as in neat-python). identity fits a Box action space, whose bounds then clip the outputs.
+        ("output_activation", ("same", *ACTIVATIONS), "same")],
 }
 _SECTION_OF = {key: section for section, keys in SCHEMA.items() for key, _, _ in keys}
 _KIND_OF = {key: kind for keys in SCHEMA.values() for key, kind, _ in keys}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .genome import Genomes
+from .genome import ACTIVATION_LIST, Genomes
 from .mutate import init_activation, init_enabled, init_values
 
 
@@ -44,4 +44,6 @@ def initial_population(cfg, pop_size: int, table, rng: torch.Generator) -> Genom
                 response=init_values(cfg, "response", (P, N), rng), act=init_activation(cfg, (P, N), rng))
     g.bias[:, :cfg.num_inputs] = 0.0
     g.response[:, :cfg.num_inputs] = 1.0
+    if cfg.output_activation != "same":
+        g.act[:, cfg.num_inputs:cfg.n_fixed] = ACTIVATION_LIST.index(cfg.output_activation)
     return g.canonical()

@@ -265,6 +265,8 @@ def mutate(g: Genomes, active: torch.Tensor, cfg, table, rng) -> Genomes:
     flip = (torch.rand(g.enabled.shape, generator=rng) < rate) & valid
     g.enabled = torch.where(flip, torch.rand(g.enabled.shape, generator=rng) < 0.5, g.enabled)
     if cfg.activation_mutate_rate > 0:
+        if cfg.output_activation != "same":  # the outputs keep theirs: only hidden nodes' are redrawn
+            computed = (g.node_id >= cfg.n_fixed) & rows
         redraw = (torch.rand(g.act.shape, generator=rng) < cfg.activation_mutate_rate) & computed
         g.act = torch.where(redraw, random_activation(cfg, g.act.shape, rng), g.act)
     return g.canonical()

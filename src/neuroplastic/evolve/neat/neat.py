@@ -17,6 +17,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 
 import torch
 
@@ -301,6 +302,7 @@ class NEAT:
         fitness = EnvFitness(env_id, episodes=episodes, max_steps=max_steps, seed=self.seed,
                              vectorization=vectorization)
         fitness.check(self.config.num_inputs, self.config.num_outputs)
+        _warn_if_outputs_miss_the_bounds(self.config, fitness)
         try:
             return self.run(fitness, generations=generations, **run_options)
         finally:
@@ -375,3 +377,20 @@ def _iterable(values, name: str) -> list:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ConfigError(f"{name} must be a list, not {values!r}")
     return list(values)
+
+
+# what each bounded activation's outputs span (relu and identity reach any upper bound)
+_OUTPUT_SPAN = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, math.inf)}
+
+
+def _warn_if_outputs_miss_the_bounds(cfg, fitness) -> None:
+    """A Box action space whose bounds the outputs' activation cannot reach (sigmoid outputs on
+    Pendulum's torque in [-2, 2] never push the other way): a warning naming the fix."""
+    if fitness.discrete:
+        return
+    name = cfg.activation_default if cfg.output_activation == "same" else cfg.output_activation
+    lo, hi = _OUTPUT_SPAN.get(name, (-math.inf, math.inf))
+    if name != "random" and (lo > float(fitness.low.min()) or hi < float(fitness.high.max())):
+        warnings.warn(f"{fitness.env_id}'s actions span [{float(fitness.low.min()):g}, {float(fitness.high.max()):g}] "
+                      f"but {name} outputs only ({lo:g}, {hi:g}); set output_activation = identity in the "
+                      "config's [Neuroplastic] section to let the bounds clip unbounded outputs", stacklevel=3)
