@@ -275,3 +275,12 @@ def test_self_editing_on_ray_gives_the_numbers_of_an_in_process_run(tmp_path):
                  [(h["best"], h["mean"], h["sigma"]) for h in r["metrics"]["history"]]) for r in rows_of(path)]
 
     assert numbers(local) == numbers(remote)
+
+
+def test_a_folder_holding_another_experiments_run_is_refused_by_that_experiments_name(tmp_path, capsys):
+    (tmp_path / "rows").mkdir()
+    (tmp_path / "results.json").write_text(json.dumps({"experiment": "hebbian", "config": {"sigma": 0.5}, "rows": []}))
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(tmp_path)!r} holds a hebbian run, not neat-xor" in err and len(err.splitlines()) == 1

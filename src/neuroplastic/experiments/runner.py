@@ -88,6 +88,7 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     make_output_dir(out, "--out")
     with folder_lock(out):
         if not fresh:
+            _check_same_experiment(out, name)
             _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
         try:
             _prepare_folder(out, config)
@@ -159,8 +160,8 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
     rows, covered = _all_finished_rows(experiment, config, out, jobs)
     if len(rows) > len(jobs):
         extra = [r for r in rows if job_name(r) not in {job_name(j) for j in jobs}]
-        say(f"results.json and report.md also cover {len(extra)} finished row(s) in {rows_dir} beyond "
-            f"this command's {len(jobs)} jobs ({_describe(extra, config)})")
+        say(f"results.json and report.md also cover {len(extra)} finished row(s) in {rows_dir} that this "
+            f"command's {len(jobs)} jobs do not: {_describe(extra, config)}")
     results = {"experiment": name, "config": covered, "environment": environment(), "rows": rows}
     if command:
         results["command"] = command
@@ -287,6 +288,17 @@ def _describe(rows: list[dict], config: dict) -> str:
         if values:
             parts.append(f"{label} {', '.join(map(str, values))}")
     return "; ".join(parts) or "other jobs"
+
+
+def _check_same_experiment(out: Path, name: str) -> None:
+    """A folder whose results.json is another experiment's is refused by that name (its settings
+    would all differ, and the settings message would not say why)."""
+    try:
+        other = json.loads((out / "results.json").read_text()).get("experiment")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return  # none, or damaged: the settings check below says what it can
+    if isinstance(other, str) and other != name:
+        raise ConfigError(f"--out {str(out)!r} holds a {other} run, not {name}; use another --out")
 
 
 def _check_same_settings(out: Path, config: dict, settings_before: dict | None = None) -> None:
