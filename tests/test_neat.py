@@ -669,6 +669,22 @@ def test_a_scalar_complex_or_bool_fitness_and_xor_on_two_outputs_are_refused_cle
         two.run(xor_fitness, generations=1)
 
 
+def _stop_after_the_second_checkpoint(monkeypatch, owner, name: str) -> list:
+    """`owner.name` (a checkpoint save) patched to record each NEAT checkpoint's generation and to
+    raise KeyboardInterrupt right after generation 2's; returns the list it records into."""
+    real_save, saved = getattr(owner, name), []
+
+    def save_then_stop(path, net, **kwargs):
+        real_save(path, net, **kwargs)
+        if "neat" in kwargs.get("extra", {}):
+            saved.append(kwargs["step"])
+            if kwargs["step"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(owner, name, save_then_stop)
+    return saved
+
+
 def test_an_interrupted_validated_neat_job_resumes_to_the_same_numbers_and_validations(tmp_path, monkeypatch):
     import neuroplastic.core.checkpoint as checkpoint
     from neuroplastic.experiments import get_experiment
@@ -681,16 +697,7 @@ def test_an_interrupted_validated_neat_job_resumes_to_the_same_numbers_and_valid
                                        "validate_threshold": 1e9})
     job = {"task": "CartPole-v1", "variant": "neuroplastic", "seed": 0}
     whole = exp.run_job(job, config, tmp_path / "whole")
-    real_save, saved = checkpoint.save, []
-
-    def save_then_stop(path, net, **kwargs):  # stopped right after generation 2's checkpoint
-        real_save(path, net, **kwargs)
-        if "neat" in kwargs.get("extra", {}):
-            saved.append(kwargs["step"])
-            if kwargs["step"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    saved = _stop_after_the_second_checkpoint(monkeypatch, checkpoint, "save")
     with pytest.raises(KeyboardInterrupt):
         exp.run_job(job, config, tmp_path / "cut")
     saved.clear()
@@ -711,15 +718,7 @@ def test_an_interrupted_unvalidated_neat_env_job_resumes_from_its_checkpoint_to_
                                        "eval_episodes": 2, "validate_episodes": 0})
     job = {"task": "CartPole-v1", "variant": "neuroplastic", "seed": 0}
     whole = exp.run_job(job, config, tmp_path / "whole")
-    real_save, saved = neat_module.save_checkpoint, []
-
-    def save_then_stop(path, net, **kwargs):  # stopped right after generation 2's checkpoint
-        real_save(path, net, **kwargs)
-        saved.append(kwargs["step"])
-        if kwargs["step"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(neat_module, "save_checkpoint", save_then_stop)
+    saved = _stop_after_the_second_checkpoint(monkeypatch, neat_module, "save_checkpoint")
     with pytest.raises(KeyboardInterrupt):
         exp.run_job(job, config, tmp_path / "cut")
     assert saved == [1, 2] and len(list((tmp_path / "cut" / "partial").glob("*.ckpt"))) == 1
