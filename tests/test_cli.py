@@ -220,7 +220,8 @@ def test_an_empty_envs_or_out_is_one_line_not_the_default(flag, capsys):
 
 def test_list_gives_each_benchmarks_whole_first_paragraph(capsys):
     assert main(["list"]) == 0
-    assert "each at pop 150 / 1,000 / 10,000) vs neat-python 2.0 on the same config and task." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "each at pop 150 / 1,000 / 10,000) vs neat-python 2.0 on the same config and task." in out
 
 
 def test_report_on_a_binary_results_file_or_on_a_file_is_one_line(tmp_path, capsys):

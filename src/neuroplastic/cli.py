@@ -89,6 +89,17 @@ def _toml(value) -> str:
     return repr(value)
 
 
+class _Once(argparse.Action):
+    """A flag that takes one value: given twice (--seeds 1 --seeds 2) it is refused, where
+    argparse would keep the last one without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_{self.dest}_given", False):
+            parser.error(f"{option_string} is given twice; give it once")
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)
+
+
 def build_parser(run_epilog: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="neuroplastic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -97,25 +108,27 @@ def build_parser(run_epilog: str | None = None) -> argparse.ArgumentParser:
                          epilog=run_epilog or "neuroplastic run NAME --help lists the options of experiment NAME",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("name")
-    run.add_argument("--config", help="TOML file of option = value lines")
+    run.add_argument("--config", action=_Once, help="TOML file of option = value lines")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
-    run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
-    run.add_argument("--envs", help="control-task experiments (smgrnn, hebbian, ...): comma-separated gymnasium ids")
-    run.add_argument("--data", help="dataset experiments (urn-*): FILE.npz (X, y, optional positions) "
-                                    "or an MNIST IDX dir")
+    run.add_argument("--seeds", action=_Once, type=int, help="number of seeds (0..N-1)")
+    run.add_argument("--envs", action=_Once,
+                     help="control-task experiments (smgrnn, hebbian, ...): comma-separated gymnasium ids")
+    run.add_argument("--data", action=_Once,
+                     help="dataset experiments (urn-*): FILE.npz (X, y, optional positions) or an MNIST IDX dir")
     run.add_argument("--quick", action="store_true", help="reduced budget (under a minute), used by tests")
     run.add_argument("--full", action="store_true", help="the full run: all tasks, 5 seeds, full budget")
-    run.add_argument("--out", help="output directory (default runs/NAME)")
-    run.add_argument("--workers", type=int, default=1, help="run jobs in parallel on Ray with N workers")
-    run.add_argument("--address", help="address of a running Ray cluster")
+    run.add_argument("--out", action=_Once, help="output directory (default runs/NAME)")
+    run.add_argument("--workers", action=_Once, type=int, default=1,
+                     help="run jobs in parallel on Ray with N workers")
+    run.add_argument("--address", action=_Once, help="address of a running Ray cluster")
     run.add_argument("--no-progress", action="store_true")
     report = sub.add_parser("report", help="rewrite report.md and plots from DIR/results.json")
     report.add_argument("dir")
     bench = sub.add_parser("bench", help="benchmark ours against a reference in the same run")
     bench.add_argument("name")
     bench.add_argument("--quick", action="store_true", help="small sizes and few repeats")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
-    bench.add_argument("--out", default="docs/results/bench",
+    bench.add_argument("--device", action=_Once, default="cpu", help="cpu or cuda")
+    bench.add_argument("--out", action=_Once, default="docs/results/bench",
                        help="directory for NAME.json (default: docs/results/bench, under the current folder)")
     return parser
 
