@@ -284,3 +284,18 @@ def test_a_folder_holding_another_experiments_run_is_refused_by_that_experiments
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"--out {str(tmp_path)!r} holds a hebbian run, not neat-xor" in err and len(err.splitlines()) == 1
+
+
+def test_a_seed_whose_species_all_stagnate_is_named_in_one_line_and_the_other_rows_are_kept(tmp_path, capsys):
+    from neuroplastic.experiments.neat import CONFIGS
+    ini = tmp_path / "stagnates.ini"  # with no species elitism, seed 5 loses every species in generation 4
+    ini.write_text((CONFIGS / "xor.ini").read_text().replace("max_stagnation       = 20", "max_stagnation = 2")
+                   .replace("species_elitism      = 2", "species_elitism = 0"))
+    assert "max_stagnation = 2" in ini.read_text() and "species_elitism = 0" in ini.read_text()
+    out = tmp_path / "out"
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--set", "seeds=6",
+            "--set", "generations=5", "--set", f"config={ini}", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "job xor__neuroplastic__seed5: every species stagnated in generation 4" in err
+    assert len(err.splitlines()) == 1 and len(list((out / "rows").glob("*.json"))) == 5

@@ -25,6 +25,7 @@ import torch
 
 from ..core.checkpoint import atomic_write_bytes, make_output_dir
 from ..errors import CheckpointError, ConfigError
+from ..evolve.neat.neat import CompleteExtinctionError
 from . import get_experiment
 from .progress import RunBar, job_progress, progress_board
 
@@ -49,7 +50,10 @@ def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = 
     report = None if board is None else (lambda f: board.report.remote(job_name(job), f))
     started = time.perf_counter()
     with job_progress(report):
-        metrics = experiment.run_job(job, config, Path(out_dir), progress=progress or board is not None)
+        try:
+            metrics = experiment.run_job(job, config, Path(out_dir), progress=progress or board is not None)
+        except CompleteExtinctionError as exc:  # one seed's run ended, not a bad setting: say which
+            raise CompleteExtinctionError(f"job {job_name(job)}: {exc}; the finished jobs' rows are kept") from None
     metrics.setdefault("wall_s", time.perf_counter() - started)
     row = {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
     atomic_write_bytes(Path(out_dir) / "rows" / f"{job_name(row)}.json", json.dumps(row).encode())
