@@ -765,3 +765,11 @@ def test_output_activation_is_refused_while_neat_python_runs_beside_ours(tmp_pat
     with pytest.raises(ConfigError, match="output_activation='identity' is ours"):
         get_experiment("neat-xor").config(False, False, {"config": str(ini)})
     assert get_experiment("neat-xor").config(False, False, {"config": str(ini), "reference": False})
+
+
+def test_random_output_activations_that_cannot_reach_a_box_envs_bounds_are_warned_about():
+    cfg = load_config(CONFIGS / "cartpole.ini").replace(num_inputs=3, num_outputs=1, pop_size=6,
+                                                        activation_default="random",
+                                                        activation_options=("sigmoid",))
+    with pytest.warns(UserWarning, match="sigmoid outputs only"):
+        NEAT(cfg, seed=0).run_env("Pendulum-v1", generations=1, max_steps=5)

@@ -299,3 +299,36 @@ def test_a_seed_whose_species_all_stagnate_is_named_in_one_line_and_the_other_ro
     err = capsys.readouterr().err
     assert "job xor__neuroplastic__seed5: every species stagnated in generation 4" in err
     assert len(err.splitlines()) == 1 and len(list((out / "rows").glob("*.json"))) == 5
+
+
+@pytest.mark.parametrize("where", ["rows/xor__neuroplastic__seed0.json", "nets/xor__neuroplastic__seed0.ckpt"])
+def test_a_folder_where_a_jobs_file_goes_is_one_line_naming_it_and_exit_2(tmp_path, capsys, where):
+    # no config.json: the unreadable-settings path, which removes stale rows and checkpoints
+    (tmp_path / where).mkdir(parents=True)
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--set", "seeds=1",
+            "--set", "generations=2", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{str(tmp_path / where)!r} is a folder where job xor__neuroplastic__seed0 keeps" in err
+    assert "damaged" not in err and len(err.splitlines()) == 1
+
+
+def test_a_folder_among_the_resume_checkpoints_is_not_taken_for_one(tmp_path, capsys):
+    # neat-xor never checkpoints: the folder is left alone and the run goes on
+    (tmp_path / "partial" / "xor__neuroplastic__seed0.ckpt").mkdir(parents=True)
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--set", "seeds=1",
+            "--set", "generations=2", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert "unfinished jobs" not in capsys.readouterr().err
+    assert (tmp_path / "partial" / "xor__neuroplastic__seed0.ckpt").is_dir()
+
+
+def test_an_interrupted_run_of_another_experiment_is_refused_by_its_name(tmp_path, capsys):
+    args = ["run", "neat-xor", "--quick", "--no-progress", "--set", "reference=false", "--set", "seeds=1",
+            "--set", "generations=2", "--out", str(tmp_path)]
+    assert main(args) == 0
+    (tmp_path / "results.json").unlink()  # as a run stopped before its first results.json leaves it
+    capsys.readouterr()
+    assert main(["run", "hebbian", "--quick", "--no-progress", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(tmp_path)!r} holds a neat-xor run, not hebbian" in err and len(err.splitlines()) == 1

@@ -31,6 +31,7 @@ from .progress import RunBar, job_progress, progress_board
 
 # Keys that only choose which jobs run; every other setting changes what a job computes.
 _JOB_KEYS = ("envs", "variants", "seeds")
+EXPERIMENT_KEY = "_experiment"  # config.json names the experiment it holds; not one of its settings
 LOCK = ".lock"  # DIR/.lock: held by the run writing DIR (folder_lock)
 REFRESH_S = 0.5  # how often the driver reads the Ray workers' progress
 
@@ -95,7 +96,7 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
             _check_same_experiment(out, name)
             _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
         try:
-            _prepare_folder(out, config)
+            _prepare_folder(out, config, name)
             return _run_jobs(experiment, name, config, out, workers, address, progress, command)
         except BaseException as exc:
             files = {p for p in out.rglob("*") if p.is_file()}
@@ -174,7 +175,7 @@ def _run_jobs(experiment, name, config, out, workers, address, progress, command
     return results
 
 
-def _prepare_folder(out: Path, config: dict) -> None:
+def _prepare_folder(out: Path, config: dict, name: str) -> None:
     """DIR/rows and DIR/config.json in DIR (made by run_experiment, before it took DIR's lock),
     or one ConfigError saying why DIR cannot hold a run."""
     rows = out / "rows"
@@ -185,7 +186,7 @@ def _prepare_folder(out: Path, config: dict) -> None:
     except OSError as exc:
         raise ConfigError(f"--out {str(out)!r}: cannot write there ({exc.strerror or exc})") from None
     try:
-        atomic_write_bytes(out / "config.json", json.dumps(config, indent=1).encode())
+        atomic_write_bytes(out / "config.json", json.dumps({EXPERIMENT_KEY: name, **config}, indent=1).encode())
     except CheckpointError as exc:
         raise ConfigError(f"--out {str(out)!r}: {exc}") from None
 
@@ -243,8 +244,14 @@ def _finished(experiment, job: dict, config: dict, out: Path) -> bool:
     named and removed, and the job counts as not done (a damaged resume checkpoint just means
     the job starts from its first step)."""
     row_path = out / "rows" / f"{job_name(job)}.json"
+    if row_path.is_dir():
+        raise ConfigError(f"--out {str(out)!r}: {str(row_path)!r} is a folder where job {job_name(job)} keeps "
+                          "its row; move it aside or use another --out")
     done = row_path.exists() and read_row(row_path, job) is not None
     for path in getattr(experiment, "job_files", lambda j, c, o: [])(job, config, out):
+        if path.is_dir():  # not a damaged file: something in the way, which the user must move
+            raise ConfigError(f"--out {str(out)!r}: {str(path)!r} is a folder where job {job_name(job)} keeps a "
+                              "file; move it aside or use another --out")
         if path.exists() and not _readable_checkpoint(path):
             say(f"{path} is damaged; job {job_name(job)} runs again from its first step")
             path.unlink()
@@ -295,14 +302,15 @@ def _describe(rows: list[dict], config: dict) -> str:
 
 
 def _check_same_experiment(out: Path, name: str) -> None:
-    """A folder whose results.json is another experiment's is refused by that name (its settings
-    would all differ, and the settings message would not say why)."""
-    try:
-        other = json.loads((out / "results.json").read_text()).get("experiment")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return  # none, or damaged: the settings check below says what it can
-    if isinstance(other, str) and other != name:
-        raise ConfigError(f"--out {str(out)!r} holds a {other} run, not {name}; use another --out")
+    """A folder whose config.json or results.json is another experiment's is refused by that
+    name (its settings would all differ, and the settings message would not say why)."""
+    for file in ("config.json", "results.json"):
+        try:
+            other = json.loads((out / file).read_text()).get(EXPERIMENT_KEY if file == "config.json" else "experiment")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue  # none, or damaged: the settings check below says what it can
+        if isinstance(other, str) and other != name:
+            raise ConfigError(f"--out {str(out)!r} holds a {other} run, not {name}; use another --out")
 
 
 def _check_same_settings(out: Path, config: dict, settings_before: dict | None = None) -> None:
@@ -316,7 +324,8 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
             continue
         try:
             content = json.loads(path.read_text())
-            content = content.get("config") if name == "results.json" else content
+            content = content.get("config") if name == "results.json" else \
+                {k: v for k, v in content.items() if k != EXPERIMENT_KEY}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             content = None
         if isinstance(content, dict):
@@ -324,9 +333,9 @@ def _check_same_settings(out: Path, config: dict, settings_before: dict | None =
             break
         if name == "config.json":
             damaged = path  # said below, once it is certain that this run goes on and rewrites it
-    rows = list((out / "rows").glob("*.json"))
+    rows = [p for p in (out / "rows").glob("*.json") if p.is_file()]
     # a job's resume checkpoints (DIR/partial) hold work done under the saved settings as well
-    partial = list((out / "partial").glob("*.ckpt"))
+    partial = [p for p in (out / "partial").glob("*.ckpt") if p.is_file()]
     if saved is None:
         if damaged:
             say(f"{damaged} is damaged; it is written again from this command's settings")

@@ -389,8 +389,11 @@ def _warn_if_outputs_miss_the_bounds(cfg, fitness) -> None:
     if fitness.discrete:
         return
     name = cfg.activation_default if cfg.output_activation == "same" else cfg.output_activation
-    lo, hi = _OUTPUT_SPAN.get(name, (-math.inf, math.inf))
-    if name != "random" and (lo > float(fitness.low.min()) or hi < float(fitness.high.max())):
-        warnings.warn(f"{fitness.env_id}'s actions span [{float(fitness.low.min()):g}, {float(fitness.high.max()):g}] "
-                      f"but {name} outputs only ({lo:g}, {hi:g}); set output_activation = identity in the "
-                      "config's [Neuroplastic] section to let the bounds clip unbounded outputs", stacklevel=3)
+    names = cfg.activation_options if name == "random" else (name,)  # random: drawn from the options
+    spans = [_OUTPUT_SPAN.get(n, (-math.inf, math.inf)) for n in names]
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    low, high = float(fitness.low.min()), float(fitness.high.max())
+    if lo > low or hi < high:
+        warnings.warn(f"{fitness.env_id}'s actions span [{low:g}, {high:g}] but {' or '.join(names)} outputs "
+                      f"only ({lo:g}, {hi:g}); set output_activation = identity in the config's [Neuroplastic] "
+                      "section to let the bounds clip unbounded outputs", stacklevel=3)
