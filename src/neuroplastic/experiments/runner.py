@@ -93,8 +93,9 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     make_output_dir(out, "--out")
     with folder_lock(out):
         if not fresh:
-            _check_same_experiment(out, name)
-            _check_same_settings(out, config, getattr(experiment, "settings_before", {}))
+            saved = _saved_records(out)
+            _check_same_experiment(saved, out, name)
+            _check_same_settings(saved, out, config, getattr(experiment, "settings_before", {}))
         try:
             _prepare_folder(out, config, name)
             return _run_jobs(experiment, name, config, out, workers, address, progress, command)
@@ -244,14 +245,13 @@ def _finished(experiment, job: dict, config: dict, out: Path) -> bool:
     named and removed, and the job counts as not done (a damaged resume checkpoint just means
     the job starts from its first step)."""
     row_path = out / "rows" / f"{job_name(job)}.json"
-    if row_path.is_dir():
-        raise ConfigError(f"--out {str(out)!r}: {str(row_path)!r} is a folder where job {job_name(job)} keeps "
-                          "its row; move it aside or use another --out")
-    done = row_path.exists() and read_row(row_path, job) is not None
-    for path in getattr(experiment, "job_files", lambda j, c, o: [])(job, config, out):
+    files = getattr(experiment, "job_files", lambda j, c, o: [])(job, config, out)
+    for path in (row_path, *files):
         if path.is_dir():  # not a damaged file: something in the way, which the user must move
             raise ConfigError(f"--out {str(out)!r}: {str(path)!r} is a folder where job {job_name(job)} keeps a "
                               "file; move it aside or use another --out")
+    done = row_path.exists() and read_row(row_path, job) is not None
+    for path in files:
         if path.exists() and not _readable_checkpoint(path):
             say(f"{path} is damaged; job {job_name(job)} runs again from its first step")
             path.unlink()
@@ -301,38 +301,48 @@ def _describe(rows: list[dict], config: dict) -> str:
     return "; ".join(parts) or "other jobs"
 
 
-def _check_same_experiment(out: Path, name: str) -> None:
+def _saved_records(out: Path) -> dict:
+    """DIR's config.json and results.json, each read once: a file name -> its parsed contents,
+    or None where it is not a readable JSON object (absent files are left out)."""
+    records = {}
+    for name in ("config.json", "results.json"):
+        path = out / name
+        if path.is_file():
+            try:
+                content = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                content = None
+            records[name] = content if isinstance(content, dict) else None
+    return records
+
+
+def _check_same_experiment(saved: dict, out: Path, name: str) -> None:
     """A folder whose config.json or results.json is another experiment's is refused by that
     name (its settings would all differ, and the settings message would not say why)."""
-    for file in ("config.json", "results.json"):
-        try:
-            other = json.loads((out / file).read_text()).get(EXPERIMENT_KEY if file == "config.json" else "experiment")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            continue  # none, or damaged: the settings check below says what it can
+    for file, key in (("config.json", EXPERIMENT_KEY), ("results.json", "experiment")):
+        other = (saved.get(file) or {}).get(key)
         if isinstance(other, str) and other != name:
             raise ConfigError(f"--out {str(out)!r} holds a {other} run, not {name}; use another --out")
 
 
-def _check_same_settings(out: Path, config: dict, settings_before: dict | None = None) -> None:
-    """Finished rows are reused on a rerun only if they were computed with the same settings.
-    `settings_before`: for options added after a folder may have been written, the value that
-    means what the code did before the option existed (a saved config without the key has it)."""
+def _check_same_settings(records: dict, out: Path, config: dict, settings_before: dict | None = None) -> None:
+    """Finished rows are reused on a rerun only if they were computed with the same settings
+    (`records`: what `_saved_records` read of DIR). `settings_before`: for options added after a
+    folder may have been written, the value that means what the code did before the option
+    existed (a saved config without the key has it)."""
     saved, damaged = None, None
     for name in ("config.json", "results.json"):  # results.json: runs written before config.json
-        path = out / name
-        if not path.is_file():
+        if name not in records:
             continue
-        try:
-            content = json.loads(path.read_text())
+        content = records[name]
+        if content is not None:
             content = content.get("config") if name == "results.json" else \
                 {k: v for k, v in content.items() if k != EXPERIMENT_KEY}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            content = None
         if isinstance(content, dict):
             saved = content
             break
         if name == "config.json":
-            damaged = path  # said below, once it is certain that this run goes on and rewrites it
+            damaged = out / name  # said below, once it is certain that this run goes on and rewrites it
     rows = [p for p in (out / "rows").glob("*.json") if p.is_file()]
     # a job's resume checkpoints (DIR/partial) hold work done under the saved settings as well
     partial = [p for p in (out / "partial").glob("*.ckpt") if p.is_file()]
