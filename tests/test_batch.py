@@ -119,8 +119,12 @@ def test_mixed_activations_in_one_member_follow_each_neurons_code(kernel):
         expected = torch.tanh(w[2] * h3 + w[3] * h4 + b[2])
         torch.testing.assert_close(pop(x)[p, :, 0], expected)
     assert pop.depth().tolist() == [2, 2]
-    with pytest.raises(npl.ConfigError, match="member 0 mixes activations"):
-        pop.to_nets()
+    # as GraphNets the members keep every neuron's activation, and back in a batch too
+    nets = pop.to_nets()
+    assert nets[0].neuron_activations() == {0: "tanh", 1: "tanh", 2: "tanh", 3: "relu", 4: "sigmoid"}
+    for p, net in enumerate(nets):
+        torch.testing.assert_close(net(x), pop(x)[p])
+    assert torch.equal(npl.GraphBatch.from_nets(nets).activation, pop.activation.to(torch.int8))
 
 
 def test_round_trip_to_nets_is_exact():
@@ -237,8 +241,18 @@ def test_edits_of_a_mixed_member_keep_codes_and_give_new_neurons_the_asked_activ
     pop.apply_edits(e, member=0, activation="sigmoid")
     names = [ACTIVATION_NAMES[c] for c in pop.activation[0, :6].tolist()]
     assert names[3:] == ["relu", "tanh", "sigmoid"] and int(h) == 5
-    with pytest.raises(npl.EditError, match="remove_dead"):
-        pop.apply_edits(npl.Edits().remove_dead(), member=0)
+
+
+def test_remove_dead_on_a_mixed_member_folds_a_constant_neuron_through_its_own_activation():
+    # hidden 3 has no inputs (a constant: its activation of its bias) and feeds the output
+    net = npl.GraphNet.from_edges(2, 1, 2, [3, 0, 4], [2, 4, 2], bias=[0.1, 0.5, -0.7], seed=0)
+    pop = npl.GraphBatch.from_nets([net, net])
+    pop.activation[0, 3] = activation_code("sigmoid")  # member 0: 3 sigmoid, 4 tanh
+    x = torch.randn(5, 2)
+    before = pop(x)
+    pop.apply_edits(npl.Edits().remove_dead(), member=0)
+    assert pop.n_hidden.tolist() == [1, 2]
+    torch.testing.assert_close(pop(x), before)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -178,3 +178,13 @@ def test_bad_constructor_and_trainer_inputs_are_one_clear_error():
     stale = torch.optim.Adam(npl.GraphNet.mlp(4, [3], 2).parameters())
     with pytest.raises(npl.EditError, match="holds none"):
         net.apply_edits(npl.Edits().add_edge(0, 4), optimizer=stale)
+
+
+def test_a_csr_kernel_net_runs_a_level_that_has_no_edges():
+    # an unconnected hidden neuron is a level of its bias alone (it used to be an IndexError)
+    net = npl.GraphNet(2, 1, kernel="csr", connect="none")
+    edits = npl.Edits()
+    edits.add_neuron()
+    net.apply_edits(edits)
+    assert net(torch.randn(3, 2)).tolist() == [[0.0]] * 3
+    assert npl.GraphNet.from_edges(2, 1, 1, [0, 3], [3, 2], kernel="csr").n_edges == 2

@@ -39,11 +39,10 @@ from torch import nn
 
 from ..errors import ConfigError, CycleError, EditError
 from .edits import Edits
-from .graph import ACTIVATIONS, GraphNet
+from .graph import ACTIVATION_NAMES, ACTIVATIONS, GraphNet
 from .validate import check_bool, check_choice, check_int
 
-# Activation codes: position in this tuple (tanh 0, relu 1, sigmoid 2, identity 3).
-ACTIVATION_NAMES = tuple(ACTIVATIONS)
+# Activation codes: position in ACTIVATION_NAMES (tanh 0, relu 1, sigmoid 2, identity 3).
 _ALIASES = {"linear": "identity"}
 
 
@@ -216,8 +215,9 @@ class GraphBatch(nn.Module):
     @classmethod
     def from_nets(cls, nets, kernel: str = "auto") -> GraphBatch:
         """Pack GraphNets with the same n_in, n_out and mode (and steps / clamp_inputs in
-        recurrent mode) into one batch. Hidden neurons (and inputs) get the net's activation,
-        outputs its output_activation; everything lands on the first net's device."""
+        recurrent mode) into one batch. Every neuron keeps its activation (the net's, its
+        output_activation, or its own after `set_activations`); everything lands on the first
+        net's device."""
         if isinstance(nets, GraphNet) or not hasattr(nets, "__len__") or len(nets) == 0:
             raise ConfigError("from_nets needs a non-empty list of GraphNets")
         nets = list(nets)
@@ -233,7 +233,7 @@ class GraphBatch(nn.Module):
                                       f"{k}={getattr(first, k)!r}; a GraphBatch needs them equal")
             if net.bias.dtype != first.bias.dtype:
                 raise ConfigError(f"member {i} is {net.bias.dtype} but member 0 is {first.bias.dtype}")
-        dev, n_fixed = first.bias.device, first.n_in + first.n_out
+        dev = first.bias.device
         srcs, dsts, ws, alives, biases, codes = [], [], [], [], [], []
         for net in nets:  # reading P nets is a loop by nature; packing below is vectorised
             s, d, w = net.edges()
@@ -244,9 +244,7 @@ class GraphBatch(nn.Module):
             high = int(alive.nonzero().max()) + 1
             alives.append(alive[:high])
             biases.append(net.bias.detach().to(dev)[:high])
-            code = torch.full((high,), activation_code(net.activation), dtype=torch.int8, device=dev)
-            code[net.n_in:n_fixed] = activation_code(net.output_activation)
-            codes.append(code)
+            codes.append(net._activation_codes()[:high].to(dev))
         pad = nn.utils.rnn.pad_sequence
         counts = torch.tensor([len(s) for s in srcs], device=dev)
         e_cap = max(1, int(counts.max()))  # one dead slot keeps shapes non-degenerate
@@ -262,13 +260,10 @@ class GraphBatch(nn.Module):
                    clamp_inputs=first.clamp_inputs, kernel=kernel)
 
     def to_net(self, member: int) -> GraphNet:
-        """Member `member` as a GraphNet (same neuron ids, edges, biases, outputs).
-
-        A GraphNet has one activation plus an output activation, so a member with mixed
-        hidden activations cannot be converted: that is a ConfigError naming the member."""
-        i = self._member(member)
-        act, out_act = self._member_activations(i, strict=True)
-        return self._build_net(i, act, out_act).to(self.weight.device)
+        """Member `member` as a GraphNet (same neuron ids, edges, biases, activations,
+        outputs). A member whose neurons mix activations keeps them as the net's per-neuron
+        ones (`GraphNet.set_activations`)."""
+        return self._member_net(self._member(member)).to(self.weight.device)
 
     def to_nets(self) -> list[GraphNet]:
         """Every member as a GraphNet: the exact inverse of `from_nets`."""
@@ -671,13 +666,9 @@ class GraphBatch(nn.Module):
         # 1. edit a GraphNet copy of each member (nothing in the batch changes if one fails)
         edited = {}
         for i, e in todo.items():
-            act, out_act = self._member_activations(i, strict=False)
-            if self._is_mixed(i) and any(op[0] == "remove_dead" for op in e.ops):
-                raise EditError(f"member {i} mixes activations, so remove_dead cannot fold its "
-                                "constant neurons with one activation; remove neurons explicitly")
-            net = self._build_net(i, act, out_act)
+            net = self._member_net(i)
             net.apply_edits(e)
-            edited[i] = (net, activation_code(act) if new_code is None else new_code)
+            edited[i] = (net, activation_code(net.activation) if new_code is None else new_code)
         # 2. grow once if needed, then rewrite the edited rows (in place, so a batch built
         # under inference_mode first gets ordinary tensors that may be written outside it)
         with torch.inference_mode(False):
@@ -763,19 +754,25 @@ class GraphBatch(nn.Module):
         hidden, outputs = self._member_codes(i)
         return len(hidden) > 1 or len(outputs) > 1
 
-    def _member_activations(self, i: int, strict: bool) -> tuple[str, str]:
+    def _member_activations(self, i: int) -> tuple[str, str]:
         """(activation, output_activation) names of member i as a GraphNet.
 
-        A member without hidden neurons takes its inputs' code (from_nets stores the net's
-        activation there). strict: a mixed member is a ConfigError; otherwise it gets its
-        inputs' code, which is what new neurons of an edit receive by default."""
+        A member without hidden neurons, or one that mixes them, takes its inputs' code
+        (from_nets stores the net's activation there), which is what new neurons of an edit
+        receive by default."""
         hidden, outputs = self._member_codes(i)
-        if strict and self._is_mixed(i):
-            names, outs = [ACTIVATION_NAMES[c] for c in hidden], [ACTIVATION_NAMES[c] for c in outputs]
-            raise ConfigError(f"member {i} mixes activations (hidden {names}, outputs {outs}); a GraphNet has "
-                              "one activation and one output_activation, so it cannot be converted")
         act = hidden[0] if len(hidden) == 1 else int(self.activation[i, 0])
         return ACTIVATION_NAMES[act], ACTIVATION_NAMES[outputs[0]]
+
+    def _member_net(self, i: int) -> GraphNet:
+        """Member i as a GraphNet on the CPU; a member that mixes activations keeps them as
+        the net's per-neuron ones."""
+        net = self._build_net(i, *self._member_activations(i))
+        if self._is_mixed(i):
+            ids = net.neuron_alive.nonzero().squeeze(1)
+            codes = self.activation[i].cpu()[ids].long().tolist()
+            net.set_activations(ids, [ACTIVATION_NAMES[c] for c in codes])
+        return net
 
     def _build_net(self, i: int, activation: str, output_activation: str) -> GraphNet:
         """Member i as a GraphNet on the CPU with the same neuron ids (gaps removed again).

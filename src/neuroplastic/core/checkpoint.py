@@ -27,7 +27,8 @@ from .validate import check_int
 MAGIC = b"NPLCKPT1"
 # A GraphNet is fully described by these tensors and its constructor arguments; a URN adds
 # its settings (in the config) and its neuron positions, and is restored with URN.from_graph.
-_GRAPH_TENSORS = ("weight", "bias", "neuron_alive", "neuron_uid", "edge_alive", "edge_src", "edge_dst", "edge_uid")
+_GRAPH_TENSORS = ("weight", "bias", "neuron_alive", "neuron_uid", "edge_alive", "edge_src", "edge_dst", "edge_uid",
+                  "neuron_activation")
 _GRAPH_ARGS = ("n_in", "n_out", "activation", "output_activation", "mode", "steps", "clamp_inputs", "kernel", "seed")
 
 
@@ -247,7 +248,10 @@ def _live_slots(net) -> dict:
             "edge_src": net.edge_src[edges].cpu(), "edge_dst": net.edge_dst[edges].cpu(),
             "edge_uid": net.edge_uid[edges].cpu() if net.tracks_edge_owners else torch.zeros(0, dtype=torch.int32),
             "neuron": neurons.cpu(),
-            "bias": net.bias.detach()[neurons].cpu(), "neuron_uid": net.neuron_uid[neurons].cpu()}
+            "bias": net.bias.detach()[neurons].cpu(), "neuron_uid": net.neuron_uid[neurons].cpu(),
+            # per-neuron activation codes, only for a net that has them
+            "activation": (net.neuron_activation[neurons].cpu() if net.mixed_activations
+                           else torch.zeros(0, dtype=torch.int8))}
 
 
 def _positions(net):
@@ -281,6 +285,11 @@ def _rebuild_net(saved: dict):
                 continue
             fill = 0 if name == "edge_dst" else -1  # a source of -1 marks a free edge slot
             tensors[name] = torch.full((size,), fill, dtype=torch.long).index_put_((slots,), live[name].long())
+        codes = live.get("activation")  # absent in files written before per-neuron activations
+        if torch.is_tensor(codes) and codes.numel():
+            if codes.numel() != len(n):
+                raise CheckpointError("the checkpoint's per-neuron activations do not fit its neurons")
+            tensors["neuron_activation"] = torch.zeros(n_cap, dtype=torch.int8).index_put_((n,), codes.to(torch.int8))
     net = GraphNet(connect="none", dtype=dtype, **cfg)
     net.load_state_dict({**tensors, "_extra_state": {"next_uid": int(saved["next_uid"])}})
     if saved["class"] != "GraphNet":

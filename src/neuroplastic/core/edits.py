@@ -24,7 +24,7 @@ from collections import defaultdict
 import torch
 
 from ..errors import CycleError, EditError
-from .execute import ACTIVATIONS, longest_path_levels
+from .execute import ACTIVATION_NAMES, ACTIVATIONS, MixedActivation, longest_path_levels
 from .index import KEY_LOW, KEY_SHIFT, OUTPUT_LEVEL, EditIndex
 from .surgery import as_optimizer_list
 from .validate import check_int
@@ -490,8 +490,18 @@ class _Batch:
             b[i] += v
         return b
 
+    def constant_values(self, n: int) -> torch.Tensor:
+        """What each of the first n neurons outputs with no input: its activation of its bias
+        (a neuron added by this batch runs the net's activation)."""
+        b = self.current_biases(n)
+        if not self.net.mixed_activations:
+            return ACTIVATIONS[self.net.activation](b)
+        codes = torch.full((n,), ACTIVATION_NAMES.index(self.net.activation), dtype=torch.int8)
+        k = min(n, self.net.capacity)
+        codes[:k] = self.net.neuron_activation[:k].cpu()
+        return MixedActivation(codes)(b[None])[0]
+
     def remove_dead(self):
-        act = ACTIVATIONS[self.net.activation]
         t = self.t
         while True:
             src, dst, slots = t.live_edges()
@@ -504,7 +514,7 @@ class _Batch:
             indeg = torch.bincount(dst, minlength=n)[:n]
             no_out = hidden & (outdeg == 0)
             source = hidden & (indeg == 0) & (outdeg > 0)
-            const = act(self.current_biases(n))
+            const = self.constant_values(n)
             if not t.dag:  # in recurrent mode the constant appears only from step 1 on
                 source &= const == 0
             gone = no_out | source

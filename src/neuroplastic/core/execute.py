@@ -35,8 +35,36 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "identity": lambda z: z,
 }
+# Activation codes (a net's per-neuron activations, a GraphBatch's): the position in this tuple.
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
 # The same activations as torch.nn modules, for plain-torch models built from or beside a GraphNet.
 ACTIVATION_MODULES = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+
+
+class MixedActivation:
+    """Per-column activations of a (batch, k) pre-activation, from k activation codes: the
+    most common kind on all columns, then one select per other kind present. A plain callable
+    of torch operations, so torch.fx traces it inline (masks that are a module's buffers
+    become its attributes)."""
+
+    def __init__(self, codes: torch.Tensor):
+        kinds = torch.bincount(codes.long().cpu(), minlength=len(ACTIVATION_NAMES))
+        order = [int(c) for c in torch.argsort(kinds, descending=True, stable=True) if kinds[c] > 0]
+        self.base = ACTIVATIONS[ACTIVATION_NAMES[order[0]]]
+        self.others = [(ACTIVATIONS[ACTIVATION_NAMES[c]], codes == c) for c in order[1:]]
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.base(z)
+        for fn, mask in self.others:
+            h = torch.where(mask, fn(z), h)
+        return h
+
+
+def activation_for(codes: torch.Tensor):
+    """The activation of a group of neurons with these codes: one function when they share it."""
+    if len(codes) and bool((codes == codes[0]).all()):
+        return ACTIVATIONS[ACTIVATION_NAMES[int(codes[0])]]
+    return MixedActivation(codes)
 
 
 @dataclass
@@ -155,6 +183,9 @@ class Plan:
     weight_piece: list | None = None
     bias_split: list | None = None
     bias_piece: list | None = None
+    # per-neuron activations (a net that sets them): DAG, one callable per level; recurrent,
+    # one MixedActivation over all positions. None: the net's activation and output_activation.
+    acts: list | None = None
 
 
 def _pieces(ranges: list, total: int) -> tuple[list, list]:
@@ -203,7 +234,10 @@ def use_sparse(kernel: str, n_edges: int, entries: int, max_density: float, min_
 
 def level_kernel(net, n_edges: int, entries: int) -> str:
     """dense, sparse (gather/index_add) or csr for a DAG level that is not a weight view.
-    auto: csr for a big block below `CSR_MAX_DENSITY`, dense otherwise."""
+    auto: csr for a big block below `CSR_MAX_DENSITY`, dense otherwise. A level without
+    edges is its biases alone, whatever the kernel (dense with an empty block)."""
+    if n_edges == 0:
+        return "dense"
     if net.kernel != "auto":
         return net.kernel
     if n_edges and entries >= net.SPARSE_MIN_ENTRIES and n_edges < net.CSR_MAX_DENSITY * entries:
@@ -235,8 +269,9 @@ def build_recurrent_plan(net) -> Plan:
         view = False
     if view:  # the view needs no per-edge index at all (an S=5000 URN has 25M edges)
         eids = src_pos = dst_pos = None
+    acts = [MixedActivation(net.neuron_activation[ids])] if net.mixed_activations else None
     return Plan("recurrent", ids, eids=eids, src_pos=src_pos, dst_pos=dst_pos, sparse=sparse, view=view,
-                dead=dead, is_output=is_output, csr=csr)
+                dead=dead, is_output=is_output, csr=csr, acts=acts)
 
 
 _CHUNK = 1 << 16  # edges per step of the passes below: bounded scratch memory on big nets
@@ -358,6 +393,8 @@ def _finish_dag_plan(net, order, levels, level, starts) -> Plan:
     plan.weight_split, plan.weight_piece = _pieces([lv.weight_slice or lv.edge_range for lv in levels],
                                                    net.edge_capacity)
     plan.bias_split, plan.bias_piece = _pieces([lv.bias_slice for lv in levels], net.capacity)
+    if net.mixed_activations:
+        plan.acts = [activation_for(net.neuron_activation[lv.row_ids]) for lv in levels]
     return plan
 
 
@@ -382,11 +419,12 @@ def level_block(net, lv: Level, weight_piece=None, bias_piece=None) -> tuple[tor
 
 
 def run_levels(x: torch.Tensor, n_in: int, layouts, weights, biases, act, out_act, sparse_index=None,
-               keep: bool = False):
+               keep: bool = False, acts=None):
     """The DAG executor: level by level, each level reading the contiguous range of earlier
     outputs its block spans. `sparse_index[i]` = (src_local, dst_local) runs level i with the
     gather/index_add kernel, and a CsrLayout there the CSR kernel (`weights[i]` then holds the
-    edge weights). Returns the output, and with `keep` the list of level outputs."""
+    edge weights). `acts[i]`, when given, is level i's activation in place of act / out_act.
+    Returns the output, and with `keep` the list of level outputs."""
     outs = [x]
     sizes = [n_in]  # output widths, known without looking at tensors (so torch.fx can trace it)
     h = x
@@ -405,18 +443,19 @@ def run_levels(x: torch.Tensor, n_in: int, layouts, weights, biases, act, out_ac
                 z = b.expand(x.shape[0], rows).index_add(1, index[1], src[:, index[0]] * w)
             else:
                 z = torch.addmm(b, src, w.t())
-        h = out_act(z) if is_output else act(z)
+        h = acts[i](z) if acts is not None else out_act(z) if is_output else act(z)
         outs.append(h)
         sizes.append(rows)
     return (h, outs) if keep else h
 
 
 def run_sweeps(x: torch.Tensor, w_t, b: torch.Tensor, steps: int, is_output: torch.Tensor, act, out_act,
-               clamp_inputs: bool, sparse_index=None):
+               clamp_inputs: bool, sparse_index=None, act_all=None):
     """The recurrent executor: `steps` synchronous sweeps h <- act(W h + b) over m neurons
     (inputs first), inputs written once (or clamped). `w_t` is W transposed (dense kernel) or
-    the edge weights in the order of `sparse_index`, W's CsrLayout (sparse kernel). Returns the
-    list of states."""
+    the edge weights in the order of `sparse_index`, W's CsrLayout (sparse kernel). `act_all`,
+    when given, is every position's activation (per-neuron ones) in place of act / out_act.
+    Returns the list of states."""
     n_in = x.shape[1]
     m = b.shape[0]
     h = torch.cat([x, x.new_zeros(x.shape[0], m - n_in)], 1)
@@ -428,7 +467,7 @@ def run_sweeps(x: torch.Tensor, w_t, b: torch.Tensor, steps: int, is_output: tor
             z = torch.addmm(b, h, w_t)
         # one select rather than slicing z into inputs, outputs and hidden and concatenating
         # them again: fewer autograd nodes per sweep, which is most of a small net's step
-        h = torch.where(is_output, out_act(z), act(z))
+        h = act_all(z) if act_all is not None else torch.where(is_output, out_act(z), act(z))
         if clamp_inputs:
             h = torch.cat([x, h[:, n_in:]], 1)
         states.append(h)
@@ -447,7 +486,7 @@ def forward_dag(net, x: torch.Tensor, plan: Plan, keep: bool = False):
     sparse_index = [lv.csr if lv.csr is not None else (lv.src_local, lv.dst_local) if lv.sparse else None
                     for lv in plan.levels]
     y = run_levels(x, net.n_in, [lv.layout for lv in plan.levels], [w for w, _ in blocks], [b for _, b in blocks],
-                   act, out_act, sparse_index, keep=keep)
+                   act, out_act, sparse_index, keep=keep, acts=plan.acts)
     if not keep:
         return y, None
     return y[0], torch.cat(y[1], 1)
@@ -466,7 +505,8 @@ def _forward_dag_compact(net, x, plan: Plan, act, out_act, keep: bool):
     top = len(sizes) - 1
     h = state[:, :0]
     for i in range(1, top + 1):
-        h = (out_act if i == top else act)(torch.addmm(b_rows[i], state, w_rows[i].t()))
+        level_act = plan.acts[i - 1] if plan.acts is not None else out_act if i == top else act
+        h = level_act(torch.addmm(b_rows[i], state, w_rows[i].t()))
         if i < top or keep:
             state = state.slice_scatter(h, 1, plan.starts[i], plan.starts[i + 1])
     return h, (state if keep else None)
@@ -492,5 +532,6 @@ def recurrent_weights(net, plan: Plan):
 def forward_recurrent(net, x: torch.Tensor, plan: Plan):
     w_t, b = recurrent_weights(net, plan)
     act, out_act = ACTIVATIONS[net.activation], ACTIVATIONS[net.output_activation]
-    states = run_sweeps(x, w_t, b, net.steps, plan.is_output, act, out_act, net.clamp_inputs, plan.csr)
+    states = run_sweeps(x, w_t, b, net.steps, plan.is_output, act, out_act, net.clamp_inputs, plan.csr,
+                        act_all=plan.acts[0] if plan.acts is not None else None)
     return states[-1][:, net.n_in:net.n_in + net.n_out], states

@@ -7,6 +7,8 @@ attributes are pure torch, and a saved copy loads without this library.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import fx, nn
 
@@ -33,10 +35,11 @@ class _UnrolledDag(nn.Module):
                 self.biases.append(nn.Parameter(b.detach().clone()))
         self.act = execute.ACTIVATIONS[net.activation]
         self.out_act = execute.ACTIVATIONS[net.output_activation]
+        self.acts = None if plan.acts is None else [_own_masks(self, f"level{i}", a) for i, a in enumerate(plan.acts)]
 
     def forward(self, x):
         return execute.run_levels(x, self.n_in, self.layouts, list(self.blocks), list(self.biases), self.act,
-                                  self.out_act)
+                                  self.out_act, acts=self.acts)
 
 
 class _UnrolledRecurrent(nn.Module):
@@ -55,11 +58,25 @@ class _UnrolledRecurrent(nn.Module):
         self.steps, self.clamp = net.steps, net.clamp_inputs
         self.act = execute.ACTIVATIONS[net.activation]
         self.out_act = execute.ACTIVATIONS[net.output_activation]
+        self.act_all = None if plan.acts is None else _own_masks(self, "sweep", plan.acts[0])
 
     def forward(self, x):
         states = execute.run_sweeps(x, self.w_t, self.b, self.steps, self.is_output, self.act, self.out_act,
-                                    self.clamp)
+                                    self.clamp, act_all=self.act_all)
         return states[-1][:, self.n_in:self.n_in + self.n_out]
+
+
+def _own_masks(module: nn.Module, name: str, act):
+    """A copy of a plan's activation whose per-kind masks are buffers of `module`: torch.fx
+    then reads them as the module's attributes, and they move with it between devices."""
+    if not isinstance(act, execute.MixedActivation):
+        return act
+    mixed = copy.copy(act)
+    mixed.others = []
+    for k, (fn, mask) in enumerate(act.others):
+        module.register_buffer(f"{name}_mask{k}", mask.clone())
+        mixed.others.append((fn, getattr(module, f"{name}_mask{k}")))
+    return mixed
 
 
 def export_module(net) -> nn.Module:

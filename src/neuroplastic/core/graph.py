@@ -23,7 +23,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import ConfigError, CycleError
 from . import execute
-from .execute import ACTIVATION_MODULES, ACTIVATIONS  # noqa: F401  (re-exported)
+from .execute import ACTIVATION_MODULES, ACTIVATION_NAMES, ACTIVATIONS  # noqa: F401  (re-exported)
 from .trace import Trace
 from .validate import check_choice, check_device, check_int
 
@@ -141,6 +141,10 @@ class GraphNet(nn.Module):
         # Edge owner ids cost 4 bytes an edge and only rules that follow edges over time read
         # them (the SPM's windows), so they exist from the first `track_edge_owners()` on.
         self.register_buffer("edge_uid", torch.empty(0, dtype=INDEX_DTYPE, device=device))
+        # Per-neuron activation codes (ACTIVATION_NAMES) exist from the first `set_activations`
+        # on (a NEAT genome that mixes them); until then every neuron runs `activation`, the
+        # outputs `output_activation`, and nothing per neuron is stored or looked up.
+        self.register_buffer("neuron_activation", torch.empty(0, dtype=torch.int8, device=device))
         self.next_uid = 0          # owner ids: a slot's uid changes whenever it gets a new edge
         self._plan: execute.Plan | None = None
         self.edit_index = None     # edits.EditIndex, built on the first edit, dropped on refusal
@@ -321,6 +325,47 @@ class GraphNet(nn.Module):
             n_bias = self.n_neurons
         return self.n_edges + n_bias
 
+    @property
+    def mixed_activations(self) -> bool:
+        """Whether the neurons carry activations of their own (`set_activations`)."""
+        return self.neuron_activation.numel() > 0
+
+    def neuron_activations(self) -> dict[int, str]:
+        """The activation of every live neuron, by id (inputs too: they are computed only in
+        recurrent mode without clamped inputs)."""
+        ids = self.neuron_alive.nonzero().squeeze(1)
+        codes = self._activation_codes()[ids].tolist()
+        return {int(i): ACTIVATION_NAMES[c] for i, c in zip(ids.tolist(), codes)}
+
+    def set_activations(self, neurons, activation) -> GraphNet:
+        """Give live neurons activations of their own: `activation` is one name for all of
+        `neurons` (an int, a list or a tensor of ids) or a list of names, one each. Neurons
+        added later get the net's `activation`. Not an edit: the topology stays as it is."""
+        ids = torch.as_tensor(neurons, dtype=torch.long).reshape(-1).cpu()
+        names = [activation] * len(ids) if isinstance(activation, str) else list(activation)
+        if len(names) != len(ids):
+            raise ConfigError(f"set_activations got {len(ids)} neurons but {len(names)} activations")
+        codes = torch.tensor([ACTIVATION_NAMES.index(check_activation(a, "activation")) for a in names],
+                             dtype=torch.int8)
+        if len(ids) and (bool((ids < 0).any()) or bool((ids >= self.capacity).any())
+                         or not bool(self.neuron_alive.cpu()[ids.clamp(0, self.capacity - 1)].all())):
+            raise ConfigError("set_activations: every neuron must be a live neuron of the net")
+        dev = self.bias.device
+        if not self.mixed_activations:
+            self.neuron_activation = self._activation_codes()
+        self.neuron_activation[ids.to(dev)] = codes.to(dev)
+        self._plan = None
+        return self
+
+    def _activation_codes(self) -> torch.Tensor:
+        """(capacity,) int8 codes of every slot: the stored ones, else the net's defaults."""
+        if self.mixed_activations:
+            return self.neuron_activation.clone()
+        codes = torch.full((self.capacity,), ACTIVATION_NAMES.index(self.activation), dtype=torch.int8,
+                           device=self.bias.device)
+        codes[self.n_in:self.n_in + self.n_out] = ACTIVATION_NAMES.index(self.output_activation)
+        return codes
+
     def hidden_ids(self) -> torch.Tensor:
         alive = self.neuron_alive.clone()
         alive[: self.n_in + self.n_out] = False
@@ -388,6 +433,8 @@ class GraphNet(nn.Module):
             if present(new_neurons):
                 self._admit(self.bias, self.neuron_alive, self.neuron_uid, as_long(new_neurons), new_bias,
                             optimizer)
+                if self.mixed_activations:  # a new neuron runs the net's activation
+                    self.neuron_activation[as_long(new_neurons)] = ACTIVATION_NAMES.index(self.activation)
             if present(new_edge_slots):
                 slots = as_long(new_edge_slots)
                 self.edge_src[slots] = torch.as_tensor(new_src).reshape(-1).to(dev, INDEX_DTYPE)
@@ -452,6 +499,9 @@ class GraphNet(nn.Module):
         self._bias_replaced()
         self.neuron_alive = resized(self.neuron_alive, size, False, keep)
         self.neuron_uid = resized(self.neuron_uid, size, -1, keep)
+        if self.mixed_activations:
+            self.neuron_activation = resized(self.neuron_activation, size, ACTIVATION_NAMES.index(self.activation),
+                                             keep)
         self._storage_resized()
 
     def _move_edges(self, size: int, keep: torch.Tensor | None, optimizer) -> None:
@@ -525,6 +575,10 @@ class GraphNet(nn.Module):
         uid = state_dict.get(prefix + "edge_uid")
         if torch.is_tensor(uid) and uid.numel() != self.edge_uid.numel():  # owners kept or not, as saved
             self.edge_uid = torch.full((uid.numel(),), -1, dtype=INDEX_DTYPE, device=self.weight.device)
+        codes = state_dict.setdefault(prefix + "neuron_activation",  # saved before per-neuron activations
+                                      torch.empty(0, dtype=torch.int8))
+        if torch.is_tensor(codes) and codes.numel() != self.neuron_activation.numel():  # per neuron, as saved
+            self.neuron_activation = torch.zeros(codes.numel(), dtype=torch.int8, device=self.weight.device)
         if torch.is_tensor(weight) and torch.is_tensor(bias) and weight.dim() == bias.dim() == 1:
             # storage of the saved sizes; the values come with the state dict right after
             if bias.numel() != self.capacity:
@@ -567,6 +621,10 @@ class GraphNet(nn.Module):
             raise CheckpointError("the state dict has edges between neurons that do not exist")
         if not bool(torch.isfinite(tensors["weight"]).all() & torch.isfinite(tensors["bias"]).all()):
             raise CheckpointError("the state dict holds weights or biases that are not finite")
+        codes = state_dict.get(prefix + "neuron_activation")
+        if torch.is_tensor(codes) and codes.numel() and (
+                codes.numel() != n or bool((codes < 0).any() | (codes >= len(ACTIVATION_NAMES)).any())):
+            raise CheckpointError("the state dict's per-neuron activations do not fit its neurons")
         n_in, n_fixed = self.n_in, self.n_in + self.n_out
         if not bool(neurons[:n_fixed].all()):
             raise CheckpointError(f"the state dict lacks some of the {n_fixed} input and output neurons")

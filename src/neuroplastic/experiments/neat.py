@@ -374,11 +374,8 @@ def _genome_sizes(genome, cfg) -> tuple[int, int]:
 
 
 def _as_net(member):
-    """A one-genome GraphBatch as a GraphNet, or itself where it is none (mixed activations)."""
-    try:
-        return member.to_net(0)
-    except ConfigError:
-        return member
+    """A one-genome GraphBatch as a GraphNet (per-neuron activations when the genome mixes them)."""
+    return member.to_net(0)
 
 
 def _best_sizes(neat) -> tuple[int, int]:
@@ -394,18 +391,17 @@ def _run_metrics(neat, best, solved: bool, n_hidden: int, n_edges: int) -> dict:
     return {"solved": solved, "generations": history[-1]["generation"] if solved else len(history),
             "evaluations": neat.evaluations, "best_fitness": neat.best_fitness,
             "n_hidden": n_hidden, "n_edges": n_edges,
-            "n_params": int(best.n_params) if hasattr(best, "n_params") else None,
+            "n_params": int(best.n_params),
             "ms_per_generation": 1000 * sum(r["wall_s"] for r in history) / len(history),
             "history": [{k: r[k] for k in HISTORY_KEYS} for r in history]}
 
 
 def _save_net(best, job: dict, out_dir: Path) -> None:
-    """The best genome as a GraphNet checkpoint (a mixed-activation genome is no GraphNet: not saved)."""
-    if hasattr(best, "n_params"):
-        from ..core.checkpoint import save
-        from .runner import job_name
-        (out_dir / "nets").mkdir(exist_ok=True)
-        save(out_dir / "nets" / f"{job_name(job)}.ckpt", best)
+    """The best genome as a GraphNet checkpoint."""
+    from ..core.checkpoint import save
+    from .runner import job_name
+    (out_dir / "nets").mkdir(exist_ok=True)
+    save(out_dir / "nets" / f"{job_name(job)}.ckpt", best)
 
 
 # The 2002 paper's XOR figures (100 runs), for the report.

@@ -165,8 +165,8 @@ class NEAT:
         """Run up to `generations` more generations, stopping when the fitness threshold is met
         (unless no_fitness_termination; a run that has met it returns at once). `checkpoint`: a
         path written every `checkpoint_every` generations and at the end (resume with
-        NEAT.load). Returns the best genome ever evaluated as a GraphNet (a one-member
-        GraphBatch if its nodes mix activations, which a GraphNet cannot hold)."""
+        NEAT.load). Returns the best genome ever evaluated as a GraphNet (with per-neuron
+        activations when its nodes mix them)."""
         generations = check_int(generations, "generations", 0)
         checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
         if not callable(fitness):
@@ -318,10 +318,7 @@ class NEAT:
         genome = self.best_genome if self.best_genome is not None else self.population.take(torch.tensor([0]))
         with torch.no_grad():
             member = phenotypes(genome, self.config.num_inputs, self.config.num_outputs)
-        try:
-            return member.to_net(0)
-        except ConfigError:
-            return member
+        return member.to_net(0)
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
