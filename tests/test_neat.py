@@ -773,3 +773,19 @@ def test_random_output_activations_that_cannot_reach_a_box_envs_bounds_are_warne
                                                         activation_options=("sigmoid",))
     with pytest.warns(UserWarning, match="sigmoid outputs only"):
         NEAT(cfg, seed=0).run_env("Pendulum-v1", generations=1, max_steps=5)
+
+
+def test_a_genome_that_mixes_activations_comes_back_as_a_graphnet_with_each_nodes_own(tmp_path):
+    cfg = load_config(CONFIGS / "xor.ini").replace(pop_size=40, activation_options=("sigmoid", "tanh", "relu"),
+                                                   activation_mutate_rate=0.5, node_add_prob=0.9)
+    neat = NEAT(cfg, seed=0)
+    best = neat.run(xor_fitness, generations=6)
+    assert isinstance(best, npl.GraphNet) and best.n_hidden >= 2
+    hidden = {a for i, a in best.neuron_activations().items() if i >= cfg.n_fixed}
+    assert len(hidden) > 1  # this seed's best genome mixes them
+    member = phenotypes(neat.best_genome, cfg.num_inputs, cfg.num_outputs)
+    x = parity_table(2)[0]
+    torch.testing.assert_close(best(x), member(x)[0])
+    torch.testing.assert_close(best.to_module()(x), best(x))
+    npl.save(tmp_path / "best.ckpt", best)
+    torch.testing.assert_close(npl.load(tmp_path / "best.ckpt")["net"](x), best(x))

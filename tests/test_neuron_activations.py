@@ -118,3 +118,12 @@ def test_set_activations_refuses_unknown_names_dead_neurons_and_mismatched_lists
     with pytest.raises(npl.ConfigError, match="2 neurons but 1 activations"):
         net.set_activations([3, 4], ["relu"])
     assert not net.mixed_activations
+
+
+def test_onnx_export_keeps_the_activations(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = two_hidden().set_activations([3, 4], ["relu", "identity"])
+    net.export_onnx(tmp_path / "net.onnx", batch_size=4)
+    x = torch.randn(4, 2)
+    (y,) = ort.InferenceSession(str(tmp_path / "net.onnx")).run(None, {"x": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(y), net(x).detach())
