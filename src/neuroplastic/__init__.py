@@ -1,13 +1,13 @@
 """neuroplastic: neural networks that change their own weights and their own architecture."""
 from . import rules
 from .core.edits import Edits, NeuronRef
-from .errors import (CheckpointError, ConfigError, CycleError, EditError, NeuroplasticError,
+from .errors import (CheckpointError, ConfigError, CycleError, EditError, NeuroplasticError, RunError,
                      TeacherError, UnknownNameError)
 from .core.graph import GraphNet
 from .core.batch import GraphBatch
 
 __all__ = ["GraphNet", "GraphBatch", "Edits", "NeuronRef", "rules", "NeuroplasticError", "ConfigError",
-           "EditError", "CycleError", "CheckpointError", "TeacherError", "UnknownNameError"]
+           "EditError", "CycleError", "CheckpointError", "TeacherError", "UnknownNameError", "RunError"]
 __version__ = "0.1.0"
 
 from .core.checkpoint import load, restore_optimizer, save  # noqa: E402

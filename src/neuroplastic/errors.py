@@ -32,3 +32,8 @@ class TeacherError(NeuroplasticError, ValueError):
 
 class UnknownNameError(ConfigError):
     """An environment id, experiment, model or benchmark name that is not registered."""
+
+
+class RunError(NeuroplasticError, RuntimeError):
+    """A run ended without a result through no fault of its settings (every NEAT species
+    stagnated, say): the experiment runner names the job and keeps the other jobs' rows."""

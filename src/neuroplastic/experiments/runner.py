@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from ..core.checkpoint import atomic_write_bytes, make_output_dir
-from ..errors import CheckpointError, ConfigError
-from ..evolve.neat.neat import CompleteExtinctionError
+from ..errors import CheckpointError, ConfigError, RunError
 from . import get_experiment
 from .progress import RunBar, job_progress, progress_board
 
@@ -53,8 +52,8 @@ def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = 
     with job_progress(report):
         try:
             metrics = experiment.run_job(job, config, Path(out_dir), progress=progress or board is not None)
-        except CompleteExtinctionError as exc:  # one seed's run ended, not a bad setting: say which
-            raise CompleteExtinctionError(f"job {job_name(job)}: {exc}; the finished jobs' rows are kept") from None
+        except RunError as exc:  # one job's run ended, not a bad setting: say which
+            raise type(exc)(f"job {job_name(job)}: {exc}; the finished jobs' rows are kept") from None
     metrics.setdefault("wall_s", time.perf_counter() - started)
     row = {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
     atomic_write_bytes(Path(out_dir) / "rows" / f"{job_name(row)}.json", json.dumps(row).encode())

@@ -24,7 +24,7 @@ import torch
 from ...core.checkpoint import load as load_checkpoint
 from ...core.checkpoint import save as save_checkpoint
 from ...core.validate import check_int
-from ...errors import CheckpointError, ConfigError, CycleError, NeuroplasticError
+from ...errors import CheckpointError, ConfigError, CycleError, RunError
 from .config import NEATConfig, load_config
 from .genome import ACTIVATION_LIST, BIG, GENOME_DTYPES, Genomes
 from .initial import initial_population
@@ -122,7 +122,7 @@ def _genes_problem(genomes: Genomes, cfg) -> str | None:
     return None
 
 
-class CompleteExtinctionError(NeuroplasticError, RuntimeError):
+class CompleteExtinctionError(RunError):
     """Every species stagnated and reset_on_extinction is False (neat-python raises too)."""
 
 
