@@ -53,3 +53,12 @@ def test_nansum_is_where_then_sum_to_the_bit(shape):
     x[torch.rand(shape, generator=g) < 0.4] = float("nan")
     want = torch.where(x == x, x, 0.0).sum(-1)
     assert torch.equal(x.nansum(-1).view(torch.int32), want.view(torch.int32))
+
+
+def test_discrete_actions_equal_argmax_for_two_actions_with_ties_infinities_and_nan():
+    from neuroplastic.evolve.neat.envs import discrete_actions
+    values = torch.tensor([0.0, 1.0, -1.0, float("nan"), float("inf"), -float("inf")])
+    pairs = torch.cartesian_prod(values, values)  # every ordered pair, ties included
+    assert torch.equal(discrete_actions(pairs), pairs.argmax(1))
+    three = torch.randn(50, 3)
+    assert torch.equal(discrete_actions(three), three.argmax(1))

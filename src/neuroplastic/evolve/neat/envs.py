@@ -39,6 +39,16 @@ def _spaces(env_id: str):
     return obs, act
 
 
+def discrete_actions(y: torch.Tensor) -> torch.Tensor:
+    """argmax over each row of (n, k) outputs (NaN counts as the largest, the first of equals
+    wins). For two actions it is one comparison: torch's argmax over a dimension of 2 costs
+    ten times as much at 10,000 rows, a twentieth of a CartPole generation there."""
+    if y.shape[1] != 2:
+        return y.argmax(1)
+    first, second = y[:, 0], y[:, 1]
+    return ((second > first) | (second.isnan() & ~first.isnan())).long()
+
+
 class EnvFitness:
     """fitness(pop) -> (P,) mean return; NEAT tells it the generation (set_generation)."""
 
@@ -114,7 +124,7 @@ class EnvFitness:
                 x = torch.from_numpy(np.ascontiguousarray(obs)).to(pop.weight.dtype).view(P, B, self.n_in)
                 y = pop(x).reshape(P * B, self.n_out)
                 if self.discrete:
-                    action = y.argmax(1).numpy() + self.first_action
+                    action = discrete_actions(y).numpy() + self.first_action
                 else:
                     action = np.clip(y.double().numpy(), self.low, self.high)
                 if self.vectorization == "vector":
