@@ -39,6 +39,14 @@ def test_planted_mlp_is_detected_and_exports_exactly():
     assert torch.allclose(seq(x), net(x), atol=1e-6)
 
 
+def test_to_sequential_refuses_a_net_with_per_neuron_activations():
+    net = planted_mlp()
+    s = structure(net)
+    net.set_activations([4], "tanh")
+    with pytest.raises(npl.ConfigError, match="to_module"):
+        to_sequential(net, s["layer_of"])
+
+
 def test_export_folds_input_independent_neurons_into_biases():
     """Hidden neuron 9 sees no input: relu(0.5) feeds layer 2, which must come out as a bias."""
     edges = [(0, 4, 0.7), (1, 5, -0.4), (4, 6, 0.9), (5, 7, 0.6), (6, 2, 1.1), (7, 3, -0.8), (9, 6, 0.3),

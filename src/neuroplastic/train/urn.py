@@ -393,6 +393,9 @@ def to_sequential(net: GraphNet, layer_of: dict) -> nn.Sequential:
     values for every input; their contribution at each sweep is folded into the next layer's
     bias. Any other edge is left out: `structure(...)["is_mlp"]` says when that mass is small.
     """
+    if net.mixed_activations:  # nn.Sequential layers share one activation module
+        raise ConfigError("to_sequential needs one activation for every neuron; this net has per-neuron ones "
+                          "(set_activations): export it with net.to_module() instead")
     depth = max(layer_of.values(), default=0)
     groups = [list(range(net.n_in))] + [sorted(i for i, k in layer_of.items() if k == d)
                                          for d in range(1, depth + 1)]
