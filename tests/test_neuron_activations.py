@@ -1,5 +1,7 @@
 """Per-neuron activations of a GraphNet (`set_activations`): the forward, every kernel, the
 recurrent mode, export, state dicts, checkpoints and edits all follow each neuron's own."""
+import math
+
 import pytest
 import torch
 
@@ -127,3 +129,80 @@ def test_onnx_export_keeps_the_activations(tmp_path):
     x = torch.randn(4, 2)
     (y,) = ort.InferenceSession(str(tmp_path / "net.onnx")).run(None, {"x": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(y), net(x).detach())
+
+
+def test_a_neuron_that_refills_a_freed_slot_runs_the_nets_activation_in_remove_dead_folding():
+    x = torch.randn(4, 2)
+    for same_batch in (False, True):
+        net = npl.GraphNet.mlp(2, [3], 1, seed=0).set_activations(3, "relu")
+        reference = npl.GraphNet.mlp(2, [3], 1, seed=0).set_activations(3, "relu")
+        reference.apply_edits(npl.Edits().remove_neuron(3))
+        e = npl.Edits()
+        if same_batch:
+            e.remove_neuron(3)
+        else:
+            net.apply_edits(npl.Edits().remove_neuron(3))
+        r = e.add_neuron(bias=-0.8)  # no inputs: a constant, folded into the output's bias
+        e.add_edge(r, 2, 1.5).remove_dead()
+        net.apply_edits(e)
+        assert int(r) == 3 and net.n_hidden == 2
+        shift = net(x) - reference(x)
+        torch.testing.assert_close(shift, torch.full_like(shift, 1.5 * math.tanh(-0.8)))
+
+
+def test_a_batch_member_gives_a_neuron_in_a_refilled_slot_the_new_activation():
+    net = npl.GraphNet.mlp(2, [3], 1, seed=0).set_activations(3, "relu")
+    for activation, expected in ((None, "tanh"), ("sigmoid", "sigmoid")):
+        pop = npl.GraphBatch.from_nets([net, net])
+        e = npl.Edits().remove_neuron(3)
+        r = e.add_neuron((0, 2), weight_in=1.0, weight_out=1.0)
+        pop.apply_edits(e, member=0, activation=activation)
+        edited = pop.to_net(0)
+        assert int(r) == 3 and edited.neuron_activations()[3] == expected
+        x = torch.randn(5, 2)
+        torch.testing.assert_close(pop(x)[0], edited(x))
+
+
+def test_from_nets_and_back_is_exact_when_every_hidden_neuron_has_another_activation():
+    net = npl.GraphNet.mlp(2, [3], 1, activation="tanh", seed=0)
+    net.set_activations(net.hidden_ids(), "relu")
+    back = npl.GraphBatch.from_nets([net]).to_net(0)
+    assert back.activation == "tanh" and back.neuron_activations() == net.neuron_activations()
+    npl.GraphNet.mlp(2, [3], 1, activation="tanh").load_state_dict(back.state_dict())  # same settings
+
+
+def test_neuron_ids_that_are_not_integers_and_activations_that_are_not_names_are_refused():
+    net = two_hidden()
+    for ids, message in ((torch.tensor([False, False, False, True, True]), "integers, not torch.bool"),
+                         (3.7, "ints, not 3.7"), (torch.tensor([3.7]), "integers, not torch.float32"),
+                         ("3", "ints"), (None, "ints")):
+        with pytest.raises(npl.ConfigError, match=message):
+            net.set_activations(ids, "relu")
+    for activation in (None, 2):
+        with pytest.raises(npl.ConfigError, match="a name or a list of names"):
+            net.set_activations(3, activation)
+    assert not net.mixed_activations
+
+
+def test_state_dict_codes_of_the_wrong_shape_or_type_are_refused():
+    state = two_hidden().set_activations(3, "relu").state_dict()
+    codes = state["neuron_activation"]
+    for bad in (codes[None], codes.tolist(), codes.float() + 0.5, codes.bool()):
+        with pytest.raises(npl.CheckpointError, match="neuron_activation must be a 1-D tensor"):
+            npl.GraphNet(2, 1, activation="tanh", output_activation="sigmoid").load_state_dict(
+                {**state, "neuron_activation": bad})
+
+
+def test_a_checkpoint_with_activation_codes_out_of_range_is_refused(tmp_path, monkeypatch):
+    from neuroplastic.core import checkpoint
+    net = two_hidden().set_activations(3, "relu")
+    honest = checkpoint._live_slots
+
+    def wrapping_code(n):  # 256 would wrap to 0 (tanh) in int8
+        live = honest(n)
+        live["activation"] = live["activation"].to(torch.int32).index_fill(0, torch.tensor([1]), 256)
+        return live
+    monkeypatch.setattr(checkpoint, "_live_slots", wrapping_code)
+    npl.save(tmp_path / "net.ckpt", net)
+    with pytest.raises(npl.CheckpointError, match="per-neuron activations"):
+        npl.load(tmp_path / "net.ckpt")

@@ -667,19 +667,23 @@ class GraphBatch(nn.Module):
         edited = {}
         for i, e in todo.items():
             net = self._member_net(i)
+            owners = net.neuron_uid.clone()
             net.apply_edits(e)
-            edited[i] = (net, activation_code(net.activation) if new_code is None else new_code)
+            # the edit's new neurons: every slot whose owner changed, a freed and refilled one too
+            born = net.neuron_alive.clone()
+            born[:len(owners)] &= net.neuron_uid[:len(owners)] != owners
+            edited[i] = (net, born, activation_code(net.activation) if new_code is None else new_code)
         # 2. grow once if needed, then rewrite the edited rows (in place, so a batch built
         # under inference_mode first gets ordinary tensors that may be written outside it)
         with torch.inference_mode(False):
             for name, t in list(self.named_buffers()):
                 if t.is_inference():
                     setattr(self, name, t.clone())
-        need_n = max(int(net.neuron_alive.nonzero().max()) + 1 for net, _ in edited.values())
-        need_e = max(net.n_edges for net, _ in edited.values())
+        need_n = max(int(net.neuron_alive.nonzero().max()) + 1 for net, _, _ in edited.values())
+        need_e = max(net.n_edges for net, _, _ in edited.values())
         self._grow(need_n, need_e)
-        for i, (net, code) in edited.items():
-            self._write_row(i, net, code)
+        for i, (net, born, code) in edited.items():
+            self._write_row(i, net, born, code)
         self._plan = None
         return edits
 
@@ -719,7 +723,9 @@ class GraphBatch(nn.Module):
             for name in ("src", "dst", "weight", "edge_alive"):
                 setattr(self, name, padded(getattr(self, name), need_e))
 
-    def _write_row(self, i: int, net: GraphNet, new_code: int) -> None:
+    def _write_row(self, i: int, net: GraphNet, born: torch.Tensor, new_code: int) -> None:
+        """Member i's row from its edited GraphNet; the neurons `born` (a mask over the net's
+        slots) get `new_code`, every other neuron keeps its code."""
         dev = self.weight.device
         s, d, w = net.edges()
         k = len(s)
@@ -732,46 +738,33 @@ class GraphBatch(nn.Module):
             alive = torch.zeros(self.neuron_capacity, dtype=torch.bool, device=dev)
             high = min(net.capacity, self.neuron_capacity)
             alive[:high] = net.neuron_alive[:high].to(dev)
-            born = alive & ~self.neuron_alive[i]
-            self.activation[i] = self.activation[i].masked_fill(born, new_code)
+            new = torch.zeros_like(alive)
+            new[:high] = born[:high].to(dev)
+            self.activation[i] = self.activation[i].masked_fill(new, new_code)
             self.neuron_alive[i] = alive
             bias = torch.zeros(self.neuron_capacity, dtype=self.bias.dtype, device=dev)
             bias[:high] = net.bias.detach()[:high].to(dev, bias.dtype)
             self.bias[i] = bias.masked_fill(~alive, 0)
 
     # ----------------------------------------------------------------- members as GraphNets
-    def _member_codes(self, i: int) -> tuple[list, list]:
-        """Distinct activation codes member i computes with: (hidden ones, output ones).
-        Inputs count as hidden in recurrent mode without clamping: they are computed then."""
-        n_in, n_fixed = self.n_in, self.n_in + self.n_out
-        codes, used = self.activation[i].long().cpu(), self.neuron_alive[i].cpu().clone()
-        used[:n_fixed] = False
-        if self.mode == "recurrent" and not self.clamp_inputs:
-            used[:n_in] = True
-        return sorted(set(codes[used].tolist())), sorted(set(codes[n_in:n_fixed].tolist()))
-
-    def _is_mixed(self, i: int) -> bool:
-        hidden, outputs = self._member_codes(i)
-        return len(hidden) > 1 or len(outputs) > 1
-
-    def _member_activations(self, i: int) -> tuple[str, str]:
-        """(activation, output_activation) names of member i as a GraphNet.
-
-        A member without hidden neurons, or one that mixes them, takes its inputs' code
-        (from_nets stores the net's activation there), which is what new neurons of an edit
-        receive by default."""
-        hidden, outputs = self._member_codes(i)
-        act = hidden[0] if len(hidden) == 1 else int(self.activation[i, 0])
-        return ACTIVATION_NAMES[act], ACTIVATION_NAMES[outputs[0]]
-
     def _member_net(self, i: int) -> GraphNet:
-        """Member i as a GraphNet on the CPU; a member that mixes activations keeps them as
-        the net's per-neuron ones."""
-        net = self._build_net(i, *self._member_activations(i))
-        if self._is_mixed(i):
+        """Member i as a GraphNet on the CPU. Its `activation` is its inputs' code (where
+        from_nets stores the net's own), its `output_activation` the outputs' shared one; a
+        member with a computed neuron of another code keeps every code as the net's
+        per-neuron activations, so the round trip from a GraphNet is exact either way."""
+        n_in, n_fixed = self.n_in, self.n_in + self.n_out
+        codes, alive = self.activation[i].long().cpu(), self.neuron_alive[i].cpu()
+        act, out_codes = int(codes[0]), codes[n_in:n_fixed]
+        out_act = int(out_codes[0])
+        computed = alive.clone()
+        if self.mode == "dag" or self.clamp_inputs:  # inputs are only written: their codes never run
+            computed[:n_in] = False
+        default = torch.full_like(codes, act)
+        default[n_in:n_fixed] = out_act
+        net = self._build_net(i, ACTIVATION_NAMES[act], ACTIVATION_NAMES[out_act])
+        if bool((computed & (codes != default)).any()):
             ids = net.neuron_alive.nonzero().squeeze(1)
-            codes = self.activation[i].cpu()[ids].long().tolist()
-            net.set_activations(ids, [ACTIVATION_NAMES[c] for c in codes])
+            net.set_activations(ids, [ACTIVATION_NAMES[c] for c in codes[ids].tolist()])
         return net
 
     def _build_net(self, i: int, activation: str, output_activation: str) -> GraphNet:

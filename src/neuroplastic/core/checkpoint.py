@@ -260,6 +260,7 @@ def _positions(net):
 
 
 def _rebuild_net(saved: dict):
+    from .execute import ACTIVATION_NAMES
     from .graph import GraphNet
     cfg = {k: v for k, v in saved["config"].items() if k in _GRAPH_ARGS}
     if "live" not in saved:  # files written before live-slot storage: full tensors
@@ -287,7 +288,8 @@ def _rebuild_net(saved: dict):
             tensors[name] = torch.full((size,), fill, dtype=torch.long).index_put_((slots,), live[name].long())
         codes = live.get("activation")  # absent in files written before per-neuron activations
         if torch.is_tensor(codes) and codes.numel():
-            if codes.numel() != len(n):
+            if (codes.dim() != 1 or codes.numel() != len(n) or codes.dtype == torch.bool or codes.is_floating_point()
+                    or bool((codes < 0).any() | (codes >= len(ACTIVATION_NAMES)).any())):
                 raise CheckpointError("the checkpoint's per-neuron activations do not fit its neurons")
             tensors["neuron_activation"] = torch.zeros(n_cap, dtype=torch.int8).index_put_((n,), codes.to(torch.int8))
     net = GraphNet(connect="none", dtype=dtype, **cfg)

@@ -496,9 +496,12 @@ class _Batch:
         b = self.current_biases(n)
         if not self.net.mixed_activations:
             return ACTIVATIONS[self.net.activation](b)
-        codes = torch.full((n,), ACTIVATION_NAMES.index(self.net.activation), dtype=torch.int8)
+        default = ACTIVATION_NAMES.index(self.net.activation)
+        codes = torch.full((n,), default, dtype=torch.int8)
         k = min(n, self.net.capacity)
         codes[:k] = self.net.neuron_activation[:k].cpu()
+        if self.new_neurons:  # a slot this batch refills holds its old neuron's code until applied
+            codes[torch.tensor(list(self.new_neurons), dtype=torch.long)] = default
         return MixedActivation(codes)(b[None])[0]
 
     def remove_dead(self):

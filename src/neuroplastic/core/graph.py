@@ -42,6 +42,27 @@ def check_activation(name: str, what: str) -> str:
     return name
 
 
+def _neuron_ids(neurons) -> torch.Tensor:
+    """Neuron ids as a 1-D long tensor, from an int, a list of ints or an integer tensor (a
+    bool mask or fractional ids are refused, not read as numbers)."""
+    if isinstance(neurons, (list, tuple, range, numbers.Number)) or neurons is None:
+        items = list(neurons) if isinstance(neurons, (list, tuple, range)) else [neurons]
+        if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in items):
+            raise ConfigError(f"neuron ids must be ints, not {neurons!r}")
+        return torch.tensor([int(i) for i in items], dtype=torch.long)
+    try:  # a tensor or an array
+        ids = torch.as_tensor(neurons)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"neuron ids must be ints, not {neurons!r}") from None
+    if not _is_integer(ids):
+        raise ConfigError(f"neuron ids must be integers, not {ids.dtype}")
+    return ids.reshape(-1).long().cpu()
+
+
+def _is_integer(t: torch.Tensor) -> bool:
+    return not (t.dtype == torch.bool or t.is_floating_point() or t.is_complex())
+
+
 def _capacity_for(n: int) -> int:
     """Initial capacity: exactly what is asked (a padded Parameter costs optimizer time on
     every step), never below a small floor so the first few edits need no reallocation."""
@@ -341,8 +362,13 @@ class GraphNet(nn.Module):
         """Give live neurons activations of their own: `activation` is one name for all of
         `neurons` (an int, a list or a tensor of ids) or a list of names, one each. Neurons
         added later get the net's `activation`. Not an edit: the topology stays as it is."""
-        ids = torch.as_tensor(neurons, dtype=torch.long).reshape(-1).cpu()
-        names = [activation] * len(ids) if isinstance(activation, str) else list(activation)
+        ids = _neuron_ids(neurons)
+        if isinstance(activation, str):
+            names = [activation] * len(ids)
+        elif isinstance(activation, (list, tuple)):
+            names = list(activation)
+        else:
+            raise ConfigError(f"set_activations: activation must be a name or a list of names, not {activation!r}")
         if len(names) != len(ids):
             raise ConfigError(f"set_activations got {len(ids)} neurons but {len(names)} activations")
         codes = torch.tensor([ACTIVATION_NAMES.index(check_activation(a, "activation")) for a in names],
@@ -430,6 +456,8 @@ class GraphNet(nn.Module):
                 self._retire(self.weight, self.edge_src, self.edge_uid, as_long(dead_edge_slots), optimizer)
             if present(dead_neurons):
                 self._retire(self.bias, self.neuron_alive, self.neuron_uid, as_long(dead_neurons), optimizer)
+                if self.mixed_activations:  # a free slot holds the default, as a new one does
+                    self.neuron_activation[as_long(dead_neurons)] = ACTIVATION_NAMES.index(self.activation)
             if present(new_neurons):
                 self._admit(self.bias, self.neuron_alive, self.neuron_uid, as_long(new_neurons), new_bias,
                             optimizer)
@@ -605,6 +633,9 @@ class GraphNet(nn.Module):
                 k = differ[0]
                 raise CheckpointError(f"the state dict is of a net with {k}={saved[k]!r}, this one has "
                                       f"{k}={mine[k]!r}; build the net with the saved settings first")
+        codes = state_dict.get(prefix + "neuron_activation")
+        if codes is not None and not (torch.is_tensor(codes) and codes.dim() == 1 and _is_integer(codes)):
+            raise CheckpointError("the state dict's neuron_activation must be a 1-D tensor of activation codes")
         tensors = {k: state_dict.get(prefix + k) for k in ("weight", "bias", "edge_src", "edge_dst", "neuron_alive")}
         if not all(torch.is_tensor(t) for t in tensors.values()):
             return  # a partial state dict: torch's own strict checks report what is missing
@@ -621,7 +652,6 @@ class GraphNet(nn.Module):
             raise CheckpointError("the state dict has edges between neurons that do not exist")
         if not bool(torch.isfinite(tensors["weight"]).all() & torch.isfinite(tensors["bias"]).all()):
             raise CheckpointError("the state dict holds weights or biases that are not finite")
-        codes = state_dict.get(prefix + "neuron_activation")
         if torch.is_tensor(codes) and codes.numel() and (
                 codes.numel() != n or bool((codes < 0).any() | (codes >= len(ACTIVATION_NAMES)).any())):
             raise CheckpointError("the state dict's per-neuron activations do not fit its neurons")
