@@ -95,6 +95,13 @@ def test_state_dicts_and_checkpoints_carry_the_activations(tmp_path):
     torch.testing.assert_close(back(x), two_hidden()(x))
 
 
+def test_a_partial_state_dict_leaves_the_activations_as_they_are():
+    net = two_hidden().set_activations(3, "relu")
+    state = net.state_dict()
+    net.load_state_dict({"weight": state["weight"] * 2, "bias": state["bias"]}, strict=False)
+    assert net.neuron_activations()[3] == "relu"
+
+
 def test_a_state_dict_with_activation_codes_that_do_not_fit_is_refused():
     state = two_hidden().set_activations(3, "relu").state_dict()
     state["neuron_activation"] = torch.full_like(state["neuron_activation"], 9)

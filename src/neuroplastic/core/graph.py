@@ -603,8 +603,9 @@ class GraphNet(nn.Module):
         uid = state_dict.get(prefix + "edge_uid")
         if torch.is_tensor(uid) and uid.numel() != self.edge_uid.numel():  # owners kept or not, as saved
             self.edge_uid = torch.full((uid.numel(),), -1, dtype=INDEX_DTYPE, device=self.weight.device)
-        codes = state_dict.setdefault(prefix + "neuron_activation",  # saved before per-neuron activations
-                                      torch.empty(0, dtype=torch.int8))
+        if torch.is_tensor(src):  # a whole graph saved before per-neuron activations: a uniform net
+            state_dict.setdefault(prefix + "neuron_activation", torch.empty(0, dtype=torch.int8))
+        codes = state_dict.get(prefix + "neuron_activation")
         if torch.is_tensor(codes) and codes.numel() != self.neuron_activation.numel():  # per neuron, as saved
             self.neuron_activation = torch.zeros(codes.numel(), dtype=torch.int8, device=self.weight.device)
         if torch.is_tensor(weight) and torch.is_tensor(bias) and weight.dim() == bias.dim() == 1:
