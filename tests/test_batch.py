@@ -412,7 +412,14 @@ def test_any_small_dags_batch_like_their_graphnets_and_round_trip(nets, kernel):
     x = torch.as_tensor(np.random.default_rng(0).normal(size=(3, nets[0].n_in)), dtype=torch.float32)
     torch.testing.assert_close(pop(x), each_forward(nets, x))
     for net, copy in zip(nets, pop.to_nets()):
-        assert torch.equal(copy(x), net(x))
+        # the same graph exactly; the outputs to rounding only: a net whose edges sit in scattered
+        # slots (after a removal) runs the compact kernel, its packed copy a weight view, and the
+        # two products may round the last bit differently
+        assert [t.tolist() for t in copy.edges()] == [t.tolist() for t in net.edges()]
+        assert copy.neuron_activations() == net.neuron_activations()
+        live = net.neuron_alive.nonzero().squeeze(1)
+        assert torch.equal(copy.bias.detach()[live], net.bias.detach()[live])
+        torch.testing.assert_close(copy(x), net(x), rtol=1e-6, atol=1e-6)
 
 
 def test_random_dags_for_the_benchmark_are_seeded_and_of_mixed_depth():
