@@ -260,7 +260,6 @@ def _positions(net):
 
 
 def _rebuild_net(saved: dict):
-    from .execute import ACTIVATION_NAMES
     from .graph import GraphNet
     cfg = {k: v for k, v in saved["config"].items() if k in _GRAPH_ARGS}
     if "live" not in saved:  # files written before live-slot storage: full tensors
@@ -288,10 +287,10 @@ def _rebuild_net(saved: dict):
             tensors[name] = torch.full((size,), fill, dtype=torch.long).index_put_((slots,), live[name].long())
         codes = live.get("activation")  # absent in files written before per-neuron activations
         if torch.is_tensor(codes) and codes.numel():
-            if (codes.dim() != 1 or codes.numel() != len(n) or codes.dtype == torch.bool or codes.is_floating_point()
-                    or bool((codes < 0).any() | (codes >= len(ACTIVATION_NAMES)).any())):
+            if codes.shape != n.shape:
                 raise CheckpointError("the checkpoint's per-neuron activations do not fit its neurons")
-            tensors["neuron_activation"] = torch.zeros(n_cap, dtype=torch.int8).index_put_((n,), codes.to(torch.int8))
+            # in the saved dtype: load_state_dict checks the codes before its int8 buffer takes them
+            tensors["neuron_activation"] = torch.zeros(n_cap, dtype=codes.dtype).index_put_((n,), codes)
     net = GraphNet(connect="none", dtype=dtype, **cfg)
     net.load_state_dict({**tensors, "_extra_state": {"next_uid": int(saved["next_uid"])}})
     if saved["class"] != "GraphNet":

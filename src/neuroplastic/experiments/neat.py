@@ -205,7 +205,7 @@ class NEATExperiment:
         _evolve_until(neat, fitness, config["generations"], job, progress, lambda row: bool(winner))
         genome = winner[0] if winner else neat.best_genome
         sizes = _genome_sizes(genome, cfg) if winner else _best_sizes(neat)
-        best = _as_net(_member(genome, cfg))
+        best = _member(genome, cfg).to_net(0)
         metrics = _run_metrics(neat, best, bool(winner), *sizes)
         _save_net(best, job, out_dir)
         return metrics
@@ -254,7 +254,7 @@ class NEATExperiment:
         if chosen is not None:
             validation_mean, genome = chosen
             sizes = _genome_sizes(genome, cfg)
-            best = _as_net(_member(genome, cfg))
+            best = _member(genome, cfg).to_net(0)
         else:
             validation_mean, best, sizes = None, neat.best_net(), _best_sizes(neat)
         metrics = _run_metrics(neat, best, solved, *sizes)
@@ -371,11 +371,6 @@ def _member(genome, cfg):
 def _genome_sizes(genome, cfg) -> tuple[int, int]:
     """Hidden nodes and enabled connections of a one-genome Genomes."""
     return int(genome.n_hidden(cfg.n_fixed)[0]), int(genome.n_enabled()[0])
-
-
-def _as_net(member):
-    """A one-genome GraphBatch as a GraphNet (per-neuron activations when the genome mixes them)."""
-    return member.to_net(0)
 
 
 def _best_sizes(neat) -> tuple[int, int]:
