@@ -789,3 +789,20 @@ def test_a_genome_that_mixes_activations_comes_back_as_a_graphnet_with_each_node
     torch.testing.assert_close(best.to_module()(x), best(x))
     npl.save(tmp_path / "best.ckpt", best)
     torch.testing.assert_close(npl.load(tmp_path / "best.ckpt")["net"](x), best(x))
+
+
+def test_add_connection_between_hidden_nodes_never_closes_a_cycle_or_repeats_a_pair():
+    # many hidden nodes and a new connection in every child: most picks join two hidden nodes,
+    # the only pairs that can close a cycle; every genome must stay one NEAT accepts at load
+    # (every gene enabled: no cycle, no duplicate pair, no gene into an input or out of an output)
+    from neuroplastic.evolve.neat.neat import _genes_problem
+    cfg = load_config(CONFIGS / "parity3.ini").replace(pop_size=200, conn_add_prob=1.0, node_add_prob=0.6,
+                                                       conn_delete_prob=0.0, node_delete_prob=0.0,
+                                                       no_fitness_termination=True)
+    neat = NEAT(cfg, seed=3)
+    fitness = parity_fitness(3)
+    for _ in range(12):
+        neat.step(fitness)
+        assert _genes_problem(neat.population, cfg) is None
+    hidden = neat.population.n_hidden(cfg.n_fixed)
+    assert float(hidden.float().mean()) > 3  # the cycle search had hidden pairs to look at

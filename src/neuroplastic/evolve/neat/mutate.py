@@ -152,26 +152,38 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
     rows = mask.nonzero().squeeze(1)
     if not len(rows):
         return g
-    # only the fields the search needs, for the masked rows
+    # only the fields the search needs, for the masked rows; genes are matched to a and b by
+    # node id, and slots are looked up only where a scatter or the cycle search needs them
     node_id, innov = g.node_id.index_select(0, rows), g.innov.index_select(0, rows)
-    sub = Genomes(innov, g.src.index_select(0, rows), g.dst.index_select(0, rows), None, None, node_id,
-                  None, None, None)
+    gene_src, gene_dst = g.src.index_select(0, rows), g.dst.index_select(0, rows)
+    sub = Genomes(innov, gene_src, gene_dst, None, None, node_id, None, None, None)
     a = a.index_select(0, rows)
     R, N = node_id.shape
     valid = innov >= 0
-    G = innov.shape[1]
-    slots = sub.slots(torch.cat([sub.src, sub.dst], 1), n_fixed)
-    s_slot = torch.where(valid, slots[:, :G], 0)
-    d_slot = torch.where(valid, slots[:, G:], 0)
-    from_a = valid & (s_slot == a[:, None])
+    a_id = node_id.gather(1, a[:, None])
+    from_a = valid & (gene_src == a_id)
+    d_slot = torch.where(from_a, sub.slots(gene_dst, n_fixed), 0)
     joined = torch.zeros(R, N, dtype=torch.uint8).scatter_reduce(1, d_slot, from_a.to(torch.uint8), reduce="amax")
     cand = tgt_ok.index_select(0, rows) & ~joined.bool()
     cand.scatter_(1, a[:, None], False)
     b, ok = _pick(cand, rng)
-    cyclic = reaches(s_slot, d_slot, valid, b, N).gather(1, a[:, None]).squeeze(1)
-    # reversed (b -> a) where a -> b would close a cycle, unless b -> a is already a gene
-    back = (valid & (s_slot == b[:, None]) & (d_slot == a[:, None])).any(1)
-    ok &= ~(cyclic & back)
+    # a -> b closes a cycle only if b reaches a, which needs both to be hidden: no gene enters
+    # an input or leaves an output, so the search runs on those rows alone
+    b_id = node_id.gather(1, b[:, None])
+    cyclic = torch.zeros(R, dtype=torch.bool)
+    both = ((a_id >= n_fixed) & (b_id >= n_fixed)).squeeze(1).nonzero().squeeze(1)
+    if len(both):
+        near = sub.take(both, skip=("weight", "enabled", "bias", "response", "act"))
+        G = near.innov.shape[1]
+        slots = near.slots(torch.cat([near.src, near.dst], 1), n_fixed)
+        near_valid = near.innov >= 0
+        s_slot, d_slot = torch.where(near_valid, slots[:, :G], 0), torch.where(near_valid, slots[:, G:], 0)
+        a_both, b_both = a.index_select(0, both), b.index_select(0, both)
+        closes = reaches(s_slot, d_slot, near_valid, b_both, N).gather(1, a_both[:, None]).squeeze(1)
+        cyclic[both] = closes
+        # reversed (b -> a) where a -> b would close a cycle, unless b -> a is already a gene
+        back = (near_valid & (s_slot == b_both[:, None]) & (d_slot == a_both[:, None])).any(1)
+        ok[both] &= ~(closes & back)
     src = torch.where(cyclic, b, a)
     dst = torch.where(cyclic, a, b)
     keep = ok.nonzero().squeeze(1)
