@@ -226,6 +226,17 @@ def test_neat_baseline_on_an_env_without_a_goal_runs_its_budget_and_is_not_judge
     assert "| – |" in (out / "report.md").read_text()
 
 
+def test_an_env_with_no_time_limit_of_its_own_runs_every_variant_when_max_steps_is_given(tmp_path):
+    import gymnasium as gym
+    if "EndlessCartPole-v0" not in gym.registry:
+        gym.register("EndlessCartPole-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
+    out = tmp_path / "endless"
+    assert main(["run", "self-editing", "--quick", "--envs", "EndlessCartPole-v0", "--set", "max_steps=20",
+                 "--set", "generations=1", "--out", str(out), "--no-progress"]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["variant"] for r in rows} == {"self-editing", "static", "neat"}
+
+
 def test_innate_weights_start_the_minimal_network_and_anchor_the_weight_command():
     c = SelfEditingControllers("CartPole-v1", episodes=1, max_steps=30, max_hidden=2, innate_weights=True)
     layout = c.layout

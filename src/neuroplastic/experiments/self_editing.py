@@ -125,7 +125,7 @@ class SelfEditingExperiment:
         # the most members one rollout plays: a generation, the selection or the held-out episodes
         members = max(config["popsize"] * config["episodes"], 2 * config["select_episodes"], config["eval_episodes"])
         for env_id in config["envs"]:  # unknown ids, unsupported spaces and too large caps fail here, before any job
-            env = EnvFitness(env_id)
+            env = EnvFitness(env_id, max_steps=config["max_steps"] or None)
             env.close()
             if "self-editing" in config["variants"]:
                 check_memory(members, env.n_in + env.n_out + config["max_hidden"])
@@ -249,7 +249,7 @@ class SelfEditingExperiment:
         from ..evolve.controllers import HELD_OUT_SEED
         from ..evolve.neat.envs import EnvFitness, evaluate_env
         from .neat import CONFIGS
-        probe = EnvFitness(job["task"])
+        probe = EnvFitness(job["task"], max_steps=config["max_steps"] or None)
         stop = STOP_AT.get(job["task"])  # an env with none: NEAT runs the whole budget
         # a Box action space: identity outputs, clipped to the bounds as the other variants' are
         # (the file's sigmoid outputs would span (0, 1) only)
