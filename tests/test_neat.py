@@ -609,6 +609,10 @@ def test_neat_refuses_a_seed_torch_cannot_take_and_an_env_id_that_is_no_string()
     (lambda s: s["species"].update(best=s["species"]["best"][:0]), "species' best is not"),
     (lambda s: s["innovations"].update(next_innovation=0), "innovation table"),
     (lambda s: s["innovations"].update(keys=s["innovations"]["keys"][:, None]), "innovation table"),
+    (lambda s: s["innovations"].update(next_node=0), "next node id 0 is not above the node ids in use"),
+    (lambda s: s["innovations"]["numbers"].copy_(s["innovations"]["numbers"].roll(1)),
+     "the table's number of another"),
+    (lambda s: s["species"]["last_improved"].fill_(99), "last improved after generation 2"),
 ])
 def test_neat_load_names_a_damaged_field_of_a_checkpoint_whose_checksum_is_good(tmp_path, damage, message):
     from neuroplastic.core.checkpoint import save

@@ -28,7 +28,7 @@ from ...errors import CheckpointError, ConfigError, CycleError, RunError
 from .config import NEATConfig, load_config
 from .genome import ACTIVATION_LIST, BIG, GENOME_DTYPES, Genomes
 from .initial import initial_population
-from .innovation import InnovationTable
+from .innovation import STRIDE, InnovationTable
 from .mutate import mutate
 from .phenotype import phenotypes
 from .reporting import REPORTER_METHODS, Reporter
@@ -77,15 +77,42 @@ def _state_problem(neat) -> str | None:
                            ("best", sp.best, None)):
         if not torch.is_tensor(t) or (dtype is not None and t.dtype != dtype) or (name != "member" and t.shape != (S,)):
             return f"the species' {name} is not {S} {'integers' if dtype else 'numbers'}"
-    table = neat.innovations
-    if (table.keys.dtype != torch.long or table.numbers.dtype != torch.long or table.keys.dim() != 1
-            or table.keys.shape != table.numbers.shape or table.next_innovation != len(table.keys)
-            or (len(table.keys) and not bool((table.keys[1:] > table.keys[:-1]).all()))):
-        return "the innovation table's keys and numbers do not fit each other"
+    problem = _table_problem(neat)
+    if problem:
+        return problem
+    if sp.created.numel() and int(torch.maximum(sp.created, sp.last_improved).max()) > neat.generation:
+        return f"a species was created or last improved after generation {neat.generation}"
     if member.shape != (len(pop),) or (len(member) and (int(member.min()) < 0 or int(member.max()) >= S)):
         return "the species membership does not fit the population"
     if neat.species.reps is None or len(neat.species.reps) != S:
         return "the species have no representative each"
+    return None
+
+
+def _table_problem(neat) -> str | None:
+    """What makes the innovation table unfit for the genomes it numbers (None when nothing does):
+    its keys sorted and numbered 0..next_innovation-1, every gene's number the one the table
+    holds for its (in, out) pair, and the next node id above every id in use. A table behind
+    its genomes would hand out numbers and ids they already hold: a new node that reuses an id
+    can close a cycle generations after the load."""
+    table = neat.innovations
+    if (table.keys.dtype != torch.long or table.numbers.dtype != torch.long or table.keys.dim() != 1
+            or table.keys.shape != table.numbers.shape or table.next_innovation != len(table.keys)
+            or (len(table.keys) and not bool((table.keys[1:] > table.keys[:-1]).all()))
+            or not torch.equal(table.numbers.sort().values, torch.arange(len(table.numbers)))):
+        return "the innovation table's keys and numbers do not fit each other"
+    groups = [g for g in (neat.population, neat.best_genome, neat.species.reps) if g is not None]
+    top_node = max([neat.config.n_fixed - 1] + [int(g.node_id.max()) for g in groups if g.node_id.numel()])
+    if table.next_node <= top_node:
+        return f"the innovation table's next node id {table.next_node} is not above the node ids in use (up to {top_node})"
+    by_number = torch.empty_like(table.keys).scatter_(0, table.numbers, table.keys)  # number -> (in, out) key
+    for g in groups:
+        valid = g.conn_valid
+        innov = g.innov[valid]
+        if innov.numel() and int(innov.max()) >= len(table.keys):
+            return f"a gene's innovation number {int(innov.max())} is not in the innovation table"
+        if not torch.equal(by_number[innov], g.src[valid] * STRIDE + g.dst[valid]):
+            return "a gene's innovation number is the table's number of another (in, out) pair"
     return None
 
 
