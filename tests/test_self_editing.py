@@ -304,3 +304,25 @@ def test_population_fitness_names_a_setting_its_controllers_do_not_take():
     from neuroplastic.evolve.parallel import PopulationFitness
     with pytest.raises(ConfigError, match="SelfEditingControllers takes no episodez; it takes env_id, episodes"):
         PopulationFitness(SelfEditingControllers, {"env_id": "CartPole-v1", "episodez": 3})
+
+
+def test_a_users_env_in_gymnasiums_module_form_runs_from_the_cli(tmp_path, monkeypatch):
+    # `--envs mymodule:MyEnv-v0`: the module registers the env when imported, as gymnasium.make reads it
+    (tmp_path / "user_envs_for_test.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('UserCartPole-v0', entry_point='gymnasium.envs.classic_control.cartpole:CartPoleEnv',"
+        " max_episode_steps=30)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "user"
+    assert main(["run", "self-editing", "--quick", "--envs", "user_envs_for_test:UserCartPole-v0",
+                 "--set", "generations=1", "--out", str(out), "--no-progress"]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["task"] for r in rows} == {"user_envs_for_test:UserCartPole-v0"}
+    assert sorted(p.name for p in (out / "rows").glob("*.json"))[0].startswith("user_envs_for_test_UserCartPole-v0__")
+
+
+def test_an_env_module_that_cannot_be_imported_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["run", "self-editing", "--quick", "--envs", "no_such_module_here:Env-v0",
+                 "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its module 'no_such_module_here' cannot be imported" in err[0]

@@ -13,8 +13,10 @@ def goal_return(env_id: str, max_steps: int | None = None) -> float | None:
     cuts episodes shorter than the env's own limit: a goal is set on whole episodes (Acrobot's
     -100 is met by an episode cut at 100 steps that never reached the line)."""
     import gymnasium
+
+    from ..tasks.control import registered_id
     try:
-        spec = gymnasium.spec(env_id)
+        spec = gymnasium.spec(registered_id(env_id))
     except gymnasium.error.Error:
         return None
     if max_steps and spec.max_episode_steps is not None and max_steps < spec.max_episode_steps:

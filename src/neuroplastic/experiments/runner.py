@@ -36,7 +36,8 @@ REFRESH_S = 0.5  # how often the driver reads the Ray workers' progress
 
 
 def job_name(job: dict) -> str:
-    return f"{job['task']}__{job['variant']}__seed{job['seed']}".replace("/", "_")
+    """A job's file stem; '/' and the ':' of gymnasium's `module:EnvId` ids become '_'."""
+    return f"{job['task']}__{job['variant']}__seed{job['seed']}".replace("/", "_").replace(":", "_")
 
 
 def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = False, board=None,

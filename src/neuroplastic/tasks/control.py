@@ -9,6 +9,7 @@ written against the env's own observations; a student sees them through `ObsSpec
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,21 @@ from ..errors import ConfigError, TeacherError, UnknownNameError
 # Reset seeds: demonstrations and evaluation never share an initial state.
 DATA_SEED_BASE = 0
 EVAL_SEED_BASE = 1_000_000
+
+
+def registered_id(env_id: str) -> str:
+    """The id of gymnasium's `module:EnvId` form, read as gymnasium.make reads it: the module is
+    imported (its import registers the user's envs) and the bare id returned, for look-ups
+    that do not take the form (gymnasium.spec). Any other id comes back as it is."""
+    if not isinstance(env_id, str) or ":" not in env_id:
+        return env_id
+    module, _, name = env_id.partition(":")
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise UnknownNameError(f"environment {env_id!r}: its module {module!r} cannot be imported ({exc}; is its "
+                               "folder on PYTHONPATH?)") from None
+    return name
 
 
 def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:

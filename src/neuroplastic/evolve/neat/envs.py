@@ -20,6 +20,7 @@ import torch
 
 from ...core.validate import check_choice, check_int
 from ...errors import ConfigError, UnknownNameError
+from ...tasks.control import registered_id
 
 
 def _spaces(env_id: str):
@@ -27,11 +28,12 @@ def _spaces(env_id: str):
     version: gymnasium would run an unversioned id as its latest version, whose meaning
     changes when a new one is added, and the spec read below needs the exact id."""
     import gymnasium as gym
+    gym_id = registered_id(env_id)
     try:
-        gym.spec(env_id)
-        env = gym.make(env_id)
+        gym.spec(gym_id)
+        env = gym.make(gym_id)
     except (gym.error.Error, ImportError) as exc:
-        versions = sorted(k for k in gym.registry if k.startswith(f"{env_id}-v"))
+        versions = sorted(k for k in gym.registry if k.startswith(f"{gym_id}-v"))
         hint = f"; did you mean {versions[-1]!r}?" if versions else ""
         raise UnknownNameError(f"unknown environment {env_id!r} ({str(exc).splitlines()[0]}){hint}") from None
     obs, act = env.observation_space, env.action_space
@@ -61,7 +63,8 @@ class EnvFitness:
         self.seed = check_int(seed, "seed", 0)
         self.vectorization = check_choice(vectorization, "vectorization", ("sync", "vector"))
         obs, act = _spaces(env_id)
-        spec = gym.spec(env_id)
+        self._gym_id = registered_id(env_id)  # the bare id of a `module:EnvId`, for gymnasium's calls
+        spec = gym.spec(self._gym_id)
         if self.vectorization == "vector" and spec.vector_entry_point is None:
             raise ConfigError(f"{env_id} has no numpy vector implementation; use vectorization='sync'")
         if self.max_steps is None and spec.max_episode_steps is None:
@@ -95,9 +98,9 @@ class EnvFitness:
             if self._env is not None:
                 self._env.close()
             if self.vectorization == "vector":
-                self._env = gym.make_vec(self.env_id, num_envs=n, vectorization_mode="vector_entry_point")
+                self._env = gym.make_vec(self._gym_id, num_envs=n, vectorization_mode="vector_entry_point")
             else:
-                self._env = RunningEnvs(self.env_id, n)
+                self._env = RunningEnvs(self._gym_id, n)
         return self._env
 
     def __call__(self, pop) -> torch.Tensor:

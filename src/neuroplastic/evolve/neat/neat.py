@@ -104,7 +104,8 @@ def _table_problem(neat) -> str | None:
     groups = [g for g in (neat.population, neat.best_genome, neat.species.reps) if g is not None]
     top_node = max([neat.config.n_fixed - 1] + [int(g.node_id.max()) for g in groups if g.node_id.numel()])
     if table.next_node <= top_node:
-        return f"the innovation table's next node id {table.next_node} is not above the node ids in use (up to {top_node})"
+        return (f"the innovation table's next node id {table.next_node} is not above the node ids in use "
+                f"(up to {top_node})")
     by_number = torch.empty_like(table.keys).scatter_(0, table.numbers, table.keys)  # number -> (in, out) key
     for g in groups:
         valid = g.conn_valid
