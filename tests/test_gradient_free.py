@@ -291,3 +291,36 @@ def test_es_refuses_a_seed_cma_cannot_take_and_a_target_that_is_no_number_before
     with pytest.raises(npl.ConfigError, match="target='x'"):
         es.run(lambda c: -c.pow(2).sum(1), 2, target="x")
     assert es.generation == 0
+
+
+def test_neat_run_refuses_a_non_bool_progress_and_a_folder_checkpoint_before_any_generation(tmp_path):
+    neat = npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1, "pop_size": 4}, seed=0)
+    with pytest.raises(npl.ConfigError, match="progress='yes' must be true or false"):
+        neat.run(lambda pop: torch.zeros(len(pop)), 2, progress="yes")
+    with pytest.raises(npl.CheckpointError, match="it is a directory"):
+        neat.run(lambda pop: torch.zeros(len(pop)), 2, checkpoint=tmp_path)
+    assert neat.generation == 0
+
+
+def test_neat_warns_when_elitism_keeps_every_genome():
+    with pytest.warns(UserWarning, match="elitism=4 >= pop_size=4: every genome is kept"):
+        npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1, "pop_size": 4, "elitism": 4}, seed=0)
+
+
+def test_a_neat_python_reporter_is_refused_with_a_line_naming_the_reporter_to_subclass():
+    neat_python = pytest.importorskip("neat")
+    with pytest.raises(npl.ConfigError, match="StdOutReporter is a neat-python reporter.*subclass "
+                                              "neuroplastic.evolve.Reporter"):
+        npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1}, reporters=[neat_python.StdOutReporter(True)])
+
+    class OnlyRows(npl.evolve.Reporter):  # a subclass overrides what it needs
+        def __init__(self):
+            self.rows = []
+
+        def end_generation(self, row):
+            self.rows.append(row)
+
+    only = OnlyRows()
+    npl.evolve.NEAT({"num_inputs": 2, "num_outputs": 1, "pop_size": 4}, seed=0, reporters=[only]).run(
+        lambda pop: torch.zeros(len(pop)), 2)
+    assert [r["generation"] for r in only.rows] == [0, 1]

@@ -23,7 +23,7 @@ import torch
 
 from ...core.checkpoint import load as load_checkpoint
 from ...core.checkpoint import save as save_checkpoint
-from ...core.validate import check_int
+from ...core.validate import check_bool, check_int
 from ...errors import CheckpointError, ConfigError, CycleError, RunError
 from .config import NEATConfig, load_config
 from .genome import ACTIVATION_LIST, BIG, GENOME_DTYPES, Genomes
@@ -160,6 +160,9 @@ class NEAT:
     def __init__(self, config, seed: int = 0, reporters=()):
         self.config: NEATConfig = load_config(config)
         self.seed = check_int(seed, "seed", 0, 2**63 - 1)  # torch.Generator's seeds are 64-bit
+        if self.config.elitism >= self.config.pop_size:  # accepted, as neat-python accepts it
+            warnings.warn(f"elitism={self.config.elitism} >= pop_size={self.config.pop_size}: every genome is "
+                          "kept as its species' elite, so nothing will evolve", stacklevel=2)
         self.reporters: list[Reporter] = []
         for reporter in _iterable(reporters, "reporters"):
             self.add_reporter(reporter)
@@ -183,8 +186,15 @@ class NEAT:
     def add_reporter(self, reporter: Reporter) -> None:
         missing = [m for m in REPORTER_METHODS if not callable(getattr(reporter, m, None))]
         if missing:
+            # neat-python's reporters are called with its own config, population and species
+            # objects, which this NEAT does not have: name the interface to subclass instead
+            ours = "subclass neuroplastic.evolve.Reporter (start_generation, end_generation(row), " \
+                   "found_solution, species_extinct)"
+            if type(reporter).__module__.split(".")[0] == "neat":
+                raise ConfigError(f"{type(reporter).__name__} is a neat-python reporter, which takes neat-python's "
+                                  f"objects; {ours}")
             raise ConfigError(f"a reporter needs the methods of neuroplastic.evolve.Reporter; "
-                              f"{type(reporter).__name__} lacks {', '.join(missing)}")
+                              f"{type(reporter).__name__} lacks {', '.join(missing)}: {ours}")
         self.reporters.append(reporter)
 
     # ----------------------------------------------------------------- the loop
@@ -200,8 +210,11 @@ class NEAT:
         if not callable(fitness):
             raise ConfigError(f"fitness must be a callable fitness(pop: GraphBatch) -> tensor (P,), "
                               f"not {type(fitness).__name__}")
+        progress = check_bool(progress, "progress")
         if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
             raise ConfigError(f"checkpoint must be a file path, not {checkpoint!r}")
+        if checkpoint is not None and os.path.isdir(checkpoint):  # refused before a generation is spent
+            raise CheckpointError(f"cannot write {os.fspath(checkpoint)!r}: it is a directory")
         if self.solved and not self.config.no_fitness_termination:
             return self.best_net()  # already solved: its last population was never reproduced
         import tqdm.auto
