@@ -204,3 +204,22 @@ def test_learners_refuse_nan_inputs_and_labels_that_are_not_class_ids_with_one_c
         DEN(6, [5], 2, 3, split="no")
     with pytest.raises(ConfigError, match="seed="):
         DEN(6, [5], 2, 3, seed=1.5)
+
+
+def test_den_runs_a_users_npz_with_split_pairs_of_its_own_classes_and_refuses_an_odd_count(tmp_path, capsys):
+    from neuroplastic.cli import main
+    from neuroplastic.experiments import get_experiment
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 8)).astype(np.float32)
+    y = np.arange(240) % 6
+    x[np.arange(240), y] += 3.0
+    np.savez(tmp_path / "six.npz", X=x, y=y)
+    exp = get_experiment("den")
+    config = exp.config(True, False, {"data": str(tmp_path / "six.npz"), "hidden": [8], "epochs": 1,
+                                      "variants": "den"})
+    metrics = exp.run_job({"task": "split", "variant": "den", "seed": 0}, config, tmp_path)
+    assert metrics["n_tasks"] == 3 and 0 <= metrics["test_accuracy"] <= 1   # pairs 0/1, 2/3, 4/5
+    np.savez(tmp_path / "three.npz", X=x, y=y % 3)
+    assert main(["run", "den", "--quick", "--data", str(tmp_path / "three.npz"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs an even number of classes, at least 4" in err[0]

@@ -1,9 +1,11 @@
 """Dynamically Expandable Networks (Yoon et al., ICLR 2018) against fine-tuning, EWC and a network
-per task, on task sequences from sklearn digits (or MNIST IDX files, `--data DIR`).
+per task, on task sequences from sklearn digits (or MNIST IDX files, `--data DIR`, or the user's
+own `--data FILE.npz` with arrays X and y).
 
 Sequences: *permuted* (`permuted_tasks` tasks, 10 by default; task 0 the original pixels, each
-later task a fixed random permutation of them; all 10 classes per task) and *split* (5 tasks,
-the class pairs 0/1, 2/3, ..., 8/9, two classes per task). Every task has its own output head
+later task a fixed random permutation of them; all classes in every task) and *split* (the
+class pairs 0/1, 2/3, ...: 5 tasks of two classes on digits; a data set of its own needs an
+even number of classes, at least 4). Every task has its own output head
 (task-incremental, as the authors' code), and the learner sees one task's training data at a
 time. After each task every task seen so far is tested; from that accuracy matrix a_{t,s}
 (after task t, on task s): average accuracy after the sequence (mean_s a_{T-1,s}) and
@@ -80,7 +82,7 @@ def task_sequence(kind: str, data, n_permuted: int, seed: int) -> tuple[list, in
         perms = [np.arange(x_tr.shape[1])] + [rng.permutation(x_tr.shape[1]) for _ in range(n_permuted - 1)]
         return [(x_tr[:, p], y_tr, x_te[:, p], y_te) for p in perms], int(max(y_tr.max(), y_te.max())) + 1
     tasks = []
-    for a in range(0, 10, 2):
+    for a in range(0, int(max(y_tr.max(), y_te.max())) + 1, 2):
         tr, te = np.isin(y_tr, (a, a + 1)), np.isin(y_te, (a, a + 1))
         tasks.append((x_tr[tr], (y_tr[tr] - a).astype(np.int64), x_te[te], (y_te[te] - a).astype(np.int64)))
     return tasks, 2
@@ -133,9 +135,15 @@ class DENExperiment:
         config["ewc_lambda"] = check_number(config["ewc_lambda"], "ewc_lambda", minimum=0)
         DENConfig(**{k: config[k] for k in DEN_KEYS})   # one line naming a bad threshold, rate or count
         if config["data"] != "digits":
-            if not Path(config["data"]).is_dir():
-                raise ConfigError(f"data {config['data']!r} is neither digits nor an MNIST IDX directory")
-            base_split(config["data"], 0, 1)   # a bad file fails here
+            path = Path(config["data"])
+            if not (path.is_dir() or (path.suffix == ".npz" and path.is_file())):
+                raise ConfigError(f"data {config['data']!r} is neither digits, an .npz file nor an MNIST IDX directory")
+            _, y_tr, _, y_te = base_split(config["data"], 0, 0)   # a bad file fails here
+            n_classes = int(max(y_tr.max(), y_te.max())) + 1
+            if "split" in config["sequences"] and (n_classes % 2 or n_classes < 4):
+                raise ConfigError(f"sequence 'split' pairs the classes 0/1, 2/3, ...: it needs an even number of "
+                                  f"classes, at least 4, and {config['data']!r} has {n_classes}; "
+                                  "use --set sequences=permuted")
         return config
 
     def jobs(self, config: dict) -> list[dict]:

@@ -87,8 +87,8 @@ def write_report(results: dict, out_dir: Path) -> None:
     rows, cfg = results["rows"], results["config"]
     seeds = len({r["seed"] for r in rows})
     text = [f"# {results['experiment']}", "",
-            f"Data: {cfg['data']} (digits: a stratified 75% / 25% split per seed; MNIST IDX: its train and t10k "
-            "files), standardised on the training part. Every learner starts from an MLP "
+            f"Data: {cfg['data']} (digits and .npz files: a stratified 75% / 25% split per seed; MNIST IDX: its "
+            "train and t10k files), standardised on the training part. Every learner starts from an MLP "
             f"in-{'-'.join(map(str, cfg['hidden']))} (ReLU) with one output head per task and sees one task's "
             f"training data at a time; {cfg['epochs']} epochs of Adam (lr {cfg['lr']}, batch {cfg['batch_size']}) per "
             "training phase. DEN: selective retraining (L1 head fit, breadth-first subnetwork, L2 retraining), "
