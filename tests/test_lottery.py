@@ -119,6 +119,11 @@ def test_lottery_experiment_tiny_run_and_report(tmp_path):
     rows = [{"task": j["task"], "variant": j["variant"], "seed": j["seed"],
              "metrics": exp.run_job(j, config, tmp_path)} for j in exp.jobs(config)]
     assert {c for r in rows for c in r["metrics"]["levels"]} == {"ticket", "reinit", "random"}
+    for r in rows:  # the shared metric names: the sparsest net of the row's own control
+        m = r["metrics"]
+        last = m["levels"]["ticket" if r["variant"] == "imp" else "random"][-1]
+        assert m["test_accuracy"] == last["test_accuracy"] and m["n_edges"] == last["edges"] < m["n_weights"]
+        assert m["n_params"] == last["edges"] + last["hidden"] + 10 and m["n_hidden"] == last["hidden"]
     exp.report({"experiment": "lottery", "config": config, "rows": rows}, tmp_path)
     assert (tmp_path / "digits.png").stat().st_size > 1000
     assert "| 2 |" in (tmp_path / "report.md").read_text()

@@ -216,7 +216,13 @@ class LotteryExperiment:
         levels = find_tickets(net, train, config["rounds"], rate=config["rate"], scope=config["scope"],
                               output_rate=config["output_rate"], rewind_step=config["rewind_step"],
                               controls=controls, seed=job["seed"])
-        return {"levels": levels, "n_weights": levels[controls[0]][0]["edges"],
+        # the shared metric names (DESIGN.md) describe the row's sparsest net, the last round of
+        # its own control: the winning ticket for imp, the randomly pruned net for random
+        last = levels[controls[0]][-1]
+        shared = {"test_accuracy": last["test_accuracy"], "n_edges": last["edges"], "n_hidden": last["hidden"],
+                  "n_params": last["edges"] + last["hidden"] + n_classes}   # weights and the computed biases
+        shared.update({k: last[k] for k in ("return_mean", "return_std") if k in last})
+        return {"levels": levels, "n_weights": levels[controls[0]][0]["edges"], **shared,
                 "wall_s": time.perf_counter() - started}
 
     def report(self, results: dict, out_dir) -> None:
