@@ -219,9 +219,11 @@ def test_cli_run_gng_quick_writes_results_report_and_plots(tmp_path):
 
 def test_bench_gng_without_minigng_says_so_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "minigng", None)  # import minigng now raises ImportError
-    assert main(["bench", "gng", "--quick", "--out", str(tmp_path)]) == 2
+    out = tmp_path / "results" / "bench"
+    assert main(["bench", "gng", "--quick", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "minigng" in err and "neuroplastic[classic]" in err
+    assert not (tmp_path / "results").exists()  # the refused run leaves no empty folders behind
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

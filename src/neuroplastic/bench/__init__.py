@@ -41,8 +41,17 @@ def run_benchmark(name: str, quick: bool = False, device: str = "cpu", out_dir=P
     if name not in BENCHMARKS:
         raise UnknownNameError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     device = check_device(device)
+    made = [d for d in (Path(out_dir), *Path(out_dir).parents) if not d.exists()]  # deepest first
     make_output_dir(out_dir, "--out")  # before the benchmark runs, not after
-    rows = BENCHMARKS[name](quick=quick, device=device)
+    try:
+        rows = BENCHMARKS[name](quick=quick, device=device)
+    except BaseException:  # a refused or interrupted run leaves no empty folders behind
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     result = {"machine": machine(device), "rows": rows}
     print(markdown_table(["case", "ours", "reference", "unit", "ratio (>1: ours better)"],
                          [[r["case"], r["ours"], r["reference"], r["unit"], r["ratio"]] for r in rows]))
