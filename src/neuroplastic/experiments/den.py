@@ -156,8 +156,9 @@ class DENExperiment:
         tasks, n_classes = task_sequence(job["task"], data, config["permuted_tasks"], job["seed"])
         empty = [t for t, task in enumerate(tasks) if len(task[1]) < 2]
         if empty:
+            fix = "raise limit or set it to 0" if config["limit"] else "the data set has too few rows of those classes"
             raise ConfigError(f"task(s) {empty} get fewer than 2 training samples from the {len(data[1])} "
-                              f"training rows (limit={config['limit']}); raise limit or set it to 0")
+                              f"training rows (limit={config['limit']}); {fix}")
         learner = make_learner(job["variant"], data[0].shape[1], config, n_classes, len(tasks), job["seed"])
         acc = np.full((len(tasks), len(tasks)), np.nan)
         sizes, started = [], time.perf_counter()
