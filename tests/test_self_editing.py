@@ -226,7 +226,19 @@ def test_neat_baseline_on_an_env_without_a_goal_runs_its_budget_and_is_not_judge
     assert "| – |" in (out / "report.md").read_text()
 
 
-def test_an_env_with_no_time_limit_of_its_own_runs_every_variant_when_max_steps_is_given(tmp_path):
+@pytest.fixture
+def no_ray_session():
+    """The ES hands candidates to a Ray session that is already up (an earlier test's --workers
+    run); its workers would not see an env registered in this process."""
+    try:
+        import ray
+    except ImportError:
+        return
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_an_env_with_no_time_limit_of_its_own_runs_every_variant_when_max_steps_is_given(tmp_path, no_ray_session):
     import gymnasium as gym
     if "EndlessCartPole-v0" not in gym.registry:
         gym.register("EndlessCartPole-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
@@ -306,7 +318,7 @@ def test_population_fitness_names_a_setting_its_controllers_do_not_take():
         PopulationFitness(SelfEditingControllers, {"env_id": "CartPole-v1", "episodez": 3})
 
 
-def test_a_users_env_in_gymnasiums_module_form_runs_from_the_cli(tmp_path, monkeypatch):
+def test_a_users_env_in_gymnasiums_module_form_runs_from_the_cli(tmp_path, monkeypatch, no_ray_session):
     # `--envs mymodule:MyEnv-v0`: the module registers the env when imported, as gymnasium.make reads it
     (tmp_path / "user_envs_for_test.py").write_text(
         "import gymnasium as gym\n"
