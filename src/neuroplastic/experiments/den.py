@@ -74,15 +74,20 @@ def base_split(spec: str, seed: int, limit: int):
     return ((x_tr - mean) / std).astype(np.float32), y_tr, ((x_te - mean) / std).astype(np.float32), y_te
 
 
+def n_classes_of(y_train, y_test) -> int:
+    """Class ids run 0..n-1: one more than the largest label in either split."""
+    return int(max(y_train.max(), y_test.max())) + 1
+
+
 def task_sequence(kind: str, data, n_permuted: int, seed: int) -> tuple[list, int]:
     """[(x_train, y_train, x_test, y_test) per task], classes per task."""
     x_tr, y_tr, x_te, y_te = data
     if kind == "permuted":
         rng = np.random.default_rng(10_000 + seed)
         perms = [np.arange(x_tr.shape[1])] + [rng.permutation(x_tr.shape[1]) for _ in range(n_permuted - 1)]
-        return [(x_tr[:, p], y_tr, x_te[:, p], y_te) for p in perms], int(max(y_tr.max(), y_te.max())) + 1
+        return [(x_tr[:, p], y_tr, x_te[:, p], y_te) for p in perms], n_classes_of(y_tr, y_te)
     tasks = []
-    for a in range(0, int(max(y_tr.max(), y_te.max())) + 1, 2):
+    for a in range(0, n_classes_of(y_tr, y_te), 2):
         tr, te = np.isin(y_tr, (a, a + 1)), np.isin(y_te, (a, a + 1))
         tasks.append((x_tr[tr], (y_tr[tr] - a).astype(np.int64), x_te[te], (y_te[te] - a).astype(np.int64)))
     return tasks, 2
@@ -139,7 +144,7 @@ class DENExperiment:
             if not (path.is_dir() or (path.suffix == ".npz" and path.is_file())):
                 raise ConfigError(f"data {config['data']!r} is neither digits, an .npz file nor an MNIST IDX directory")
             _, y_tr, _, y_te = base_split(config["data"], 0, 0)   # a bad file fails here
-            n_classes = int(max(y_tr.max(), y_te.max())) + 1
+            n_classes = n_classes_of(y_tr, y_te)
             if "split" in config["sequences"] and (n_classes % 2 or n_classes < 4):
                 raise ConfigError(f"sequence 'split' pairs the classes 0/1, 2/3, ...: it needs an even number of "
                                   f"classes, at least 4, and {config['data']!r} has {n_classes}; "

@@ -23,12 +23,12 @@ from ...errors import ConfigError, UnknownNameError
 from ...tasks.control import registered_id
 
 
-def _spaces(env_id: str):
+def _spaces(env_id: str, gym_id: str):
     """The env's observation and action spaces; the id must be registered as written, with its
     version: gymnasium would run an unversioned id as its latest version, whose meaning
-    changes when a new one is added, and the spec read below needs the exact id."""
+    changes when a new one is added, and the spec read below needs the exact id. `gym_id`:
+    `env_id` as gymnasium looks it up (`registered_id`); errors name `env_id`."""
     import gymnasium as gym
-    gym_id = registered_id(env_id)
     try:
         gym.spec(gym_id)
         env = gym.make(gym_id)
@@ -62,8 +62,8 @@ class EnvFitness:
         self.max_steps = None if max_steps is None else check_int(max_steps, "max_steps", 1)
         self.seed = check_int(seed, "seed", 0)
         self.vectorization = check_choice(vectorization, "vectorization", ("sync", "vector"))
-        obs, act = _spaces(env_id)
         self._gym_id = registered_id(env_id)  # the bare id of a `module:EnvId`, for gymnasium's calls
+        obs, act = _spaces(env_id, self._gym_id)
         spec = gym.spec(self._gym_id)
         if self.vectorization == "vector" and spec.vector_entry_point is None:
             raise ConfigError(f"{env_id} has no numpy vector implementation; use vectorization='sync'")

@@ -177,12 +177,13 @@ def add_connection(g: Genomes, mask: torch.Tensor, cfg, table, rng) -> Genomes:
         G = near.innov.shape[1]
         slots = near.slots(torch.cat([near.src, near.dst], 1), n_fixed)
         near_valid = near.innov >= 0
-        s_slot, d_slot = torch.where(near_valid, slots[:, :G], 0), torch.where(near_valid, slots[:, G:], 0)
+        near_src = torch.where(near_valid, slots[:, :G], 0)  # every gene's end slots in these rows
+        near_dst = torch.where(near_valid, slots[:, G:], 0)
         a_both, b_both = a.index_select(0, both), b.index_select(0, both)
-        closes = reaches(s_slot, d_slot, near_valid, b_both, N).gather(1, a_both[:, None]).squeeze(1)
+        closes = reaches(near_src, near_dst, near_valid, b_both, N).gather(1, a_both[:, None]).squeeze(1)
         cyclic[both] = closes
         # reversed (b -> a) where a -> b would close a cycle, unless b -> a is already a gene
-        back = (near_valid & (s_slot == b_both[:, None]) & (d_slot == a_both[:, None])).any(1)
+        back = (near_valid & (near_src == b_both[:, None]) & (near_dst == a_both[:, None])).any(1)
         ok[both] &= ~(closes & back)
     src = torch.where(cyclic, b, a)
     dst = torch.where(cyclic, a, b)
