@@ -79,6 +79,8 @@ def test_report_command_rewrites_report(quick_run):
     (["run", "urn-shells", "--quick", "--set", "threshold=nan"], "threshold=nan must be a finite"),
     (["run", "smgrnn", "--quick", "--data", "x.npz"], "--data is for dataset experiments ("),
     (["run", "urn-shells", "--quick", "--envs", "CartPole-v1"], "--envs is for control-task experiments ("),
+    (["run", "gng", "--quick", "--seeds", "99999999999"], "seeds=99999999999 is more than 10,000 seeds"),
+    (["run", "nosuch", "--help"], "unknown experiment 'nosuch'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     out = tmp_path / "out"
@@ -90,6 +92,31 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
     assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] "
+                                                     "DefaultCPUAllocator: can't allocate memory: you tried to "
+                                                     "allocate 2400000000000 bytes.")])
+def test_a_run_that_runs_out_of_memory_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, error):
+    from neuroplastic.experiments import get_experiment
+    experiment = type(get_experiment("gng"))
+
+    def run_job(self, *args, **kwargs):
+        raise error
+    monkeypatch.setattr(experiment, "run_job", run_job)
+    assert main(["run", "gng", "--quick", "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not enough memory for these settings" in err and len(err.splitlines()) == 1
+
+
+def test_a_runtime_error_that_is_not_about_memory_is_not_called_one(tmp_path, monkeypatch):
+    from neuroplastic.experiments import get_experiment
+
+    def run_job(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(type(get_experiment("gng")), "run_job", run_job)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["run", "gng", "--quick", "--no-progress", "--out", str(tmp_path / "out")])
 
 
 def test_address_where_no_cluster_answers_is_one_line_and_exit_2(tmp_path, capsys):

@@ -131,6 +131,23 @@ def test_a_state_dict_of_another_kind_of_net_is_refused_before_anything_changes(
         npl.GraphNet.mlp(4, [16], 2).load_state_dict(state)
 
 
+def test_a_state_dict_with_a_repeated_edge_or_an_impossible_source_is_refused():
+    source = npl.GraphNet.mlp(4, [16], 2, seed=0)
+    state = source.state_dict()
+    live = (state["edge_src"] >= 0).nonzero().squeeze(1)
+    a, b = int(live[0]), int(live[1])
+    state["edge_src"], state["edge_dst"] = state["edge_src"].clone(), state["edge_dst"].clone()
+    state["edge_src"][b], state["edge_dst"][b] = state["edge_src"][a], state["edge_dst"][a]
+    with pytest.raises(npl.CheckpointError, match="two edges between the same pair"):
+        npl.GraphNet.mlp(4, [16], 2).load_state_dict(state)
+    state = source.state_dict()
+    state["edge_src"] = state["edge_src"].clone()
+    state["edge_src"][a] = -5  # not the free-slot mark: loading it as free would lose the edge unseen
+    with pytest.raises(npl.CheckpointError, match="below -1"):
+        npl.GraphNet.mlp(4, [16], 2).load_state_dict(state)
+    npl.GraphNet.mlp(4, [16], 2).load_state_dict(source.state_dict())  # the untouched one loads
+
+
 def test_a_rules_returned_edits_are_applied_by_the_trainer_when_it_did_not_apply_them():
     class GrowOnce(npl.rules.Rule):
         def __init__(self):

@@ -115,6 +115,24 @@ def test_checkpoint_with_pickled_code_is_refused_even_with_valid_checksum(tmp_pa
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.parametrize("payload, message", [
+    ({"net": None}, "optimizer"),                                      # a key missing
+    ({"net": None, "optimizer": {"state": {}}, "rule": None, "rng": {}, "step": 0, "extra": {}}, "groups"),
+    ({"net": None, "optimizer": None, "rule": None, "rng": {}, "step": "abc", "extra": {}}, "step 'abc'"),
+])
+def test_a_checkpoint_with_a_valid_checksum_but_another_layout_is_a_checkpoint_error(tmp_path, payload, message):
+    import hashlib
+    import io
+
+    from neuroplastic.core.checkpoint import MAGIC
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    (tmp_path / "odd.ckpt").write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
+    with pytest.raises(npl.CheckpointError, match=message):
+        npl.load(tmp_path / "odd.ckpt")
+
+
 def test_loaded_optimizer_state_is_a_torch_state_dict(tmp_path):
     net = grown_net()
     opt = trained(net)

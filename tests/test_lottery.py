@@ -1,4 +1,5 @@
 """Lottery tickets: pruning removes edges and keeps the masked dense function; rates; rewinding."""
+import numpy as np
 import pytest
 import torch
 
@@ -251,6 +252,23 @@ def test_a_damaged_idx_file_is_one_line_and_exit_2(tmp_path, capsys, damage, fra
     assert main(["run", "lottery", "--quick", "--data", str(folder), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("stem, array, fragment", [
+    ("t10k-images-idx3-ubyte", np.zeros((40, 5, 5), dtype=np.uint8), "train images are 6x6 pixels but t10k images 5x5"),
+    ("t10k-labels-idx1-ubyte", np.full(40, 7, dtype=np.uint8), "t10k labels run up to 7 but the train labels only"),
+    ("train-labels-idx1-ubyte", np.zeros(120, dtype=np.uint8), "train labels hold a single class"),
+])
+def test_idx_train_and_test_sets_that_do_not_match_are_one_line_and_exit_2(tmp_path, capsys, stem, array, fragment):
+    from neuroplastic.cli import main
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    _idx_dir(folder)
+    _write_idx(folder / stem, array)
+    assert main(["run", "lottery", "--quick", "--data", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_lottery_on_a_distilled_cartpole_policy_measures_returns(tmp_path):

@@ -16,7 +16,9 @@ def run(out, *extra):
 
 
 def without_wall_time(rows):
-    return [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "wall_s"}} for r in rows]
+    """The rows less their times, and so less the digests that cover those times."""
+    return [{**{k: v for k, v in r.items() if k != "digest"},
+             "metrics": {k: v for k, v in r["metrics"].items() if k != "wall_s"}} for r in rows]
 
 
 def rows_of(out):
@@ -66,6 +68,45 @@ def test_a_row_whose_numbers_are_not_numbers_is_named_and_its_job_runs_again(tmp
     again = rows_of(tmp_path)[0]["metrics"]  # recomputed: the same numbers (times aside)
     numbers = ("solved", "best_fitness", "generations", "evaluations", "n_hidden", "n_edges")
     assert [again[k] for k in numbers] == [good[k] for k in numbers]
+
+
+def test_a_row_edited_after_its_job_wrote_it_is_named_and_its_job_runs_again(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    before = rows_of(out)
+    path = out / "rows" / "CartPole-v1__static__seed1.json"
+    row = json.loads(path.read_text())
+    row["metrics"]["return_mean"] += 1.0  # still a plausible number: only the digest tells
+    path.write_text(json.dumps(row))
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neuroplastic: {path} is damaged (it was changed after its job wrote it); running that job again"]
+    assert without_wall_time(rows_of(out)) == without_wall_time(before)  # recomputed: the same numbers
+
+
+def test_a_row_without_a_digest_from_an_earlier_version_is_still_read(two_seed_folder, tmp_path, capsys):
+    from neuroplastic.experiments.runner import DIGEST_KEY
+    out = copy_of(two_seed_folder, tmp_path)
+    path = out / "rows" / "CartPole-v1__static__seed1.json"
+    row = json.loads(path.read_text())
+    del row[DIGEST_KEY]
+    path.write_text(json.dumps(row))
+    assert run(out, "--seeds", "2", "--set", "variants=['static', 'mlp-16']") == 0
+    assert "damaged" not in capsys.readouterr().err
+    assert json.loads(path.read_text()) == row  # reused, not recomputed
+
+
+def test_rows_in_a_folder_with_no_saved_settings_at_all_are_not_reused(two_seed_folder, tmp_path, capsys):
+    out = copy_of(two_seed_folder, tmp_path)
+    (out / "config.json").unlink()
+    (out / "results.json").unlink()
+    path = out / "rows" / "CartPole-v1__static__seed0.json"
+    old = json.loads(path.read_text())
+    assert run(out, "--seeds", "1", "--set", "variants=['static']", "--set", "lr=0.003") == 0
+    err = capsys.readouterr().err
+    assert f"no readable settings in {out} for its 4 finished rows; running those jobs again" in err
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.003
+    assert json.loads(path.read_text())["metrics"] != old["metrics"]  # recomputed with lr=0.003
+    assert [r["seed"] for r in rows_of(out)] == [0]
 
 
 def test_a_copied_row_under_another_name_is_named_and_left_out(two_seed_folder, tmp_path, capsys):

@@ -40,7 +40,7 @@ def parse_overrides(config_file: str | None, sets: list[str]) -> dict:
             raise ConfigError(f"config file {config_file!r} {reason}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file!r} is not valid TOML: {exc}") from None
-    for item in sets:
+    for item in sets:  # over the config file's values, and a later --set of a key over an earlier one
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r} must look like key=value")
@@ -109,12 +109,14 @@ def build_parser(run_epilog: str | None = None) -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("name")
     run.add_argument("--config", action=_Once, help="TOML file of option = value lines")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one option")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one option (a later --set of a key wins)")
     run.add_argument("--seeds", action=_Once, type=int, help="number of seeds (0..N-1)")
     run.add_argument("--envs", action=_Once,
                      help="control-task experiments (smgrnn, hebbian, ...): comma-separated gymnasium ids")
     run.add_argument("--data", action=_Once,
-                     help="dataset experiments (urn-*): FILE.npz (X, y, optional positions) or an MNIST IDX dir")
+                     help="dataset experiments (gng, dcs, lottery, den, urn-*): FILE.npz (X, y, optional "
+                          "positions) or an MNIST IDX dir")
     run.add_argument("--quick", action="store_true", help="reduced budget (under a minute), used by tests")
     run.add_argument("--full", action="store_true", help="the full run: all tasks, 5 seeds, full budget")
     run.add_argument("--out", action=_Once, help="output directory (default runs/NAME)")
@@ -193,12 +195,24 @@ def _bench(args) -> None:
     run_benchmark(args.name, quick=args.quick, device=args.device, out_dir=Path(args.out))
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: numpy's and Python's MemoryError, or torch's allocator error."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     epilog = None
     if argv[:1] == ["run"] and {"-h", "--help"} & set(argv):
         names = [a for a in argv[1:] if not a.startswith("-")]
         epilog = options_help(names[0]) if names else None
+        if names and epilog is None:  # an unknown name: say so rather than print the general help
+            from .experiments import get_experiment
+            try:
+                get_experiment(names[0])
+            except NeuroplasticError as exc:
+                print(f"neuroplastic: error: {exc}", file=sys.stderr)
+                return 2
     args = build_parser(epilog).parse_args(argv)
     try:
         if args.command == "list":
@@ -211,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             _bench(args)
     except NeuroplasticError as exc:
         print(f"neuroplastic: error: {exc}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        print("neuroplastic: error: not enough memory for these settings (a size, population or data count "
+              "too large?); lower them", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neuroplastic: interrupted; finished jobs are kept, run the same command to resume",

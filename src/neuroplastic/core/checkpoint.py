@@ -211,9 +211,16 @@ def load(path, map_location="cpu") -> dict:
         raise CheckpointError(f"{str(path)!r} is not a neuroplastic checkpoint (bad header)")
     if hashlib.sha256(data[header:]).digest() != data[len(MAGIC):header]:
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupted (checksum mismatch)")
-    try:
+    try:  # everything read from the payload: a well-formed file of another layout fails here too
         payload = torch.load(io.BytesIO(data[header:]), map_location=map_location, weights_only=True)
         net = _rebuild_net(payload["net"]) if payload["net"] is not None else None
+        state = {"net": net, "optimizer": _torch_optimizer_state(payload["optimizer"]), "rule": payload["rule"],
+                 "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
+                 "rule_class": payload.get("rule_class"),
+                 "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}
+        if isinstance(state["step"], bool) or not isinstance(state["step"], int):  # save() writes an int
+            raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: its step {state['step']!r} is not "
+                                  "an integer")
     except CheckpointError:
         raise
     except Exception as exc:
@@ -222,10 +229,7 @@ def load(path, map_location="cpu") -> dict:
         else:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {reason}") from exc
-    return {"net": net, "optimizer": _torch_optimizer_state(payload["optimizer"]), "rule": payload["rule"],
-            "optimizer_state": payload["optimizer"], "rule_state": payload["rule"],
-            "rule_class": payload.get("rule_class"),
-            "rng": payload["rng"], "step": payload["step"], "extra": payload["extra"]}
+    return state
 
 
 def _torch_optimizer_state(saved: dict | None) -> dict | None:

@@ -642,6 +642,8 @@ class GraphNet(nn.Module):
             return  # a partial state dict: torch's own strict checks report what is missing
         alive = state_dict.get(prefix + "edge_alive")
         src, dst = tensors["edge_src"].long(), tensors["edge_dst"].long()
+        if bool((src < -1).any()):  # -1 marks a free slot; any other negative source is no slot at all
+            raise CheckpointError("the state dict has edge sources below -1 (a free edge slot's source is -1)")
         live = (src >= 0) if not torch.is_tensor(alive) else alive.bool() & (src >= 0)
         n = tensors["bias"].numel()
         src, dst = src[live], dst[live]
@@ -651,6 +653,8 @@ class GraphNet(nn.Module):
         outside = bool((src >= n).any() | (dst < 0).any() | (dst >= n).any())
         if outside or not bool(neurons[src].all() & neurons[dst].all()):
             raise CheckpointError("the state dict has edges between neurons that do not exist")
+        if len(torch.unique(src * n + dst)) != len(src):  # as Edits.add_edge refuses a second one
+            raise CheckpointError("the state dict has two edges between the same pair of neurons")
         if not bool(torch.isfinite(tensors["weight"]).all() & torch.isfinite(tensors["bias"]).all()):
             raise CheckpointError("the state dict holds weights or biases that are not finite")
         if torch.is_tensor(codes) and codes.numel() and (

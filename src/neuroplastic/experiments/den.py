@@ -44,7 +44,7 @@ DEN_KEYS = ("k", "loss_threshold", "drift_threshold", "l1", "group_lasso", "l2",
             "epochs", "lr", "batch_size")
 
 OPTION_NOTES = {
-    "data": "digits or an MNIST IDX directory (also --data)",
+    "data": "digits, a FILE.npz (X, y) or an MNIST IDX directory (also --data)",
     "sequences": "permuted (permuted_tasks tasks, 10 classes each) and/or split (5 tasks of 2 classes)",
     "variants": "den, finetune, ewc, per-task (a separate net per task)",
     "hidden": "hidden widths of the starting net (every learner); the authors used 312,128 on MNIST",

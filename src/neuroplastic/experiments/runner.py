@@ -12,6 +12,7 @@ in-process and on any number of Ray workers. A job that reads another's row (an 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import platform
@@ -31,6 +32,8 @@ from .progress import RunBar, job_progress, progress_board
 # Keys that only choose which jobs run; every other setting changes what a job computes.
 _JOB_KEYS = ("envs", "variants", "seeds")
 EXPERIMENT_KEY = "_experiment"  # config.json names the experiment it holds; not one of its settings
+MAX_SEEDS = 10_000  # far beyond any study, and small enough that listing the jobs is instant
+DIGEST_KEY = "digest"  # a row's checksum of its own content (rows written before it have none)
 LOCK = ".lock"  # DIR/.lock: held by the run writing DIR (folder_lock)
 REFRESH_S = 0.5  # how often the driver reads the Ray workers' progress
 
@@ -56,9 +59,18 @@ def _execute(name: str, job: dict, config: dict, out_dir: str, progress: bool = 
         except RunError as exc:  # one job's run ended, not a bad setting: say which
             raise type(exc)(f"job {job_name(job)}: {exc}; the finished jobs' rows are kept") from None
     metrics.setdefault("wall_s", time.perf_counter() - started)
-    row = {"task": job["task"], "variant": job["variant"], "seed": job["seed"], "metrics": metrics}
+    row = json.loads(json.dumps({"task": job["task"], "variant": job["variant"], "seed": job["seed"],
+                                 "metrics": metrics}))  # as it reads back: tuples are lists, keys strings
+    row[DIGEST_KEY] = row_digest(row)
     atomic_write_bytes(Path(out_dir) / "rows" / f"{job_name(row)}.json", json.dumps(row).encode())
     return row
+
+
+def row_digest(row: dict) -> str:
+    """The SHA-256 of a row's content (its digest left out), which its job writes beside it: a
+    row edited afterwards, whose numbers a report would then trust or fail on, no longer matches."""
+    content = {k: v for k, v in row.items() if k != DIGEST_KEY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def waits_for(experiment, jobs: list[dict]) -> dict[str, list[str]]:
@@ -88,6 +100,9 @@ def run_experiment(name: str, out_dir, *, quick: bool = False, full: bool = Fals
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers={workers!r} must be an integer >= 1")
     config = experiment.config(quick=quick, full=full, overrides=overrides or {})
+    if config.get("seeds", 0) > MAX_SEEDS:  # before jobs() lists them all
+        raise ConfigError(f"seeds={config['seeds']} is more than {MAX_SEEDS:,} seeds; run fewer (a folder's "
+                          "later runs can add seeds)")
     out = Path(out_dir)
     fresh = not out.exists()
     make_output_dir(out, "--out")
@@ -214,6 +229,10 @@ def read_row(path: Path, job: dict | None = None) -> dict | None:
             ok = all(row[k] == job[k] for k in ("task", "variant", "seed"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         ok = False
+    if ok and DIGEST_KEY in row and row[DIGEST_KEY] != row_digest(row):
+        say(f"{path} is damaged (it was changed after its job wrote it); running that job again")
+        path.unlink(missing_ok=True)
+        return None
     if not ok:
         say(f"{path} is damaged (not a row of this job); running that job again")
         path.unlink(missing_ok=True)
@@ -349,8 +368,7 @@ def _check_same_settings(records: dict, out: Path, config: dict, settings_before
     if saved is None:
         if damaged:
             say(f"{damaged} is damaged; it is written again from this command's settings")
-        if rows and (out / "config.json").exists():
-            # nothing says which settings the rows were computed with: they cannot be reused
+        if rows:  # nothing says which settings the rows were computed with: they cannot be reused
             say(f"no readable settings in {out} for its {len(rows)} finished rows; running those jobs again")
             for path in rows:
                 path.unlink()

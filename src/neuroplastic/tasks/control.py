@@ -36,6 +36,9 @@ def registered_id(env_id: str) -> str:
     except ImportError as exc:
         raise UnknownNameError(f"environment {env_id!r}: its module {module!r} cannot be imported ({exc}; is its "
                                "folder on PYTHONPATH?)") from None
+    except Exception as exc:  # the user's module failed while it ran: name where, not our traceback
+        raise UnknownNameError(f"environment {env_id!r}: importing its module {module!r} raised "
+                               f"{type(exc).__name__}: {exc}") from None
     return name
 
 

@@ -114,7 +114,8 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
 
 
 NPZ_FORMAT = ("an archive of numeric arrays as np.savez(FILE, X=X, y=y) writes it: X of shape (n, d) "
-              "or (n, h, w), y of n class ids or names, optionally positions of shape (d, 2)")
+              "or (n, h, w) (more axes are flattened per sample), "
+              "y of n class ids or names, optionally positions of shape (d, 2)")
 
 
 def npz_arrays(path, expected: str) -> dict:
@@ -142,7 +143,9 @@ def npz_arrays(path, expected: str) -> dict:
 
 
 def from_npz(path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2).
+    """The user's data: arrays X (n, d) and y (n,), optional positions (d, 2). X of shape
+    (n, h, w) is a set of images whose inputs sit at their pixels; any other X of more than two
+    axes is flattened per sample, in C order.
 
     Only plain arrays are read: a file that holds Python objects is refused, never unpickled."""
     path = Path(path)
@@ -193,6 +196,15 @@ def mnist_idx(directory, limit: int | None = None) -> Dataset:
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or not len(x):
             raise ConfigError(f"{str(directory)!r}: {p} images have shape {x.shape} and labels {y.shape}; expected "
                               "(n, height, width) images and n labels")
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise ConfigError(f"{str(directory)!r}: train images are {'x'.join(map(str, xs[0].shape[1:]))} pixels but "
+                          f"t10k images {'x'.join(map(str, xs[1].shape[1:]))}; both sets must have one size")
+    if len(np.unique(ys[0])) < 2:
+        raise ConfigError(f"{str(directory)!r}: the train labels hold a single class ({int(ys[0][0])}); "
+                          "classification needs at least two")
+    if int(ys[1].max()) > int(ys[0].max()):  # classes past every trained one would only ever score 0
+        raise ConfigError(f"{str(directory)!r}: t10k labels run up to {int(ys[1].max())} but the train labels only "
+                          f"to {int(ys[0].max())}; the test set's classes must be the training set's")
     if limit:
         xs, ys = [x[:limit] for x in xs], [y[:limit] for y in ys]
     h, w = xs[0].shape[1:]
