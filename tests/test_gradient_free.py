@@ -152,13 +152,45 @@ def test_hebbian_rule_on_a_population_equals_the_rule_on_each_member():
 
 def test_hebbian_controllers_build_no_autograd_graph_even_with_grad_enabled():
     task = HebbianControllers("CartPole-v1", hidden=[6], episodes=1, max_steps=20, seed=0)
-    candidates = torch.randn(2, task.n_params, requires_grad=True)
-    policies = task.policies(candidates.detach(), 0, 1)
+    candidates = torch.randn(2, task.n_params, requires_grad=True)  # as an autograd-based ES would hold them
+    policies = task.policies(candidates, 0, 1)
     with torch.enable_grad():
         y = policies(torch.randn(2, 1, 4))
     assert y.grad_fn is None and not y.requires_grad
     assert policies.batch.weight.grad_fn is None and not policies.batch.weight.requires_grad
     task.close()
+
+
+def test_hebbian_update_itself_builds_no_graph_on_weights_and_coefficients_that_require_grad():
+    # the rule's own no_grad, without any caller's: an in-place update of a leaf that requires
+    # grad would raise under autograd, and coefficients that require grad would enter the graph
+    net = npl.GraphNet.mlp(3, [4], 2, seed=0)
+    coefficients = {k: torch.randn(net.edge_capacity, requires_grad=True) for k in ("eta", "A", "B", "C", "D")}
+    rule = Hebbian(**coefficients)
+    traces = []
+    net.register_trace_hook(lambda n, t: traces.append(t))
+    with torch.enable_grad():
+        net(torch.randn(5, 3))
+        rule.observe(net, traces[-1])
+        before = net.weight.detach().clone()
+        rule.update(net)
+    assert net.weight.requires_grad and net.weight.grad_fn is None  # still the leaf parameter
+    assert not torch.equal(net.weight.detach(), before)
+    assert all(c.grad is None for c in coefficients.values())
+
+
+def test_vector_envs_give_each_hebbian_row_the_initial_weights_of_its_own_episode():
+    sync = HebbianControllers("CartPole-v1", hidden=[4], episodes=2, seed=0)
+    vector = HebbianControllers("CartPole-v1", hidden=[4], episodes=2, seed=0, vectorization="vector")
+    candidates = torch.zeros(3, sync.n_params)  # a rule that changes nothing: the rows keep their start
+    start_sync = sync.policies(candidates, 7, 2).batch.weight
+    start_vector = vector.policies(candidates, 7, 2).batch.weight
+    assert torch.equal(start_sync[0], start_sync[2])        # every candidate meets episode 0 alike
+    assert not torch.equal(start_vector[0], start_vector[2])  # row 2 is episode 7 + 2 of its own
+    live = sync._one.edge_alive[0]
+    torch.testing.assert_close(start_vector[:, live], vector.initial_weights(7, 6))
+    sync.close()
+    vector.close()
 
 
 @pytest.mark.parametrize("kind", [HebbianControllers, StaticControllers])
@@ -224,11 +256,20 @@ def test_hebbian_training_episodes_may_not_reach_the_held_out_episodes():
     from neuroplastic.errors import ConfigError
     from neuroplastic.experiments import get_experiment
     exp = get_experiment("hebbian")
-    with pytest.raises(ConfigError, match="reach reset seed 12099, into the held-out episodes"):
-        exp.config(False, False, {"episodes": 100, "generations": 101})  # seed 2 trains on 2000 .. 12099
+    with pytest.raises(ConfigError, match="reach reset seed 10099, into the held-out episodes"):
+        exp.config(False, False, {"seeds": 1, "episodes": 100, "generations": 101})  # trains on 0 .. 10099
     with pytest.raises(ConfigError, match="reach reset seed 10000"):
         exp.config(False, False, {"seeds": 11, "generations": 1, "episodes": 1})  # seed 10 starts at 10000
-    assert exp.config(False, False, {"episodes": 100, "generations": 80})["generations"] == 80  # up to 9999
+    assert exp.config(False, False, {"seeds": 1, "episodes": 100, "generations": 100})["generations"] == 100
+
+
+def test_hebbian_job_seeds_may_not_share_training_episodes():
+    from neuroplastic.errors import ConfigError
+    from neuroplastic.experiments import get_experiment
+    exp = get_experiment("hebbian")
+    with pytest.raises(ConfigError, match="generations x episodes = 1200 training episodes a job"):
+        exp.config(False, False, {"seeds": 3, "episodes": 2, "generations": 600})  # seed 1 would replay 1000..1199
+    assert exp.config(False, False, {"seeds": 3, "episodes": 2, "generations": 500})["generations"] == 500
 
 
 def test_hebbian_normalise_takes_none_and_the_string_none_alike():

@@ -11,7 +11,9 @@ Both run the P candidates x B episodes as one GraphBatch (one row per candidate 
 plastic weights diverge per episode) stepped by P*B copies of the env (`EnvFitness`), so
 a generation is one batched rollout with no Python loop over candidates, synapses or episodes.
 Every candidate of a generation meets the same B episodes (env seeds and, for Hebbian
-networks, the same initial weights), so they are compared on equal terms.
+networks, the same initial weights), so they are compared on equal terms. With
+`vectorization="vector"` one reset seed starts all P*B copies, so each row plays an episode of
+its own, and a Hebbian row's initial weights are drawn from that row's env seed.
 """
 from __future__ import annotations
 
@@ -185,7 +187,10 @@ class HebbianControllers(Controllers):
 
     def policies(self, candidates, first_seed, episodes):
         P = len(candidates)
-        weight = self.initial_weights(first_seed, episodes).repeat(P, 1)  # row p*B + b: episode b
+        if self.env.vectorization == "vector":  # one reset seed starts row r at first_seed + r; its weights too
+            weight = self.initial_weights(first_seed, P * episodes)
+        else:
+            weight = self.initial_weights(first_seed, episodes).repeat(P, 1)  # row p*B + b: episode b
         return PlasticPopulation(self.population(weight), self.rule(candidates, episodes), P, episodes)
 
 

@@ -67,6 +67,9 @@ class HebbianExperiment:
                              ("eval_episodes", 1), ("max_steps", 0)):
             config[key] = check_int(config[key], key, minimum)
         training = config["generations"] * config["episodes"]  # job seed s trains on 1000 s + 0 .. training - 1
+        if training > JOB_SEED_STRIDE and config["seeds"] > 1:  # seed s + 1 would replay seed s's later episodes
+            raise ConfigError(f"generations x episodes = {training} training episodes a job; with more than one "
+                              f"seed at most {JOB_SEED_STRIDE}, so that the seeds play episodes of their own")
         check_seed_ranges(JOB_SEED_STRIDE * (config["seeds"] - 1) + training - 1, training)
         config["sigma"] = check_number(config["sigma"], "sigma", above=0)
         config["init"] = check_number(config["init"], "init", 0)
