@@ -63,6 +63,8 @@ def test_es_state_holds_no_pickle_and_a_tampered_or_pickled_state_is_refused():
     ({"history": 5}, "history is not a list"),
     ({"history": [1, 2]}, "history is not a list"),
     ({"mean": None}, "does not replay to its saved state"),
+    ({"best_fitness": 1e9}, "best candidate or best fitness is not the one its fitness log replays to"),
+    ({"best": torch.zeros(4)}, "best candidate or best fitness is not the one its fitness log replays to"),
 ])
 def test_a_refused_es_state_is_named_and_leaves_the_es_as_it_was(change, message):
     def fitness(c):

@@ -200,10 +200,15 @@ class ES:
         before = {k: getattr(self, k) for k in ("_x0", "_cma", "_told", "_asked", "_numpy_state", "generation")}
         self._x0 = state["x0"].double().numpy().copy()
         self._start()
+        best, top = torch.as_tensor(self._x0, dtype=torch.float32), -math.inf  # as tell() keeps them
         with self._own_generator():
             for fitness in told.double().numpy():
-                self._cma.tell(self._cma.ask(), list(-fitness))
+                asked = np.asarray(self._cma.ask())
+                self._cma.tell(list(asked), list(-fitness))
                 self._told.append(fitness.copy())
+                if fitness.max() > top:
+                    top, best = float(fitness.max()), torch.as_tensor(asked[int(np.argmax(fitness))],
+                                                                      dtype=torch.float32)
             replayed = numpy_rng_state()
         self.generation = len(self._told)
         mean = state["mean"]
@@ -214,7 +219,12 @@ class ES:
                 setattr(self, key, value)
             raise CheckpointError("the saved ES does not replay to its saved state (its settings, fitness log "
                                   "or cma version differ from the run that wrote it)")
-        self.best, self.best_fitness = state["best"], float(best_fitness)
+        if not (top == float(best_fitness) and torch.equal(best, state["best"].to(torch.float32))):
+            for key, value in before.items():
+                setattr(self, key, value)
+            raise CheckpointError("the saved ES's best candidate or best fitness is not the one its fitness log "
+                                  "replays to")
+        self.best, self.best_fitness = best, top
         self.history = list(history)
 
     def _settings(self) -> dict:
