@@ -61,6 +61,32 @@ def test_batched_quantization_error_matches_sequential_within_tolerance():
     assert max(abs(r) for r in relative) <= SEED_TOLERANCE
 
 
+def test_batched_gng_far_from_the_origin_learns_what_it_learns_at_the_origin():
+    # the winner search's expansion must not round away distances of data with a large offset
+    x = shape("rings", 1500, 0)
+    at_origin = GNG(max_nodes=40, seed=0, mode="batched").fit(x, epochs=3)
+    shifted = GNG(max_nodes=40, seed=0, mode="batched").fit(x + 3000.0, epochs=3)
+    assert shifted.n_edges <= 1.2 * at_origin.n_edges  # wrong winners wire many wrong edges
+    qe = shifted.quantization_error(x + 3000.0)
+    assert qe <= 1.2 * at_origin.quantization_error(x)
+
+
+def test_quantization_and_topographic_error_are_exact_far_from_the_origin():
+    nodes = torch.tensor([[3000.0, 3000.0], [3001.0, 3000.0]])
+    for rows in (20, 30, 5000):  # cdist switches to a matrix product past 25 rows
+        x = torch.tensor([[3000.1, 3000.0]]).repeat(rows, 1)
+        assert npl.som.quantization_error(nodes, x) == pytest.approx(0.1, rel=1e-3)
+        assert topographic_error(nodes, torch.tensor([[0, 1]]), x) == 0.0
+
+
+def test_unsupervised_fit_given_labels_says_it_takes_none_and_dcs_gcs_names_all_its_parameters():
+    x = np.random.default_rng(0).random((20, 2))
+    with pytest.raises(ConfigError, match="takes no labels"):
+        DCS().fit(x, np.zeros(20))
+    with pytest.raises(ConfigError, match="known: .*insert, eta, width_scale, normalize"):
+        DCSGCS(foo=1)
+
+
 @pytest.mark.parametrize("mode", ["sequential", "batched"])
 def test_gng_on_a_thin_ring_ends_as_one_component_with_one_cycle(mode):
     x = shape("ring", 2000, seed=0)  # radius 1, width 0.02: far thinner than the unit spacing

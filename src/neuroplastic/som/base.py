@@ -105,6 +105,9 @@ class GrowingGraph:
     def partial_fit(self, x, epochs: int = 1, *, log_every: int | None = None, progress: bool = False):
         """Continue training for `epochs` passes over x. History rows are written at the end of
         every epoch, and every `log_every` signals when given."""
+        if hasattr(epochs, "__len__"):  # fit(X, y): labels where the epoch count goes
+            raise ConfigError(f"{type(self).__name__}.fit(x, epochs) learns from x alone and takes no labels; "
+                              "DCSGCS is the classifier that fits (x, y)")
         epochs = check_int(epochs, "epochs", 1)
         if log_every is not None:
             log_every = check_int(log_every, "log_every", 1)

@@ -64,8 +64,8 @@ class GCSParams:
     normalize: bool = False    # outputs from normalised RBF activities (sum 1) instead of plain
 
 
-def check_dcs_params(params: dict, base: DCSParams | None = None) -> DCSParams:
-    p = merge_params(params, base or DCSParams(), "DCS")
+def check_dcs_params(params: dict, base: DCSParams | None = None, hint: str = "") -> DCSParams:
+    p = merge_params(params, base or DCSParams(), "DCS", hint)
     return DCSParams(eps_b=check_number(p.eps_b, "eps_b", maximum=1, above=0),
                      eps_n=check_number(p.eps_n, "eps_n", maximum=1, above=0),
                      alpha=check_number(p.alpha, "alpha", maximum=1, above=0),
@@ -83,15 +83,16 @@ class DCS(GrowingGraph):
 
     value_dtype = torch.float64  # an edge holds log C - t log alpha (see the module text)
     name = "dcs"
+    param_hint = ""  # more parameter names a subclass takes, for the unknown-name error
 
     def __init__(self, dim: int = 2, max_nodes: int = 200, seed: int = 0, *, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, **params):
         super().__init__(dim, max_nodes, seed, device, dtype)
-        self.params = check_dcs_params(params)
+        self.params = check_dcs_params(params, hint=self.param_hint)
         self._reset()
 
     def set_params(self, **params):
-        self.params = check_dcs_params(params, self.params)
+        self.params = check_dcs_params(params, self.params, self.param_hint)
         return self
 
     def get_params(self) -> dict:
@@ -207,6 +208,7 @@ class DCSGCS(DCS):
     """
 
     name = "dcs-gcs"
+    param_hint = ", " + ", ".join(GCSParams.__dataclass_fields__)
 
     def __init__(self, dim: int = 2, max_nodes: int = 200, seed: int = 0, *, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, **params):
@@ -262,7 +264,8 @@ class DCSGCS(DCS):
         g = self.graph
         outs = []
         for start in range(0, len(x), 4096):
-            dist2 = torch.cdist(x[start:start + 4096], g.pos).pow(2).masked_fill_(~g.alive, math.inf)
+            block = torch.cdist(x[start:start + 4096], g.pos, compute_mode="donot_use_mm_for_euclid_dist")  # exact
+            dist2 = block.pow(2).masked_fill_(~g.alive, math.inf)
             outs.append(self._activity(dist2) @ g.extra["out"])
         return torch.cat(outs)
 

@@ -160,8 +160,12 @@ class GNG(GrowingGraph):
         g, p = self.graph, self.params
         B, cap = len(xb), g.capacity
         pos = g.pos
-        sq = (pos * pos).sum(1).masked_fill_(~g.alive, math.inf)
-        dist2 = torch.addmm(sq, xb, pos.t(), alpha=-2.0)              # ||w||^2 - 2 x.w: same order
+        # the expansion ||w||^2 - 2 x.w rounds at the scale of ||x||^2: about the units' mean it
+        # rounds at the scale of their spread instead, and the distances' order is shift-free
+        centre = pos[g.alive].mean(0)
+        rel = pos - centre
+        sq = (rel * rel).sum(1).masked_fill_(~g.alive, math.inf)
+        dist2 = torch.addmm(sq, xb - centre, rel.t(), alpha=-2.0)     # ||w||^2 - 2 x.w: same order
         s1 = dist2.min(1).indices                                      # two passes of min: ~2x
         dist2.scatter_(1, s1.unsqueeze(1), math.inf)                   # faster than topk(2) or
         s2 = dist2.min(1).indices                                      # argmin on CPU
@@ -219,7 +223,8 @@ class GNG(GrowingGraph):
         g.error[r] = g.error[q]
 
     def _decay_weights(self, size: int) -> torch.Tensor:
-        """d^(B-k) for the signal k = 1..B of a batch: the decays it sees before the batch ends."""
+        """d^(B-k+1) for the signal k = 1..B of a batch: the decays it sees from its own step to
+        the batch's end (the sequential mode decays every error after every step, its own too)."""
         if size not in self._decay_cache:
             k = torch.arange(size, 0, -1, dtype=torch.float64, device=self.device)
             self._decay_cache[size] = self.params.d ** k

@@ -23,7 +23,9 @@ def _nearest_two(nodes: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, to
     dist, idx = [], []
     k = min(2, len(nodes))
     for start in range(0, len(x), CHUNK):
-        block = torch.cdist(x[start:start + CHUNK], nodes)
+        # exact differences: cdist's matrix-product form (its default past 25 rows) loses the
+        # distances of data far from the origin to rounding
+        block = torch.cdist(x[start:start + CHUNK], nodes, compute_mode="donot_use_mm_for_euclid_dist")
         d, i = block.topk(k, dim=1, largest=False)
         dist.append(d)
         idx.append(i)
